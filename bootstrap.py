@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Set up .venv from the lock file (when needed) and run an invoke task in it.
+
+    python3 bootstrap.py dev      # run the app (embedded PostgreSQL when DATABASE_URL is unset)
+    python3 bootstrap.py test     # run the whole test suite
+
+Standard library only: it runs on a fresh machine with nothing but Python >= 3.10.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+LOCK = ROOT / "requirements" / "dev.lock"
+STAMP = VENV / ".installed-from"
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in (LOCK, ROOT / "pyproject.toml"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _run(*args: str) -> None:
+    print("bootstrap:", " ".join(args), flush=True)
+    subprocess.run(args, check=True, cwd=ROOT)
+
+
+def ensure_venv() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    wanted = _fingerprint()
+    if not STAMP.exists() or STAMP.read_text() != wanted:
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
+        _run(*pip, "install", "--require-hashes", "-r", str(LOCK))
+        _run(*pip, "install", "--no-deps", "-e", str(ROOT))
+        STAMP.write_text(wanted)
+    return python
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script may run on an old Python
+        sys.exit("Python 3.10 or newer is needed")
+    if not argv:
+        sys.exit(__doc__)
+    ensure_venv()
+    invoke = VENV / "bin" / "invoke"
+    os.chdir(ROOT)
+    os.execv(str(invoke), [str(invoke), *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,318 @@
+"""SQLAlchemy 2.0 typed models for the whole product.
+
+Every row a person owns carries ``user_id NOT NULL`` so that every query can (and must)
+filter on it; cross-user foreign keys are made impossible with composite keys
+``(user_id, id)`` where a row points at another person-owned row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import BigInteger
+from sqlalchemy import Boolean
+from sqlalchemy import CheckConstraint
+from sqlalchemy import DateTime
+from sqlalchemy import Double
+from sqlalchemy import ForeignKey
+from sqlalchemy import ForeignKeyConstraint
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import MetaData
+from sqlalchemy import SmallInteger
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy import func
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TASK_KINDS = ("one-time", "recurring", "routine", "project")
+ATTEMPT_STATUSES = ("initialized", "started", "paused", "completed", "cancelled")
+EMOTION_PHASES = ("before", "after")
+
+# Limits shared by the database checks and the forms.
+USERNAME_MAX = 40
+TASK_NAME_MAX = 200
+DESCRIPTION_MAX = 5000
+NOTES_MAX = 10000
+EMOTION_NAME_MAX = 60
+CONTEXT_MAX = 200
+
+PREDICTION_SCALES = (
+    "expected_aversion",
+    "expected_relief",
+    "expected_cognitive_load",
+    "expected_emotional_load",
+    "expected_physical_load",
+    "motivation",
+)
+OUTCOME_SCALES = (
+    "actual_relief",
+    "actual_cognitive_load",
+    "actual_emotional_load",
+    "actual_physical_load",
+)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def _scale_check(column: str, high: int = 100) -> CheckConstraint:
+    return CheckConstraint(f"{column} BETWEEN 0 AND {high}", name=f"{column}_range")
+
+
+def _length_check(column: str, limit: int) -> CheckConstraint:
+    return CheckConstraint(f"char_length({column}) <= {limit}", name=f"{column}_length")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+    }
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        # Usernames are unique case-insensitively; the database enforces it.
+        Index("uq_users_lower_username", text("lower(username)"), unique=True),
+        CheckConstraint(
+            f"char_length(username) BETWEEN 1 AND {USERNAME_MAX}", name="username_length"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX))
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    # SHA-256 of the sign-in key; the key itself is shown once and never stored.
+    signin_key_hash: Mapped[str] = mapped_column(String(64))
+    # Per-person recommendation filter (measures and maximum duration).
+    preferences: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class UserSession(Base):
+    """A browser session; the cookie carries a random token whose hash is the key here.
+
+    Keeping sessions server-side lets sign-out (and account deletion) end them for real.
+    """
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user_id", "user_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[dt.datetime]
+
+
+class Emotion(Base):
+    __tablename__ = "emotions"
+    __table_args__ = (
+        UniqueConstraint("user_id", "id"),
+        Index("uq_emotions_user_id_lower_name", "user_id", text("lower(name)"), unique=True),
+        CheckConstraint(f"char_length(name) BETWEEN 1 AND {EMOTION_NAME_MAX}", name="name_length"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(EMOTION_NAME_MAX))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class Task(Base):
+    """A task template. Editing bumps ``version``; tasks with history are archived."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("user_id", "id"),
+        UniqueConstraint("user_id", "legacy_id"),
+        CheckConstraint(_in_list("kind", TASK_KINDS), name="kind_allowed"),
+        CheckConstraint(f"char_length(name) BETWEEN 1 AND {TASK_NAME_MAX}", name="name_length"),
+        _length_check("description", DESCRIPTION_MAX),
+        CheckConstraint("default_estimate_minutes >= 0", name="estimate_not_negative"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        Index(
+            "ix_tasks_user_id_active",
+            "user_id",
+            "name",
+            postgresql_where=text("archived_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(TASK_NAME_MAX))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    kind: Mapped[str] = mapped_column(String(16), server_default="one-time")
+    default_estimate_minutes: Mapped[float] = mapped_column(Double, server_default="0")
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    archived_at: Mapped[dt.datetime | None]
+    # The old app's id (``t1763738425``) for imported rows; unique per person.
+    legacy_id: Mapped[str | None] = mapped_column(String(64))
+    extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+
+
+class TaskEmotion(Base):
+    """The emotions a person wants to track for a task."""
+
+    __tablename__ = "task_emotions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id", "task_id"], ["tasks.user_id", "tasks.id"], ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["user_id", "emotion_id"], ["emotions.user_id", "emotions.id"], ondelete="CASCADE"
+        ),
+        Index("ix_task_emotions_emotion_id", "emotion_id"),
+    )
+
+    task_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    emotion_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class Attempt(Base):
+    """One go at a task: initialized → started ⇄ paused → completed, or cancelled."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "id"),
+        UniqueConstraint("user_id", "legacy_id"),
+        ForeignKeyConstraint(
+            ["user_id", "task_id"], ["tasks.user_id", "tasks.id"], ondelete="CASCADE"
+        ),
+        CheckConstraint(_in_list("status", ATTEMPT_STATUSES), name="status_allowed"),
+        *(_scale_check(c) for c in PREDICTION_SCALES + OUTCOME_SCALES),
+        _scale_check("completion_percent", 200),
+        CheckConstraint("time_estimate_minutes >= 0", name="estimate_not_negative"),
+        CheckConstraint("minutes_spent >= 0", name="minutes_spent_not_negative"),
+        _length_check("description", DESCRIPTION_MAX),
+        _length_check("notes", NOTES_MAX),
+        _length_check("cancel_reason", NOTES_MAX),
+        _length_check("physical_context", CONTEXT_MAX),
+        # Only one attempt per person can be running at a time.
+        Index(
+            "uq_attempts_user_id_started",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status = 'started'"),
+        ),
+        # Dashboard: open attempts, and the latest completed ones.
+        Index(
+            "ix_attempts_user_id_open",
+            "user_id",
+            "initialized_at",
+            postgresql_where=text("status IN ('initialized', 'started', 'paused')"),
+        ),
+        Index("ix_attempts_user_id_completed_at", "user_id", "completed_at"),
+        Index("ix_attempts_task_id", "task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(BigInteger)
+    task_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), server_default="initialized")
+
+    initialized_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[dt.datetime | None]  # first start
+    resumed_at: Mapped[dt.datetime | None]  # start of the running interval, if running
+    completed_at: Mapped[dt.datetime | None]
+    cancelled_at: Mapped[dt.datetime | None]
+    # Minutes in closed started intervals; the running one is added when it closes.
+    minutes_spent: Mapped[float] = mapped_column(Double, server_default="0")
+
+    # Prediction (recorded when initializing).
+    expected_aversion: Mapped[int | None] = mapped_column(SmallInteger)
+    expected_relief: Mapped[int | None] = mapped_column(SmallInteger)
+    expected_cognitive_load: Mapped[int | None] = mapped_column(SmallInteger)
+    expected_emotional_load: Mapped[int | None] = mapped_column(SmallInteger)
+    expected_physical_load: Mapped[int | None] = mapped_column(SmallInteger)
+    motivation: Mapped[int | None] = mapped_column(SmallInteger)
+    time_estimate_minutes: Mapped[float | None] = mapped_column(Double)
+    physical_context: Mapped[str | None] = mapped_column(String(CONTEXT_MAX))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+
+    # Outcome (recorded when completing) or cancellation.
+    actual_relief: Mapped[int | None] = mapped_column(SmallInteger)
+    actual_cognitive_load: Mapped[int | None] = mapped_column(SmallInteger)
+    actual_emotional_load: Mapped[int | None] = mapped_column(SmallInteger)
+    actual_physical_load: Mapped[int | None] = mapped_column(SmallInteger)
+    completion_percent: Mapped[int | None] = mapped_column(SmallInteger)
+    notes: Mapped[str] = mapped_column(Text, server_default="")
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+
+    # Measures, computed once when the outcome is saved (see service.attempts.measures).
+    stress: Mapped[float | None] = mapped_column(Double)
+    net_wellbeing: Mapped[float | None] = mapped_column(Double)
+    net_wellbeing_normalized: Mapped[float | None] = mapped_column(Double)
+    stress_efficiency: Mapped[float | None] = mapped_column(Double)
+    relief_surprise: Mapped[float | None] = mapped_column(Double)
+    delay_minutes: Mapped[float | None] = mapped_column(Double)
+    procrastination_score: Mapped[float | None] = mapped_column(Double)
+    proactive_score: Mapped[float | None] = mapped_column(Double)
+    time_accuracy: Mapped[float | None] = mapped_column(Double)
+    behavioral_score: Mapped[float | None] = mapped_column(Double)
+    relief_duration_score: Mapped[float | None] = mapped_column(Double)
+
+    # Anything else worth keeping (legacy blocker types, pause reasons, ...).
+    extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    legacy_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class AttemptEmotion(Base):
+    """Emotions felt before (at initialize) or after (at completion) an attempt."""
+
+    __tablename__ = "attempt_emotions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id", "attempt_id"], ["attempts.user_id", "attempts.id"], ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["user_id", "emotion_id"], ["emotions.user_id", "emotions.id"], ondelete="CASCADE"
+        ),
+        CheckConstraint(_in_list("phase", EMOTION_PHASES), name="phase_allowed"),
+        Index("ix_attempt_emotions_emotion_id", "emotion_id"),
+    )
+
+    attempt_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    emotion_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    phase: Mapped[str] = mapped_column(String(8), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class ImportRun(Base):
+    """A record of each legacy-folder import, with its report."""
+
+    __tablename__ = "import_runs"
+    __table_args__ = (Index("ix_import_runs_user_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    dry_run: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    report: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))

@@ -1,0 +1,44 @@
+"""The Task Aversion System web app (package ``service``)."""
+
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+from typing import Any
+
+from flask import Flask
+
+from service import config
+from service import database
+from service import errors
+from service import health
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("task-aversion-system")
+    except metadata.PackageNotFoundError:  # running from a source tree without install
+        return "0.0.0+unknown"
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then the environment (or ``test_config``), then extensions."""
+    app = Flask(__name__)
+    settings = config.from_environment() if test_config is None else dict(test_config)
+    app.config.update(
+        VERSION=package_version(),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MAX_USERS=25,
+        DB_POOL_SIZE=5,
+        MAX_UPLOAD_MB=20,
+        LOG_LEVEL="INFO",
+    )
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_MB"] * 1024 * 1024
+    logging.basicConfig(level=app.config["LOG_LEVEL"])
+
+    database.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    return app

@@ -1,0 +1,22 @@
+"""gunicorn settings shared by ``invoke serve`` and the systemd unit.
+
+Every value can be overridden on the command line; the environment gives the defaults.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# A request that takes this long is stuck; the worker is replaced.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+# Let the app (not the master) open database connections: each worker gets its own pool.
+preload_app = False
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

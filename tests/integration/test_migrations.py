@@ -1,0 +1,123 @@
+"""Alembic: the schema builds from nothing, comes down to nothing, and matches the models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy import inspect
+
+from db import migrate
+from db.models import Base
+
+PERSON_OWNED = {
+    "emotions",
+    "tasks",
+    "task_emotions",
+    "attempts",
+    "attempt_emotions",
+    "import_runs",
+    "user_sessions",
+}
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_empty_then_downgrade_to_base_then_upgrade_again(empty_database_url):
+    migrate.upgrade(empty_database_url)
+    assert {"users", "tasks", "attempts", "alembic_version"} <= _tables(empty_database_url)
+
+    migrate.downgrade(empty_database_url, "base")
+    assert _tables(empty_database_url) <= {"alembic_version"}
+
+    migrate.upgrade(empty_database_url)
+    engine = create_engine(empty_database_url)
+    with engine.connect() as conn:
+        assert migrate.current_revision(conn) == migrate.head_revision()
+    engine.dispose()
+
+
+def test_every_revision_downgrades_and_upgrades_again(empty_database_url):
+    config = migrate.alembic_config(empty_database_url, configure_logging=False)
+    script = ScriptDirectory.from_config(config)
+    revisions = list(reversed(list(script.walk_revisions())))
+    for revision in revisions:
+        command.upgrade(config, revision.revision)
+        command.downgrade(config, revision.down_revision or "base")
+        command.upgrade(config, revision.revision)
+
+
+def test_models_and_migrations_do_not_drift(database_url):
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_alembic_check_command_reports_no_drift(database_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", "db/alembic.ini", "check"],
+        env={"DATABASE_URL": database_url, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No new upgrade operations detected" in result.stdout + result.stderr
+
+
+def test_there_is_exactly_one_head():
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert len(script.get_heads()) == 1
+
+
+def test_every_person_owned_table_has_a_not_null_user_id():
+    for name in PERSON_OWNED:
+        column = Base.metadata.tables[name].c.user_id
+        assert column.nullable is False, name
+
+
+def test_usernames_are_unique_case_insensitively_in_the_database(database_url):
+    libpq = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(libpq) as conn:
+        conn.execute("INSERT INTO users (username, signin_key_hash) VALUES ('Alice', 'x')")
+        try:
+            conn.execute("INSERT INTO users (username, signin_key_hash) VALUES ('alice', 'y')")
+        except psycopg.errors.UniqueViolation:
+            conn.rollback()
+        else:
+            raise AssertionError("a second 'alice' was accepted")
+
+
+def test_scales_outside_0_to_100_are_refused_by_the_database(database_url):
+    libpq = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(libpq) as conn:
+        user_id = conn.execute(
+            "INSERT INTO users (username, signin_key_hash) VALUES ('bob', 'x') RETURNING id"
+        ).fetchone()[0]
+        task_id = conn.execute(
+            "INSERT INTO tasks (user_id, name) VALUES (%s, 'write') RETURNING id", (user_id,)
+        ).fetchone()[0]
+        try:
+            conn.execute(
+                "INSERT INTO attempts (user_id, task_id, task_version, expected_relief) "
+                "VALUES (%s, %s, 1, 101)",
+                (user_id, task_id),
+            )
+        except psycopg.errors.CheckViolation as exc:
+            assert "expected_relief_range" in str(exc)
+        else:
+            raise AssertionError("expected_relief = 101 was accepted")

@@ -1,0 +1,44 @@
+"""Settings: production refuses to start without a real secret, and says what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from service import config
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name in ("APP_ENV", "SECRET_KEY", "DATABASE_URL", "MAX_USERS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db.example/tas")
+    return monkeypatch
+
+
+@pytest.mark.parametrize("secret", ["", "change-me", "short"])
+def test_production_refuses_a_missing_or_placeholder_secret(env, secret):
+    env.setenv("SECRET_KEY", secret)
+    with pytest.raises(config.ConfigError, match="SECRET_KEY"):
+        config.from_environment()
+
+
+def test_production_accepts_a_long_random_secret_and_defaults_the_cap_to_25(env):
+    env.setenv("SECRET_KEY", "x" * 16 + "9f3a" * 8)
+    settings = config.from_environment()
+    assert settings["MAX_USERS"] == 25
+    assert settings["SESSION_COOKIE_SECURE"] is True
+    assert settings["DATABASE_URL"].startswith("postgresql+psycopg://")
+
+
+def test_a_missing_database_url_is_a_clear_error(env):
+    env.delenv("DATABASE_URL")
+    env.setenv("APP_ENV", "development")
+    with pytest.raises(config.ConfigError, match="DATABASE_URL"):
+        config.from_environment()
+
+
+def test_a_non_numeric_user_cap_is_a_clear_error(env):
+    env.setenv("APP_ENV", "development")
+    env.setenv("MAX_USERS", "lots")
+    with pytest.raises(config.ConfigError, match="MAX_USERS must be a whole number"):
+        config.from_environment()
