@@ -8,10 +8,18 @@ from typing import Any
 
 from flask import Flask
 
+from service import accounts
+from service import attempts
+from service import auth
 from service import config
+from service import dashboard
 from service import database
+from service import emotions
 from service import errors
 from service import health
+from service import security
+from service import tasks
+from service import templating
 
 
 def package_version() -> str:
@@ -33,6 +41,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         DB_POOL_SIZE=5,
         MAX_UPLOAD_MB=20,
         LOG_LEVEL="INFO",
+        PROXY_COUNT=0,
+        RATELIMIT_ENABLED=True,
     )
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_MB"] * 1024 * 1024
@@ -40,5 +50,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     database.init_app(app)
     errors.init_app(app)
-    app.register_blueprint(health.bp)
+    security.init_app(app)
+    auth.init_app(app)
+    templating.init_app(app)
+    for blueprint in (
+        health.bp,
+        accounts.bp,
+        dashboard.bp,
+        tasks.bp,
+        attempts.bp,
+        emotions.bp,
+    ):
+        app.register_blueprint(blueprint)
     return app

@@ -10,6 +10,7 @@ and still never see each other's rows.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -120,6 +121,8 @@ def app_config(database_url: str, **overrides: Any) -> dict[str, Any]:
         "MAX_USERS": 25,
         "SESSION_COOKIE_SECURE": False,
         "RATELIMIT_STORAGE_URI": "memory://",
+        # Tests sign up many people from one address; the rate-limit tests turn it on.
+        "RATELIMIT_ENABLED": False,
     }
     config.update(overrides)
     return config
@@ -135,3 +138,63 @@ def app(database_url: str) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+CSRF_PATTERN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, path: str = "/signin") -> str:
+    """The session's CSRF token, read from a real form the way a browser gets it."""
+    page = client.get(path).get_data(as_text=True)
+    match = CSRF_PATTERN.search(page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+class Browser:
+    """A signed-in person driving the app over HTTP with real forms and CSRF tokens."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+        self.key = ""
+        self.username = ""
+
+    def token(self) -> str:
+        return csrf_token(self.client, "/signin")
+
+    def post(self, path: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        payload = {"csrf_token": self.token(), **(data or {})}
+        return self.client.post(path, data=payload, **kwargs)
+
+    def signup(self, username: str, timezone: str = "Europe/Berlin") -> Any:
+        response = self.post("/signup", {"username": username, "timezone": timezone})
+        match = re.search(r'id="signin-key">([^<]+)<', response.get_data(as_text=True))
+        if match:
+            self.key, self.username = match.group(1), username
+        return response
+
+    def create_task(self, name: str = "Write report", **fields: Any) -> int:
+        data = {"name": name, "kind": "one-time", "default_estimate_minutes": "30", **fields}
+        response = self.post("/tasks/new", data)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return self.latest_id("tasks")
+
+    def latest_id(self, table: str) -> int:
+        app = self.client.application
+        with app.extensions["db_engine"].connect() as conn:
+            return int(conn.exec_driver_sql(f"SELECT max(id) FROM {table}").scalar_one())
+
+
+@pytest.fixture
+def browser(client: FlaskClient) -> Browser:
+    person = Browser(client)
+    response = person.signup("alice")
+    assert response.status_code == 200 and person.key
+    return person
+
+
+@pytest.fixture
+def other_browser(app: Flask) -> Browser:
+    person = Browser(app.test_client())
+    person.signup("mallory")
+    return person

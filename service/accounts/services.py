@@ -1,0 +1,120 @@
+"""Account rules: case-insensitive unique names, sign-in keys, the user cap."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from functools import lru_cache
+from zoneinfo import available_timezones
+
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import USERNAME_MAX
+from db.models import User
+
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Serialises sign-ups so two at once can't both take the last place under the cap.
+SIGNUP_LOCK_KEY = 0x7A5_516E
+
+
+class UsernameTaken(Exception):
+    def __init__(self, suggestions: list[str]) -> None:
+        super().__init__("username taken")
+        self.suggestions = suggestions
+
+
+class SignupClosed(Exception):
+    pass
+
+
+@lru_cache(maxsize=1)
+def time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def valid_time_zone(name: str | None) -> bool:
+    return bool(name) and name in time_zones()
+
+
+def new_signin_key() -> str:
+    """A random key, grouped for reading aloud or typing: 5 groups of 5 characters."""
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i lookalikes
+    raw = "".join(secrets.choice(alphabet) for _ in range(25))
+    return "-".join(raw[i : i + 5] for i in range(0, 25, 5))
+
+
+def key_hash(key: str) -> str:
+    # The key has ~120 bits of entropy: a fast hash is enough (no dictionary to attack).
+    normalized = key.strip().lower().replace(" ", "")
+    return hashlib.sha256(normalized.encode()).hexdigest()
+
+
+def find_user(db: Session, username: str) -> User | None:
+    return db.scalar(select(User).where(func.lower(User.username) == username.lower()))
+
+
+def suggest_usernames(db: Session, username: str, count: int = 2) -> list[str]:
+    base = username[: USERNAME_MAX - 4]
+    candidates = [f"{base}{n}" for n in (2, 3, 7, 11, 42, 99)]
+    candidates += [f"{base}_{secrets.randbelow(900) + 100}" for _ in range(4)]
+    taken = set(
+        db.scalars(
+            select(func.lower(User.username)).where(
+                func.lower(User.username).in_([c.lower() for c in candidates])
+            )
+        )
+    )
+    return [c for c in candidates if c.lower() not in taken][:count]
+
+
+def signup_open(db: Session, max_users: int) -> bool:
+    return (db.scalar(select(func.count()).select_from(User)) or 0) < max_users
+
+
+def create_user(db: Session, username: str, timezone: str, max_users: int) -> tuple[User, str]:
+    """Create an account and return it with its sign-in key (shown once, stored hashed)."""
+    db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SIGNUP_LOCK_KEY})
+    if not signup_open(db, max_users):
+        raise SignupClosed
+    if find_user(db, username) is not None:
+        raise UsernameTaken(suggest_usernames(db, username))
+    key = new_signin_key()
+    user = User(
+        username=username,
+        timezone=timezone if valid_time_zone(timezone) else "UTC",
+        signin_key_hash=key_hash(key),
+    )
+    db.add(user)
+    try:
+        db.flush()
+    except IntegrityError as exc:  # a concurrent sign-up took the name first
+        db.rollback()
+        raise UsernameTaken(suggest_usernames(db, username)) from exc
+    return user, key
+
+
+def verify_signin(db: Session, username: str, key: str) -> User | None:
+    user = find_user(db, username)
+    if user is None:
+        # Same work either way, so timing doesn't tell which names exist.
+        hmac.compare_digest(key_hash(key), key_hash("x"))
+        return None
+    return user if hmac.compare_digest(user.signin_key_hash, key_hash(key)) else None
+
+
+def regenerate_key(user: User) -> str:
+    key = new_signin_key()
+    user.signin_key_hash = key_hash(key)
+    return key
+
+
+def delete_account(db: Session, user: User) -> None:
+    # Every person-owned table cascades from users, sessions included.
+    db.execute(delete(User).where(User.id == user.id))

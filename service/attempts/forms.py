@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from wtforms import StringField
+from wtforms import TextAreaField
+from wtforms.validators import DataRequired
+from wtforms.validators import Length
+
+from db.models import CONTEXT_MAX
+from db.models import DESCRIPTION_MAX
+from db.models import NOTES_MAX
+from service.forms import BaseForm
+from service.forms import emotion_checklist
+from service.forms import new_emotions_field
+from service.forms import scale_field
+from service.tasks.forms import minutes_field
+
+PHYSICAL_CONTEXTS = ("Home", "Work", "Gym", "Outdoors", "Errands")
+REASON_MAX = 1000
+
+PREDICTION_LABELS = {
+    "expected_aversion": "Aversion: how much you don't want to do it",
+    "expected_relief": "Expected relief afterwards",
+    "expected_cognitive_load": "Expected mental load",
+    "expected_emotional_load": "Expected emotional load",
+    "expected_physical_load": "Expected physical load",
+    "motivation": "Motivation",
+}
+OUTCOME_LABELS = {
+    "actual_relief": "Relief",
+    "actual_cognitive_load": "Mental load",
+    "actual_emotional_load": "Emotional load",
+    "actual_physical_load": "Physical load",
+}
+
+
+def _notes(label: str, limit: int = NOTES_MAX) -> TextAreaField:
+    return TextAreaField(
+        label, validators=[Length(max=limit, message=f"At most {limit:,} characters.")]
+    )
+
+
+class PredictionForm(BaseForm):
+    expected_aversion = scale_field(PREDICTION_LABELS["expected_aversion"])
+    expected_relief = scale_field(PREDICTION_LABELS["expected_relief"])
+    expected_cognitive_load = scale_field(PREDICTION_LABELS["expected_cognitive_load"])
+    expected_emotional_load = scale_field(PREDICTION_LABELS["expected_emotional_load"])
+    expected_physical_load = scale_field(PREDICTION_LABELS["expected_physical_load"])
+    motivation = scale_field(PREDICTION_LABELS["motivation"])
+    time_estimate_minutes = minutes_field("Time estimate (minutes)")
+    emotions = emotion_checklist("Emotions you feel now")
+    new_emotions = new_emotions_field()
+    physical_context = StringField(
+        "Where (physical context)",
+        validators=[Length(max=CONTEXT_MAX, message=f"At most {CONTEXT_MAX} characters.")],
+        description="Home, Work, Gym, Outdoors, Errands, or your own words.",
+        render_kw={"list": "physical-contexts"},
+    )
+    description = _notes("Notes for this attempt", DESCRIPTION_MAX)
+
+
+class OutcomeForm(BaseForm):
+    actual_relief = scale_field(OUTCOME_LABELS["actual_relief"])
+    actual_cognitive_load = scale_field(OUTCOME_LABELS["actual_cognitive_load"])
+    actual_emotional_load = scale_field(OUTCOME_LABELS["actual_emotional_load"])
+    actual_physical_load = scale_field(OUTCOME_LABELS["actual_physical_load"])
+    completion_percent = scale_field("How much got done (%)", high=200)
+    minutes_spent = minutes_field("Minutes spent", required=True)
+    emotions = emotion_checklist("Emotions you feel now")
+    new_emotions = new_emotions_field()
+    notes = _notes("Notes")
+
+
+class CancelForm(BaseForm):
+    reason = StringField(
+        "Why are you cancelling?",
+        validators=[
+            DataRequired("Say why, even briefly: it helps your analytics."),
+            Length(max=REASON_MAX, message=f"At most {REASON_MAX:,} characters."),
+        ],
+    )
+    completion_percent = scale_field("Progress made (%)")
+    minutes_spent = minutes_field("Minutes spent")
+    notes = _notes("Notes")
+
+
+class PauseForm(BaseForm):
+    reason = StringField(
+        "Reason for pausing (optional)",
+        validators=[Length(max=REASON_MAX, message=f"At most {REASON_MAX:,} characters.")],
+    )

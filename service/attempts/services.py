@@ -1,0 +1,204 @@
+"""The attempt lifecycle. Functions change objects; the view commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import abort
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.measures import AttemptFacts
+from db.measures import compute_measures
+from db.models import OUTCOME_SCALES
+from db.models import PREDICTION_SCALES
+from db.models import Attempt
+from db.models import AttemptEmotion
+from db.models import Task
+from db.models import utcnow
+
+OPEN_STATUSES = ("initialized", "started", "paused")
+PREDICTION_FIELDS = (
+    *PREDICTION_SCALES,
+    "time_estimate_minutes",
+    "physical_context",
+    "description",
+)
+
+
+class AttemptStateError(Exception):
+    """The attempt can't make that move from where it is; the message says why."""
+
+
+def get_attempt_or_404(db: Session, user_id: int, attempt_id: int) -> Attempt:
+    attempt = db.scalar(select(Attempt).where(Attempt.id == attempt_id, Attempt.user_id == user_id))
+    if attempt is None:
+        abort(404)
+    return attempt
+
+
+def task_averages(db: Session, user_id: int, task_id: int) -> dict[str, float | None]:
+    """The person's averages for this task: the defaults of the sliders."""
+    columns = [*PREDICTION_SCALES, *OUTCOME_SCALES, "completion_percent"]
+    row = db.execute(
+        select(*(func.avg(getattr(Attempt, c)).label(c) for c in columns)).where(
+            Attempt.user_id == user_id, Attempt.task_id == task_id
+        )
+    ).one()
+    return {c: (float(v) if v is not None else None) for c, v in row._mapping.items()}
+
+
+def slider_defaults(averages: dict[str, float | None], fields: tuple[str, ...]) -> dict[str, int]:
+    defaults = {}
+    for name in fields:
+        average = averages.get(name)
+        defaults[name] = round(average) if average is not None else 50
+    return defaults
+
+
+def set_emotions(db: Session, attempt: Attempt, phase: str, emotion_ids: list[int]) -> None:
+    db.execute(
+        delete(AttemptEmotion).where(
+            AttemptEmotion.attempt_id == attempt.id, AttemptEmotion.phase == phase
+        )
+    )
+    db.add_all(
+        AttemptEmotion(attempt_id=attempt.id, emotion_id=e, phase=phase, user_id=attempt.user_id)
+        for e in emotion_ids
+    )
+
+
+def emotion_ids(db: Session, attempt: Attempt, phase: str) -> list[int]:
+    return list(
+        db.scalars(
+            select(AttemptEmotion.emotion_id).where(
+                AttemptEmotion.attempt_id == attempt.id, AttemptEmotion.phase == phase
+            )
+        )
+    )
+
+
+def initialize_attempt(db: Session, task: Task, prediction: dict[str, Any]) -> Attempt:
+    if task.archived_at is not None:
+        raise AttemptStateError("That task is archived; restore it first.")
+    attempt = Attempt(
+        user_id=task.user_id,
+        task_id=task.id,
+        task_version=task.version,
+        status="initialized",
+        initialized_at=utcnow(),
+        minutes_spent=0.0,
+        extra={},
+    )
+    apply_prediction(attempt, prediction)
+    db.add(attempt)
+    db.flush()
+    return attempt
+
+
+def apply_prediction(attempt: Attempt, prediction: dict[str, Any]) -> None:
+    if attempt.status not in OPEN_STATUSES:
+        raise AttemptStateError(f"This attempt is already {attempt.status}.")
+    for name in PREDICTION_FIELDS:
+        setattr(attempt, name, prediction.get(name))
+    attempt.description = attempt.description or ""
+
+
+def running_attempt(db: Session, user_id: int) -> Attempt | None:
+    return db.scalar(select(Attempt).where(Attempt.user_id == user_id, Attempt.status == "started"))
+
+
+def start_attempt(db: Session, attempt: Attempt, task_name: str) -> None:
+    """Start (or resume). Only one attempt per person runs at a time."""
+    if attempt.status not in ("initialized", "paused"):
+        raise AttemptStateError(f"“{task_name}” is already {attempt.status}.")
+    other = running_attempt(db, attempt.user_id)
+    if other is not None:
+        raise AttemptStateError(
+            "Another task is running: pause or finish it first (only one at a time)."
+        )
+    now = utcnow()
+    attempt.status = "started"
+    attempt.started_at = attempt.started_at or now
+    attempt.resumed_at = now
+    try:
+        db.flush()
+    except IntegrityError as exc:  # a second tab started another one at the same moment
+        db.rollback()
+        raise AttemptStateError("Another task is running: pause or finish it first.") from exc
+
+
+def minutes_so_far(
+    status: str,
+    resumed_at: dt.datetime | None,
+    minutes_spent: float,
+    now: dt.datetime | None = None,
+) -> float:
+    """Time spent: the sum of the started intervals, including the running one."""
+    running = 0.0
+    if status == "started" and resumed_at is not None:
+        running = ((now or utcnow()) - resumed_at).total_seconds() / 60
+    return minutes_spent + max(running, 0.0)
+
+
+def elapsed_minutes(attempt: Attempt) -> float:
+    return minutes_so_far(attempt.status, attempt.resumed_at, attempt.minutes_spent)
+
+
+def _close_interval(attempt: Attempt) -> None:
+    attempt.minutes_spent = elapsed_minutes(attempt)
+    attempt.resumed_at = None
+
+
+def pause_attempt(attempt: Attempt, reason: str) -> None:
+    if attempt.status != "started":
+        raise AttemptStateError("Only a running task can be paused.")
+    _close_interval(attempt)
+    attempt.status = "paused"
+    pauses = [*attempt.extra.get("pauses", []), {"at": utcnow().isoformat(), "reason": reason}]
+    attempt.extra = {**attempt.extra, "pauses": pauses}
+
+
+def _finishable(attempt: Attempt) -> None:
+    if attempt.status not in OPEN_STATUSES:
+        raise AttemptStateError(f"This attempt is already {attempt.status}.")
+
+
+def complete_attempt(attempt: Attempt, outcome: dict[str, Any]) -> None:
+    _finishable(attempt)
+    _close_interval(attempt)
+    for name in (*OUTCOME_SCALES, "completion_percent", "notes"):
+        setattr(attempt, name, outcome[name])
+    attempt.minutes_spent = outcome["minutes_spent"]
+    attempt.status = "completed"
+    attempt.completed_at = utcnow()
+    facts = AttemptFacts(
+        actual_relief=attempt.actual_relief,
+        expected_relief=attempt.expected_relief,
+        actual_cognitive_load=attempt.actual_cognitive_load,
+        actual_emotional_load=attempt.actual_emotional_load,
+        actual_physical_load=attempt.actual_physical_load,
+        completion_percent=attempt.completion_percent,
+        minutes_spent=attempt.minutes_spent,
+        time_estimate_minutes=attempt.time_estimate_minutes,
+        initialized_at=attempt.initialized_at,
+        started_at=attempt.started_at,
+    )
+    for name, value in compute_measures(facts).items():
+        setattr(attempt, name, value)
+
+
+def cancel_attempt(attempt: Attempt, cancellation: dict[str, Any]) -> None:
+    _finishable(attempt)
+    _close_interval(attempt)
+    attempt.cancel_reason = cancellation["reason"]
+    attempt.completion_percent = cancellation["completion_percent"]
+    if cancellation.get("minutes_spent") is not None:
+        attempt.minutes_spent = cancellation["minutes_spent"]
+    attempt.notes = cancellation.get("notes") or ""
+    attempt.status = "cancelled"
+    attempt.cancelled_at = utcnow()

@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from flask import abort
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import url_for
+from flask.typing import ResponseReturnValue
+
+from db.models import OUTCOME_SCALES
+from db.models import PREDICTION_SCALES
+from db.models import Attempt
+from db.models import Task
+from service import auth
+from service import database
+from service.accounts.forms import ConfirmForm
+from service.attempts import services
+from service.attempts.forms import OUTCOME_LABELS
+from service.attempts.forms import PHYSICAL_CONTEXTS
+from service.attempts.forms import PREDICTION_LABELS
+from service.attempts.forms import CancelForm
+from service.attempts.forms import OutcomeForm
+from service.attempts.forms import PauseForm
+from service.attempts.forms import PredictionForm
+from service.emotions.services import chosen_emotion_ids
+from service.emotions.services import emotion_choices
+from service.forms import parse_new_emotions
+from service.tasks.services import get_task_or_404
+
+bp = Blueprint("attempts", __name__)
+
+
+def _owned_attempt(attempt_id: int) -> tuple[Attempt, Task]:
+    db = database.session()
+    user_id = auth.user().id
+    attempt = services.get_attempt_or_404(db, user_id, attempt_id)
+    return attempt, get_task_or_404(db, user_id, attempt.task_id)
+
+
+def _refused(error: services.AttemptStateError) -> ResponseReturnValue:
+    database.rollback()
+    flash(str(error), "error")
+    return redirect(url_for("dashboard.index"))
+
+
+def _emotions(form: PredictionForm | OutcomeForm) -> list[int]:
+    return chosen_emotion_ids(
+        database.session(),
+        auth.user().id,
+        form.emotions.data,
+        parse_new_emotions(form.new_emotions.data),
+    )
+
+
+def _prediction_form(task: Task, attempt: Attempt | None) -> tuple[PredictionForm, dict[str, Any]]:
+    db = database.session()
+    averages = services.task_averages(db, auth.user().id, task.id)
+    if attempt is not None:
+        defaults: dict[str, Any] = {f: getattr(attempt, f) for f in services.PREDICTION_FIELDS}
+        defaults["emotions"] = services.emotion_ids(db, attempt, "before")
+    else:
+        defaults = dict(services.slider_defaults(averages, PREDICTION_SCALES))
+        defaults["time_estimate_minutes"] = task.default_estimate_minutes
+    form = PredictionForm(data=defaults)
+    form.emotions.choices = emotion_choices(db, auth.user().id)
+    return form, averages
+
+
+def _prediction(form: PredictionForm) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(form, name).data for name in services.PREDICTION_FIELDS}
+    estimate = values["time_estimate_minutes"]
+    values["time_estimate_minutes"] = float(estimate) if estimate is not None else None
+    values["physical_context"] = values["physical_context"] or None
+    return values
+
+
+def _render_prediction(
+    form: PredictionForm, averages: dict[str, Any], task: Task, attempt: Attempt | None
+) -> ResponseReturnValue:
+    status = 400 if form.is_submitted() else 200
+    return render_template(
+        "attempts/prediction.html",
+        form=form,
+        averages=averages,
+        task=task,
+        attempt=attempt,
+        labels=PREDICTION_LABELS,
+        contexts=PHYSICAL_CONTEXTS,
+    ), status
+
+
+@bp.route("/tasks/<int:task_id>/initialize", methods=["GET", "POST"])
+@auth.login_required
+def initialize(task_id: int) -> ResponseReturnValue:
+    db = database.session()
+    task = get_task_or_404(db, auth.user().id, task_id)
+    form, averages = _prediction_form(task, None)
+    if form.validate_on_submit():
+        try:
+            attempt = services.initialize_attempt(db, task, _prediction(form))
+        except services.AttemptStateError as error:
+            return _refused(error)
+        services.set_emotions(db, attempt, "before", _emotions(form))
+        database.commit()
+        flash(f"“{task.name}” is ready to start.")
+        return redirect(url_for("dashboard.index"))
+    return _render_prediction(form, averages, task, None)
+
+
+@bp.post("/tasks/<int:task_id>/quick-initialize")
+@auth.login_required
+def quick_initialize(task_id: int) -> ResponseReturnValue:
+    """One click: a prediction made of your averages for this task (editable later)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    db = database.session()
+    task = get_task_or_404(db, auth.user().id, task_id)
+    averages = services.task_averages(db, auth.user().id, task.id)
+    prediction: dict[str, Any] = dict(services.slider_defaults(averages, PREDICTION_SCALES))
+    prediction["time_estimate_minutes"] = task.default_estimate_minutes
+    try:
+        services.initialize_attempt(db, task, prediction)
+    except services.AttemptStateError as error:
+        return _refused(error)
+    database.commit()
+    flash(f"“{task.name}” is ready to start (prediction from your averages).")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.route("/attempts/<int:attempt_id>/prediction", methods=["GET", "POST"])
+@auth.login_required
+def prediction(attempt_id: int) -> ResponseReturnValue:
+    attempt, task = _owned_attempt(attempt_id)
+    form, averages = _prediction_form(task, attempt)
+    if form.validate_on_submit():
+        try:
+            services.apply_prediction(attempt, _prediction(form))
+        except services.AttemptStateError as error:
+            return _refused(error)
+        services.set_emotions(database.session(), attempt, "before", _emotions(form))
+        database.commit()
+        flash("Prediction saved.")
+        return redirect(url_for("dashboard.index"))
+    return _render_prediction(form, averages, task, attempt)
+
+
+@bp.get("/attempts/<int:attempt_id>")
+@auth.login_required
+def show(attempt_id: int) -> ResponseReturnValue:
+    attempt, task = _owned_attempt(attempt_id)
+    db = database.session()
+    names = dict(emotion_choices(db, auth.user().id))
+    emotions = {
+        phase: [names[e] for e in services.emotion_ids(db, attempt, phase) if e in names]
+        for phase in ("before", "after")
+    }
+    return render_template(
+        "attempts/show.html",
+        attempt=attempt,
+        task=task,
+        emotions=emotions,
+        elapsed=services.elapsed_minutes(attempt),
+        prediction_labels=PREDICTION_LABELS,
+        outcome_labels=OUTCOME_LABELS,
+    )
+
+
+@bp.post("/attempts/<int:attempt_id>/start")
+@auth.login_required
+def start(attempt_id: int) -> ResponseReturnValue:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    attempt, task = _owned_attempt(attempt_id)
+    resuming = attempt.status == "paused"
+    try:
+        services.start_attempt(database.session(), attempt, task.name)
+    except services.AttemptStateError as error:
+        return _refused(error)
+    database.commit()
+    flash(f"{'Resumed' if resuming else 'Started'} “{task.name}”.")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.post("/attempts/<int:attempt_id>/pause")
+@auth.login_required
+def pause(attempt_id: int) -> ResponseReturnValue:
+    form = PauseForm()
+    attempt, task = _owned_attempt(attempt_id)
+    if not form.validate_on_submit():
+        flash(" ".join(form.reason.errors) or "Please try again.", "error")
+        return redirect(url_for("dashboard.index"))
+    try:
+        services.pause_attempt(attempt, form.reason.data or "")
+    except services.AttemptStateError as error:
+        return _refused(error)
+    database.commit()
+    flash(f"Paused “{task.name}” after {attempt.minutes_spent:.0f} min.")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.route("/attempts/<int:attempt_id>/complete", methods=["GET", "POST"])
+@auth.login_required
+def complete(attempt_id: int) -> ResponseReturnValue:
+    db = database.session()
+    attempt, task = _owned_attempt(attempt_id)
+    averages = services.task_averages(db, auth.user().id, task.id)
+    tracked = services.elapsed_minutes(attempt) if attempt.started_at else None
+    defaults: dict[str, Any] = dict(services.slider_defaults(averages, OUTCOME_SCALES))
+    defaults["completion_percent"] = 100
+    defaults["minutes_spent"] = round(
+        tracked if tracked is not None else attempt.time_estimate_minutes or 0, 1
+    )
+    form = OutcomeForm(data=defaults)
+    form.emotions.choices = emotion_choices(db, auth.user().id)
+    if form.validate_on_submit():
+        outcome = {
+            name: getattr(form, name).data for name in (*OUTCOME_SCALES, "completion_percent")
+        }
+        outcome["minutes_spent"] = float(form.minutes_spent.data or 0)
+        outcome["notes"] = form.notes.data or ""
+        try:
+            services.complete_attempt(attempt, outcome)
+        except services.AttemptStateError as error:
+            return _refused(error)
+        services.set_emotions(db, attempt, "after", _emotions(form))
+        database.commit()
+        flash(f"Completed “{task.name}”. Well done.")
+        return redirect(url_for("dashboard.index"))
+    status = 400 if form.is_submitted() else 200
+    return render_template(
+        "attempts/complete.html",
+        form=form,
+        task=task,
+        attempt=attempt,
+        averages=averages,
+        labels=OUTCOME_LABELS,
+        tracked=tracked,
+    ), status
+
+
+@bp.route("/attempts/<int:attempt_id>/cancel", methods=["GET", "POST"])
+@auth.login_required
+def cancel(attempt_id: int) -> ResponseReturnValue:
+    attempt, task = _owned_attempt(attempt_id)
+    tracked = services.elapsed_minutes(attempt) if attempt.started_at else None
+    form = CancelForm(
+        data={
+            "completion_percent": 0,
+            "minutes_spent": round(tracked, 1) if tracked is not None else None,
+        }
+    )
+    if form.validate_on_submit():
+        cancellation = {
+            "reason": form.reason.data,
+            "completion_percent": form.completion_percent.data,
+            "minutes_spent": (
+                float(form.minutes_spent.data) if form.minutes_spent.data is not None else None
+            ),
+            "notes": form.notes.data,
+        }
+        try:
+            services.cancel_attempt(attempt, cancellation)
+        except services.AttemptStateError as error:
+            return _refused(error)
+        database.commit()
+        flash(f"Cancelled “{task.name}”.")
+        return redirect(url_for("dashboard.index"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("attempts/cancel.html", form=form, task=task, attempt=attempt), status

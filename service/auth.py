@@ -1,0 +1,110 @@
+"""Who is signed in: server-side sessions behind a signed cookie.
+
+The cookie holds a random token; the database keeps only its SHA-256 in
+``user_sessions``. Sign-in creates a new token (the session id changes), sign-out and
+account deletion delete the row, so a stolen old cookie is worthless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import secrets
+from collections.abc import Callable
+from typing import Any
+from typing import TypeVar
+from typing import cast
+
+from flask import Flask
+from flask import abort
+from flask import g
+from flask import redirect
+from flask import request
+from flask import session
+from flask import url_for
+from sqlalchemy import delete
+from sqlalchemy import select
+
+from db.models import User
+from db.models import UserSession
+from db.models import utcnow
+from service import database
+
+SESSION_LIFETIME = dt.timedelta(days=365)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def current_user() -> User | None:
+    return cast(User | None, g.get("user"))
+
+
+def user() -> User:
+    """The signed-in user (only call from views behind ``login_required``)."""
+    found = current_user()
+    if found is None:
+        abort(401)
+    return found
+
+
+def start_session(user_id: int) -> None:
+    """Sign in: a fresh token every time, so the session id changes at sign-in."""
+    db = database.session()
+    old = session.get("sid")
+    if old:
+        db.execute(delete(UserSession).where(UserSession.token_hash == token_hash(old)))
+    token = secrets.token_urlsafe(32)
+    db.add(
+        UserSession(
+            token_hash=token_hash(token),
+            user_id=user_id,
+            expires_at=utcnow() + SESSION_LIFETIME,
+        )
+    )
+    session.clear()
+    session.permanent = True
+    session["sid"] = token
+
+
+def end_session() -> None:
+    token = session.get("sid")
+    if token:
+        database.session().execute(
+            delete(UserSession).where(UserSession.token_hash == token_hash(token))
+        )
+    session.clear()
+
+
+def _load_user() -> None:
+    g.user = None
+    token = session.get("sid")
+    if not token or request.endpoint in (None, "static", "health.healthz"):
+        return
+    g.user = database.session().scalar(
+        select(User)
+        .join(UserSession, UserSession.user_id == User.id)
+        .where(UserSession.token_hash == token_hash(token), UserSession.expires_at > utcnow())
+    )
+
+
+def login_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            return redirect(url_for("accounts.signin", next=request.full_path))
+        return view(*args, **kwargs)
+
+    return cast(F, wrapped)
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", SESSION_LIFETIME)
+    app.before_request(_load_user)
+
+    @app.context_processor
+    def _inject_user() -> dict[str, Any]:
+        return {"current_user": current_user()}

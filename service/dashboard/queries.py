@@ -1,0 +1,178 @@
+"""The dashboard's reads: a fixed number of statements whatever the amount of data.
+
+Besides loading the session, the page runs exactly three statements: active tasks with
+their per-task means (tasks list, quick start, recommendations), open + recent attempts,
+and the daily totals of the last 90 days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Date
+from sqlalchemy import and_
+from sqlalchemy import cast
+from sqlalchemy import func
+from sqlalchemy import literal
+from sqlalchemy import select
+from sqlalchemy import union_all
+from sqlalchemy.orm import Session
+
+from db.models import Attempt
+from db.models import Task
+
+RECENT = 20
+QUICK_START = 5
+HISTORY_DAYS = 90
+WEEK_DAYS = 7
+# Per-task means feeding the recommendations (measure key → attempt column).
+MEANS = {
+    "relief": Attempt.actual_relief,
+    "cognitive_load": Attempt.actual_cognitive_load,
+    "emotional_load": Attempt.actual_emotional_load,
+    "physical_load": Attempt.actual_physical_load,
+    "stress": Attempt.stress,
+    "net_wellbeing": Attempt.net_wellbeing,
+    "behavioral_score": Attempt.behavioral_score,
+    "duration": Attempt.minutes_spent,
+    "aversion": Attempt.expected_aversion,
+}
+
+
+def active_tasks(db: Session, user_id: int) -> list[dict[str, Any]]:
+    completed = and_(
+        Attempt.task_id == Task.id,
+        Attempt.user_id == Task.user_id,
+        Attempt.status == "completed",
+    )
+    statement = (
+        select(
+            Task.id,
+            Task.name,
+            Task.kind,
+            Task.version,
+            Task.default_estimate_minutes,
+            func.count(Attempt.id).label("completed_count"),
+            func.max(Attempt.completed_at).label("last_completed_at"),
+            *(func.avg(column).label(f"avg_{key}") for key, column in MEANS.items()),
+        )
+        .outerjoin(Attempt, completed)
+        .where(Task.user_id == user_id, Task.archived_at.is_(None))
+        .group_by(Task.id)
+        .order_by(func.lower(Task.name))
+    )
+    return [dict(row._mapping) for row in db.execute(statement)]
+
+
+def quick_start(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    done = [t for t in tasks if t["last_completed_at"] is not None]
+    return sorted(done, key=lambda t: t["last_completed_at"], reverse=True)[:QUICK_START]
+
+
+def open_and_recent_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
+    columns = (
+        Attempt.id,
+        Attempt.status,
+        Attempt.task_id,
+        Task.name.label("task_name"),
+        Attempt.initialized_at,
+        Attempt.started_at,
+        Attempt.resumed_at,
+        Attempt.completed_at,
+        Attempt.minutes_spent,
+        Attempt.time_estimate_minutes,
+        Attempt.expected_aversion,
+        Attempt.expected_relief,
+        Attempt.expected_cognitive_load,
+        Attempt.expected_emotional_load,
+        Attempt.expected_physical_load,
+        Attempt.motivation,
+        Attempt.actual_relief,
+        Attempt.net_wellbeing,
+    )
+    joined = and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id)
+    open_ones = (
+        select(*columns, literal("open").label("section"))
+        .join(Task, joined)
+        .where(Attempt.user_id == user_id, Attempt.status.in_(("initialized", "started", "paused")))
+        .order_by(Attempt.initialized_at)
+    )
+    recent = (
+        select(*columns, literal("recent").label("section"))
+        .join(Task, joined)
+        .where(Attempt.user_id == user_id, Attempt.status == "completed")
+        .order_by(Attempt.completed_at.desc())
+        .limit(RECENT)
+    )
+    statement = union_all(open_ones, recent)
+    return [dict(row._mapping) for row in db.execute(statement)]
+
+
+@dataclass(frozen=True)
+class WeekFigure:
+    value: float
+    baseline: float | None  # the person's own average per 7 days before this week
+    trend: str  # better | worse | steady | new
+
+
+def _trend(value: float, baseline: float | None) -> str:
+    if not baseline:
+        return "new"
+    change = (value - baseline) / baseline
+    if change >= 0.10:
+        return "better"
+    if change <= -0.10:
+        return "worse"
+    return "steady"
+
+
+def daily_totals(db: Session, user_id: int, timezone: str) -> list[dict[str, Any]]:
+    """Minutes and relief score per local day for the last 90 days (zero days included)."""
+    zone = ZoneInfo(timezone)
+    today = dt.datetime.now(zone).date()
+    first_day = today - dt.timedelta(days=HISTORY_DAYS - 1)
+    since = dt.datetime.combine(first_day, dt.time(), zone)
+    local_day = cast(func.timezone(timezone, Attempt.completed_at), Date).label("day")
+    statement = (
+        select(
+            local_day,
+            func.coalesce(func.sum(Attempt.minutes_spent), 0).label("minutes"),
+            func.coalesce(func.sum(Attempt.relief_duration_score), 0).label("relief_score"),
+        )
+        .where(
+            Attempt.user_id == user_id,
+            Attempt.status == "completed",
+            Attempt.completed_at >= since,
+        )
+        .group_by(local_day)
+    )
+    by_day = {row.day: row for row in db.execute(statement)}
+    days = []
+    for offset in range(HISTORY_DAYS):
+        day = first_day + dt.timedelta(days=offset)
+        row = by_day.get(day)
+        days.append(
+            {
+                "day": day.isoformat(),
+                "minutes": float(row.minutes) if row else 0.0,
+                "relief_score": float(row.relief_score) if row else 0.0,
+            }
+        )
+    return days
+
+
+def this_week(days: list[dict[str, Any]], key: str) -> WeekFigure:
+    week = days[-WEEK_DAYS:]
+    before = days[:-WEEK_DAYS]
+    value = sum(d[key] for d in week)
+    # Average over the days since the person's first activity, not the whole window:
+    # someone who joined ten days ago shouldn't be compared with 83 empty days.
+    first = next((i for i, d in enumerate(before) if d[key]), None)
+    if first is None:
+        return WeekFigure(value, None, "new")
+    span = before[first:]
+    baseline = sum(d[key] for d in span) / len(span) * WEEK_DAYS
+    return WeekFigure(value, baseline, _trend(value, baseline))

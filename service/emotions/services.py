@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from db.models import Emotion
+
+# Offered to a new account so the lists aren't empty on the first visit.
+STARTER_EMOTIONS = ("Anxious", "Bored", "Calm", "Excited", "Frustrated", "Motivated", "Tired")
+
+
+def emotion_choices(db: Session, user_id: int) -> list[tuple[int, str]]:
+    rows = db.execute(
+        select(Emotion.id, Emotion.name)
+        .where(Emotion.user_id == user_id)
+        .order_by(func.lower(Emotion.name))
+    )
+    return [(row.id, row.name) for row in rows]
+
+
+def ensure_emotions(db: Session, user_id: int, names: Iterable[str]) -> list[int]:
+    """Ids for these names, creating the missing ones (matched case-insensitively)."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    statement = (
+        insert(Emotion)
+        .values([{"user_id": user_id, "name": name} for name in wanted])
+        .on_conflict_do_nothing()
+    )
+    db.execute(statement)
+    rows = db.execute(
+        select(Emotion.id, func.lower(Emotion.name)).where(
+            Emotion.user_id == user_id,
+            func.lower(Emotion.name).in_([n.lower() for n in wanted]),
+        )
+    )
+    by_name = {name: emotion_id for emotion_id, name in rows}
+    return [by_name[n.lower()] for n in wanted if n.lower() in by_name]
+
+
+def chosen_emotion_ids(
+    db: Session, user_id: int, selected: Iterable[int] | None, new_names: list[str]
+) -> list[int]:
+    """The checked emotions plus any new words typed in, without duplicates."""
+    ids = list(selected or [])
+    ids += ensure_emotions(db, user_id, new_names)
+    return list(dict.fromkeys(ids))

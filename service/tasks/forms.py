@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from wtforms import DecimalField
+from wtforms import SelectField
+from wtforms import StringField
+from wtforms import TextAreaField
+from wtforms.validators import DataRequired
+from wtforms.validators import Length
+from wtforms.validators import NumberRange
+from wtforms.validators import Optional
+
+from db.models import DESCRIPTION_MAX
+from db.models import TASK_KINDS
+from db.models import TASK_NAME_MAX
+from service.forms import BaseForm
+from service.forms import emotion_checklist
+from service.forms import new_emotions_field
+
+MAX_MINUTES = 100_000
+
+
+def minutes_field(label: str, required: bool = False) -> DecimalField:
+    return DecimalField(
+        label,
+        places=None,
+        validators=[
+            DataRequired("Enter a number of minutes.") if required else Optional(),
+            NumberRange(0, MAX_MINUTES, f"Enter minutes from 0 to {MAX_MINUTES:,}."),
+        ],
+        render_kw={"inputmode": "decimal"},
+    )
+
+
+class TaskForm(BaseForm):
+    name = StringField(
+        "Name",
+        validators=[
+            DataRequired("Give the task a name."),
+            Length(max=TASK_NAME_MAX, message=f"At most {TASK_NAME_MAX} characters."),
+        ],
+    )
+    description = TextAreaField(
+        "Description",
+        validators=[
+            Length(max=DESCRIPTION_MAX, message=f"At most {DESCRIPTION_MAX:,} characters.")
+        ],
+    )
+    kind = SelectField("Kind", choices=[(k, k.capitalize()) for k in TASK_KINDS])
+    default_estimate_minutes = minutes_field("Default time estimate (minutes)")
+    emotions = emotion_checklist("Emotions to track for this task")
+    new_emotions = new_emotions_field()

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Task
+from db.models import TaskEmotion
+from db.models import utcnow
+
+EDITABLE = ("name", "description", "kind", "default_estimate_minutes")
+
+
+def get_task_or_404(db: Session, user_id: int, task_id: int) -> Task:
+    """The person's own task, or 404 (also for someone else's id: no hint it exists)."""
+    task = db.scalar(select(Task).where(Task.id == task_id, Task.user_id == user_id))
+    if task is None:
+        abort(404)
+    return task
+
+
+def tracked_emotion_ids(db: Session, task: Task) -> list[int]:
+    return list(
+        db.scalars(
+            select(TaskEmotion.emotion_id).where(
+                TaskEmotion.task_id == task.id, TaskEmotion.user_id == task.user_id
+            )
+        )
+    )
+
+
+def set_tracked_emotions(db: Session, task: Task, emotion_ids: list[int]) -> None:
+    db.execute(delete(TaskEmotion).where(TaskEmotion.task_id == task.id))
+    db.add_all(
+        TaskEmotion(task_id=task.id, emotion_id=emotion_id, user_id=task.user_id)
+        for emotion_id in emotion_ids
+    )
+
+
+def create_task(db: Session, user_id: int, values: dict[str, Any]) -> Task:
+    task = Task(user_id=user_id, **{k: values[k] for k in EDITABLE})
+    db.add(task)
+    db.flush()
+    return task
+
+
+def update_task(db: Session, task: Task, values: dict[str, Any], emotion_ids: list[int]) -> bool:
+    """Apply an edit; a real change bumps the version (past attempts keep theirs)."""
+    changed = any(getattr(task, k) != values[k] for k in EDITABLE)
+    changed = changed or sorted(tracked_emotion_ids(db, task)) != sorted(emotion_ids)
+    if changed:
+        for key in EDITABLE:
+            setattr(task, key, values[key])
+        task.version += 1
+        task.updated_at = utcnow()
+        set_tracked_emotions(db, task, emotion_ids)
+    return changed
+
+
+def archive_task(task: Task) -> None:
+    task.archived_at = task.archived_at or utcnow()
+
+
+def restore_task(task: Task) -> None:
+    task.archived_at = None

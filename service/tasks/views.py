@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from flask import abort
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from db.models import Task
+from service import auth
+from service import database
+from service.accounts.forms import ConfirmForm
+from service.emotions.services import chosen_emotion_ids
+from service.emotions.services import emotion_choices
+from service.forms import parse_new_emotions
+from service.tasks import services
+from service.tasks.forms import TaskForm
+
+bp = Blueprint("tasks", __name__, url_prefix="/tasks")
+
+
+def _form(**defaults: Any) -> TaskForm:
+    form = TaskForm(**defaults)
+    form.emotions.choices = emotion_choices(database.session(), auth.user().id)
+    return form
+
+
+def _values(form: TaskForm) -> dict[str, Any]:
+    return {
+        "name": form.name.data,
+        "description": form.description.data or "",
+        "kind": form.kind.data,
+        "default_estimate_minutes": float(form.default_estimate_minutes.data or 0),
+    }
+
+
+def _emotion_ids(form: TaskForm) -> list[int]:
+    return chosen_emotion_ids(
+        database.session(),
+        auth.user().id,
+        form.emotions.data,
+        parse_new_emotions(form.new_emotions.data),
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@auth.login_required
+def new() -> ResponseReturnValue:
+    form = _form()
+    if form.validate_on_submit():
+        db = database.session()
+        task = services.create_task(db, auth.user().id, _values(form))
+        services.set_tracked_emotions(db, task, _emotion_ids(form))
+        database.commit()
+        flash(f"Created “{task.name}”.")
+        return redirect(url_for("dashboard.index"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("tasks/form.html", form=form, task=None), status
+
+
+@bp.route("/<int:task_id>/edit", methods=["GET", "POST"])
+@auth.login_required
+def edit(task_id: int) -> ResponseReturnValue:
+    db = database.session()
+    task = services.get_task_or_404(db, auth.user().id, task_id)
+    form = _form(obj=task, emotions=services.tracked_emotion_ids(db, task))
+    if form.validate_on_submit():
+        if services.update_task(db, task, _values(form), _emotion_ids(form)):
+            database.commit()
+            flash(f"Saved “{task.name}” (version {task.version}).")
+        else:
+            flash("Nothing changed.")
+        return redirect(url_for("dashboard.index"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("tasks/form.html", form=form, task=task), status
+
+
+@bp.post("/<int:task_id>/archive")
+@auth.login_required
+def archive(task_id: int) -> ResponseReturnValue:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    task = services.get_task_or_404(database.session(), auth.user().id, task_id)
+    services.archive_task(task)
+    database.commit()
+    flash(f"Archived “{task.name}”. Its history stays in your analytics.")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.post("/<int:task_id>/restore")
+@auth.login_required
+def restore(task_id: int) -> ResponseReturnValue:
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    task = services.get_task_or_404(database.session(), auth.user().id, task_id)
+    services.restore_task(task)
+    database.commit()
+    flash(f"Restored “{task.name}”.")
+    return redirect(url_for("tasks.archived"))
+
+
+@bp.get("/archived")
+@auth.login_required
+def archived() -> ResponseReturnValue:
+    tasks = database.session().scalars(
+        select(Task)
+        .where(Task.user_id == auth.user().id, Task.archived_at.is_not(None))
+        .order_by(Task.archived_at.desc())
+    )
+    return render_template("tasks/archived.html", tasks=list(tasks), form=ConfirmForm())

@@ -1,0 +1,57 @@
+"""Jinja filters: times in the person's own time zone, minutes for people, trends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+from flask import current_app
+
+from service import auth
+
+
+def localtime(value: dt.datetime | None, fmt: str = "%a %d %b %Y, %H:%M") -> str:
+    """Stored in UTC, shown in the signed-in person's time zone."""
+    if value is None:
+        return "—"
+    user = auth.current_user()
+    zone = ZoneInfo(user.timezone if user else "UTC")
+    return value.astimezone(zone).strftime(fmt)
+
+
+def minutes(value: float | None) -> str:
+    if value is None:
+        return "—"
+    total = round(float(value))
+    if total < 60:
+        return f"{total} min"
+    hours, rest = divmod(total, 60)
+    return f"{hours} h {rest:02d} min"
+
+
+def trend_text(figure: Any, minutes: bool = False) -> str:
+    if figure.trend == "new":
+        return "No earlier weeks to compare with yet."
+    baseline = _format_minutes(figure.baseline) if minutes else f"{figure.baseline:.0f}"
+    words = {
+        "better": "Better than",
+        "worse": "Below",
+        "steady": "Steady around",
+    }[figure.trend]
+    return f"{words} your 7-day average ({baseline})."
+
+
+def _format_minutes(value: float) -> str:
+    return minutes(value)
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(localtime, "localtime")
+    app.add_template_filter(minutes, "minutes")
+    app.add_template_filter(trend_text, "trend_text")
+
+    @app.context_processor
+    def _endpoints() -> dict[str, Any]:
+        return {"url_map_endpoints": current_app.view_functions.keys()}
