@@ -1,0 +1,793 @@
+"""Import one legacy data folder for one person, in one transaction.
+
+Files are read in dependency order (emotions, tasks, attempts, prototype logs). Small
+files (emotions, tasks) go through SQLAlchemy Core row by row; attempts are streamed
+into a temporary staging table with ``COPY`` and moved into ``attempts`` with one
+``INSERT ... SELECT ... ON CONFLICT``, so memory stays flat and a million rows take
+seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from typing import Any
+from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfoNotFoundError
+
+from sqlalchemy import Connection
+from sqlalchemy import Engine
+from sqlalchemy import bindparam
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
+
+from db.legacy.backup import back_up
+from db.legacy.backup import default_backup_base
+from db.legacy.cells import CellError
+from db.legacy.reader import CsvFile
+from db.legacy.reader import FileUnreadable
+from db.legacy.reader import Header
+from db.legacy.reader import Record
+from db.legacy.reader import progress_enabled
+from db.legacy.report import STATUS_DRY_RUN
+from db.legacy.report import STATUS_REFUSED
+from db.legacy.report import ImportReport
+from db.legacy.rows import ATTEMPT_VALUE_COLUMNS
+from db.legacy.rows import EMOTION_REQUIRED
+from db.legacy.rows import INSTANCE_REQUIRED
+from db.legacy.rows import UNNAMED_TASK
+from db.legacy.rows import AttemptRow
+from db.legacy.rows import TaskRow
+from db.legacy.rows import log_header_problem
+from db.legacy.rows import missing_columns
+from db.legacy.rows import missing_task_key
+from db.legacy.rows import parse_emotion
+from db.legacy.rows import parse_instance
+from db.legacy.rows import parse_log
+from db.legacy.rows import parse_task
+from db.legacy.rows import prototype_task_key
+from db.legacy.rows import task_header_problem
+from db.models import Emotion
+from db.models import ImportRun
+from db.models import Task
+from db.models import TaskEmotion
+from db.models import User
+
+EMOTIONS = "emotions.csv"
+TASKS = "tasks.csv"
+INSTANCES = "task_instances.csv"
+LOGS = "logs.csv"
+# The order matters: attempts refer to tasks and emotions, logs to task names.
+IMPORTED_FILES = (EMOTIONS, TASKS, INSTANCES, LOGS)
+UNSUPPORTED_FILES = ("user_preferences.csv", "survey_responses.csv")
+REFUSED_PREFIX = "refused-"
+REASON_COLUMN = "import_problem"
+
+STAGE_COLUMNS = (
+    "line",
+    "legacy_id",
+    "task_id",
+    "task_key",
+    *ATTEMPT_VALUE_COLUMNS,
+    "extra",
+    "emotions_before",
+    "emotions_after",
+)
+_STAGE_TYPES = {
+    "line": "integer",
+    "legacy_id": "text",
+    "task_id": "bigint",
+    "task_key": "text",
+    "task_version": "integer",
+    "status": "text",
+    "initialized_at": "timestamptz",
+    "started_at": "timestamptz",
+    "completed_at": "timestamptz",
+    "cancelled_at": "timestamptz",
+    "physical_context": "text",
+    "description": "text",
+    "notes": "text",
+    "cancel_reason": "text",
+    # Staged as text and cast on the way in: psycopg would dump a str as a JSON string.
+    "extra": "text",
+    "emotions_before": "text[]",
+    "emotions_after": "text[]",
+}
+_SMALLINT = re.compile(r"expected_|motivation|actual_(relief|cognitive|emotional|physical)")
+# Ids like i1763738425 are kept as ints in the duplicate check: a million of them then
+# cost tens of megabytes instead of a hundred.
+_NUMERIC_ID = re.compile(r"i[1-9][0-9]{0,17}")
+
+
+class LegacyImportError(Exception):
+    """A problem the operator must fix before an import can run (shown without traceback)."""
+
+
+def _stage_type(column: str) -> str:
+    if column in _STAGE_TYPES:
+        return _STAGE_TYPES[column]
+    return "smallint" if _SMALLINT.match(column) or column == "completion_percent" else "float8"
+
+
+_STAGE_DDL = (
+    "CREATE TEMP TABLE legacy_stage ("
+    + ", ".join(f"{c} {_stage_type(c)}" for c in STAGE_COLUMNS)
+    + ") ON COMMIT DROP"
+)
+_VALUES = ", ".join(ATTEMPT_VALUE_COLUMNS)
+_STAGED_VALUES = ", ".join("s." + c for c in ATTEMPT_VALUE_COLUMNS)
+_EXCLUDED_VALUES = ", ".join("EXCLUDED." + c for c in ATTEMPT_VALUE_COLUMNS)
+_MOVE_SQL = f"""
+WITH moved AS (
+    INSERT INTO attempts (user_id, task_id, {_VALUES}, extra, legacy_id)
+    SELECT :user_id, coalesce(s.task_id, t.id), {_STAGED_VALUES},
+           s.extra::jsonb, s.legacy_id
+    FROM legacy_stage s
+    LEFT JOIN tasks t ON t.user_id = :user_id AND t.legacy_id = s.task_key
+    ORDER BY s.line
+    ON CONFLICT ON CONSTRAINT uq_attempts_user_id_legacy_id DO UPDATE
+    SET ({_VALUES}, extra) = ({_EXCLUDED_VALUES},
+                              attempts.extra || EXCLUDED.extra)
+    -- An attempt imported while open and closed since in the old app is brought up to
+    -- date; one the person has moved on in the web app is theirs and is left alone.
+    WHERE attempts.status IN ('initialized', 'paused')
+      AND EXCLUDED.status IN ('completed', 'cancelled')
+    RETURNING id, legacy_id, (xmax = 0) AS created
+)
+INSERT INTO legacy_moved (id, legacy_id, created) SELECT id, legacy_id, created FROM moved
+"""
+_EMOTIONS_SQL = """
+INSERT INTO attempt_emotions (attempt_id, emotion_id, phase, user_id)
+SELECT DISTINCT m.id, e.id, :phase, :user_id
+FROM legacy_moved m
+JOIN legacy_stage s ON s.legacy_id = m.legacy_id
+CROSS JOIN LATERAL unnest(s.{column}) AS n(name)
+JOIN emotions e ON e.user_id = :user_id AND lower(e.name) = lower(n.name)
+WHERE cardinality(s.{column}) > 0
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass
+class _TaskRef:
+    id: int
+    version: int
+    fingerprint: str | None
+
+
+@dataclass
+class _PendingTask:
+    name: str
+    placeholder: bool
+
+
+class _EmotionBook:
+    """The person's emotions by lower-case name; new ones are created on first use."""
+
+    def __init__(self, conn: Connection, user_id: int) -> None:
+        self.conn = conn
+        self.user_id = user_id
+        rows = conn.execute(select(Emotion.id, Emotion.name).where(Emotion.user_id == user_id))
+        self.ids = {name.lower(): id_ for id_, name in rows}
+        self.pending: dict[str, str] = {}
+        self.created = 0
+
+    def ensure(self, name: str) -> tuple[int, bool]:
+        key = name.lower()
+        if key in self.ids:
+            return self.ids[key], False
+        statement = (
+            pg_insert(Emotion)
+            .values(user_id=self.user_id, name=name)
+            .on_conflict_do_nothing()
+            .returning(Emotion.id)
+        )
+        new_id = self.conn.execute(statement).scalar_one_or_none()
+        created = new_id is not None
+        if new_id is None:
+            # Python's and PostgreSQL's lower() disagree on a few non-ASCII letters.
+            new_id = self.conn.execute(
+                select(Emotion.id).where(
+                    Emotion.user_id == self.user_id, func.lower(Emotion.name) == func.lower(name)
+                )
+            ).scalar_one()
+        self.ids[key] = new_id
+        return new_id, created
+
+    def note(self, names: list[str]) -> None:
+        """Remember names to create once the running COPY has finished."""
+        for name in names:
+            key = name.lower()
+            if key not in self.ids and key not in self.pending:
+                self.pending[key] = name
+
+    def flush(self) -> int:
+        created = 0
+        for name in self.pending.values():
+            created += self.ensure(name)[1]
+        self.pending.clear()
+        return created
+
+
+class _TaskBook:
+    """The person's tasks by legacy id and by name."""
+
+    def __init__(self, conn: Connection, user_id: int) -> None:
+        self.conn = conn
+        self.user_id = user_id
+        self.by_legacy: dict[str, _TaskRef] = {}
+        self.by_name: dict[str, int] = {}
+        rows = conn.execute(
+            select(Task.id, Task.name, Task.legacy_id, Task.version, Task.extra)
+            .where(Task.user_id == user_id)
+            # Logs name their task: the oldest active task of that name wins.
+            .order_by(Task.archived_at.is_not(None), Task.id)
+        )
+        for id_, name, legacy_id, version, extra in rows:
+            self.by_name.setdefault(name, id_)
+            if legacy_id is not None:
+                self.by_legacy[legacy_id] = _TaskRef(id_, version, extra.get("legacy_fingerprint"))
+
+    def upsert(self, row: TaskRow, emotions: _EmotionBook) -> str:
+        """Create or update the task of one legacy row; returns the count it goes to."""
+        fingerprint = row.fingerprint()
+        existing = self.by_legacy.get(row.legacy_id)
+        if existing is not None and existing.fingerprint == fingerprint:
+            return "skipped"
+        values: dict[str, Any] = {
+            "name": row.name,
+            "description": row.description,
+            "kind": row.kind,
+            "default_estimate_minutes": row.default_estimate_minutes,
+            "archived_at": row.archived_at,
+            "extra": {**row.extra, "legacy_fingerprint": fingerprint},
+        }
+        if row.created_at is not None:
+            values["created_at"] = row.created_at
+        if existing is None:
+            task_id = self.conn.execute(
+                insert(Task)
+                .values(
+                    user_id=self.user_id, legacy_id=row.legacy_id, version=row.version, **values
+                )
+                .returning(Task.id)
+            ).scalar_one()
+            self.by_legacy[row.legacy_id] = _TaskRef(task_id, row.version, fingerprint)
+            self.by_name.setdefault(row.name, task_id)
+            outcome = "created"
+        else:
+            # The legacy row changed since the last import (edited in the old app).
+            task_id = existing.id
+            existing.version = max(existing.version, row.version)
+            existing.fingerprint = fingerprint
+            self.conn.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(version=existing.version, updated_at=func.now(), **values)
+            )
+            self.conn.execute(delete(TaskEmotion).where(TaskEmotion.task_id == task_id))
+            outcome = "updated"
+        emotion_ids = {emotions.ensure(name)[0] for name in row.emotions}
+        if emotion_ids:
+            self.conn.execute(
+                pg_insert(TaskEmotion).on_conflict_do_nothing(),
+                [
+                    {"task_id": task_id, "emotion_id": e, "user_id": self.user_id}
+                    for e in emotion_ids
+                ],
+            )
+        return outcome
+
+    def create_pending(self, key: str, pending: _PendingTask) -> int:
+        extra: dict[str, Any] = {}
+        if pending.placeholder:
+            extra["placeholder"] = "task deleted in the old app"
+        task_id = self.conn.execute(
+            insert(Task)
+            .values(
+                user_id=self.user_id,
+                legacy_id=key,
+                name=pending.name,
+                archived_at=func.now() if pending.placeholder else None,
+                extra=extra,
+            )
+            .returning(Task.id)
+        ).scalar_one()
+        self.by_legacy[key] = _TaskRef(task_id, 1, None)
+        self.by_name.setdefault(pending.name, task_id)
+        return task_id
+
+
+class _Run:
+    """The state of one import while it reads the files."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        report: ImportReport,
+        tz: ZoneInfo,
+        source: Path,
+        *,
+        progress: bool,
+        refused_dir: Path | None,
+    ) -> None:
+        self.conn = conn
+        self.report = report
+        self.user_id = report.user_id
+        self.tz = tz
+        self.source = source
+        self.progress = progress
+        self.refused_dir = refused_dir
+        self.emotions = _EmotionBook(conn, self.user_id)
+        self.tasks = _TaskBook(conn, self.user_id)
+        self.pending_tasks: dict[str, _PendingTask] = {}
+        self.placeholder_ids: list[int] = []
+        self._refused: dict[str, tuple[IO[str], Any]] = {}
+        self._stage_ready = False
+
+    @property
+    def writing(self) -> bool:
+        # Once a strict import is bound to be refused, reading on only collects problems.
+        return self.report.skip_invalid or self.report.dry_run or not self.report.problem_count
+
+    # --- reading --------------------------------------------------------------------
+
+    def _records(self, filename: str) -> Iterator[tuple[Header, Record]]:
+        csv_file = CsvFile(self.source / filename, progress=self.progress)
+        records = csv_file.records()
+        try:
+            first = next(records, None)
+            if first is None:
+                self.report.notes.append(f"{filename}: empty file.")
+                return
+            header = Header.from_cells(first.cells)
+            duplicates = header.duplicates()
+            if duplicates:
+                self._file_problem(filename, first.line, duplicates[0], "column appears twice")
+                return
+            problem = self._header_problem(filename, header)
+            if problem:
+                self._file_problem(filename, first.line, *problem)
+                return
+            for record in records:
+                yield header, record
+        except FileUnreadable as exc:
+            self._file_problem(filename, exc.line, "-", exc.reason + "; the rest is not read")
+        finally:
+            records.close()
+
+    def _header_problem(self, filename: str, header: Header) -> tuple[str, str] | None:
+        if filename == TASKS:
+            return task_header_problem(header)
+        if filename == LOGS:
+            return log_header_problem(header)
+        required = INSTANCE_REQUIRED if filename == INSTANCES else EMOTION_REQUIRED
+        missing = missing_columns(header, required)
+        return (missing[0], "required column missing from the header") if missing else None
+
+    def _file_problem(self, filename: str, line: int, column: str, reason: str) -> None:
+        self.report.problem(filename, line, column, reason)
+
+    def _refuse(self, filename: str, header: Header, record: Record, exc: CellError) -> None:
+        column = exc.column or "-"
+        self.report.counts(filename).refused += 1
+        self.report.problem(filename, record.line, column, exc.reason)
+        if self.refused_dir is None:
+            return
+        if filename not in self._refused:
+            path = self.refused_dir / (REFUSED_PREFIX + filename)
+            handle = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            writer = csv.writer(handle)
+            writer.writerow([*header.names, REASON_COLUMN])
+            self._refused[filename] = (handle, writer)
+            self.report.refused_files.append(str(path))
+        self._refused[filename][1].writerow(
+            [*record.cells, f"line {record.line}: {column}: {exc.reason}"]
+        )
+
+    def close(self) -> None:
+        for handle, _writer in self._refused.values():
+            handle.close()
+
+    # --- the files ------------------------------------------------------------------
+
+    def import_emotions(self) -> None:
+        counts = self.report.counts(EMOTIONS)
+        for header, record in self._records(EMOTIONS):
+            try:
+                name = parse_emotion(header, record.cells)
+            except CellError as exc:
+                self._refuse(EMOTIONS, header, record, exc)
+                continue
+            if not name or not self.writing:
+                continue
+            _id, created = self.emotions.ensure(name)
+            if created:
+                counts.created += 1
+            else:
+                counts.skipped += 1  # already known, in any letter case
+
+    def import_tasks(self) -> None:
+        counts = self.report.counts(TASKS)
+        first_line: dict[str, int] = {}
+        for header, record in self._records(TASKS):
+            try:
+                row = parse_task(header, record.cells, record.line, self.tz)
+                if row.legacy_id in first_line:
+                    column = "task" if row.legacy_id.startswith("proto:") else "task_id"
+                    raise CellError(f"same task as line {first_line[row.legacy_id]}", column)
+            except CellError as exc:
+                self._refuse(TASKS, header, record, exc)
+                continue
+            first_line[row.legacy_id] = record.line
+            if self.writing:
+                outcome = self.tasks.upsert(row, self.emotions)
+                setattr(counts, outcome, getattr(counts, outcome) + 1)
+
+    def import_instances(self) -> None:
+        seen: set[int | str] = set()
+        flat = _FlatCopies()
+        deleted = 0
+
+        def rows(copy: Any) -> int:
+            nonlocal deleted
+            staged = 0
+            for header, record in self._records(INSTANCES):
+                try:
+                    # Checked before anything else, so that a repeated id is caught even
+                    # when its first occurrence was refused for another reason.
+                    self._check_unique(header, record, seen)
+                    row = parse_instance(header, record.cells, record.line, self.tz)
+                except CellError as exc:
+                    self._refuse(INSTANCES, header, record, exc)
+                    continue
+                if row.deleted:
+                    deleted += 1
+                    continue
+                if not self.writing:
+                    continue
+                if row.flat_disagrees:
+                    flat.add(record.line)
+                copy.write_row(self._stage_row(row, *self._instance_task(row)))
+                staged += 1
+            return staged
+
+        self._stage_file(INSTANCES, rows)
+        self.report.counts(INSTANCES).skipped += deleted
+        if deleted:
+            self.report.notes.append(
+                f"{INSTANCES}: {deleted} attempts deleted in the old app were not imported."
+            )
+        if flat.count:
+            self.report.warn(
+                f"{INSTANCES}: on {flat.count} rows (first on line {flat.first}) "
+                "relief_score/cognitive_load/emotional_load disagree with the outcome in "
+                "`actual`; the old app filled those columns from the prediction, so the "
+                "outcome was taken from `actual`."
+            )
+
+    @staticmethod
+    def _check_unique(header: Header, record: Record, seen: set[int | str]) -> None:
+        position = header.index["instance_id"]
+        legacy_id = record.cells[position].strip() if position < len(record.cells) else ""
+        if not legacy_id:
+            return
+        key: int | str = int(legacy_id[1:]) if _NUMERIC_ID.fullmatch(legacy_id) else legacy_id
+        if key in seen:
+            raise CellError(f"{legacy_id} appears twice in the file", "instance_id")
+        seen.add(key)
+
+    def import_logs(self) -> None:
+        seen: set[str] = set()
+        duplicates = 0
+
+        def rows(copy: Any) -> int:
+            nonlocal duplicates
+            staged = 0
+            for header, record in self._records(LOGS):
+                try:
+                    row = parse_log(header, record.cells, record.line, self.tz)
+                except CellError as exc:
+                    self._refuse(LOGS, header, record, exc)
+                    continue
+                if row.legacy_id in seen:
+                    duplicates += 1  # the very same entry twice: logged once
+                    continue
+                seen.add(row.legacy_id)
+                if self.writing:
+                    copy.write_row(self._stage_row(row, *self._log_task(row)))
+                    staged += 1
+            return staged
+
+        self._stage_file(LOGS, rows)
+        self.report.counts(LOGS).skipped += duplicates
+
+    # --- tasks for attempts ---------------------------------------------------------
+
+    def _instance_task(self, row: AttemptRow) -> tuple[int | None, str | None]:
+        key = row.task_legacy_id or missing_task_key(row.task_name)
+        ref = self.tasks.by_legacy.get(key)
+        if ref is not None:
+            return ref.id, None
+        # The old app hard-deleted templates: keep the attempt on an archived stand-in.
+        self.pending_tasks.setdefault(key, _PendingTask(row.task_name or UNNAMED_TASK, True))
+        return None, key
+
+    def _log_task(self, row: AttemptRow) -> tuple[int | None, str | None]:
+        task_id = self.tasks.by_name.get(row.task_name)
+        if task_id is not None:
+            return task_id, None
+        key = prototype_task_key(row.task_name)
+        self.pending_tasks.setdefault(key, _PendingTask(row.task_name, False))
+        return None, key
+
+    # --- staging and moving ---------------------------------------------------------
+
+    def _stage_row(self, row: AttemptRow, task_id: int | None, task_key: str | None) -> tuple:
+        self.emotions.note(row.emotions_before)
+        self.emotions.note(row.emotions_after)
+        values = row.values
+        return (
+            row.line,
+            row.legacy_id,
+            task_id,
+            task_key,
+            *[values[c] for c in ATTEMPT_VALUE_COLUMNS],
+            json.dumps(row.extra) if row.extra else "{}",
+            row.emotions_before,
+            row.emotions_after,
+        )
+
+    def _stage_file(self, filename: str, write_rows: Any) -> None:
+        counts = self.report.counts(filename)
+        if not self._stage_ready:
+            self.conn.exec_driver_sql(_STAGE_DDL)
+            self.conn.exec_driver_sql(
+                "CREATE TEMP TABLE legacy_moved (id bigint, legacy_id text, created boolean)"
+                " ON COMMIT DROP"
+            )
+            self._stage_ready = True
+        else:
+            self.conn.exec_driver_sql("TRUNCATE legacy_stage, legacy_moved")
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        columns = ", ".join(STAGE_COLUMNS)
+        with cursor.copy(f"COPY legacy_stage ({columns}) FROM STDIN") as copy:
+            copy.set_types([_stage_type(c) for c in STAGE_COLUMNS])
+            staged = write_rows(copy)
+        if not staged or not self.writing:
+            return
+        self._create_pending()
+        self.conn.exec_driver_sql("ANALYZE legacy_stage")
+        params = {"user_id": self.user_id}
+        self.conn.execute(text(_MOVE_SQL), params)
+        for phase, column in (("before", "emotions_before"), ("after", "emotions_after")):
+            self.conn.execute(text(_EMOTIONS_SQL.format(column=column)), {**params, "phase": phase})
+        created, updated = self.conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created)"
+                " FROM legacy_moved"
+            )
+        ).one()
+        counts.created += created
+        counts.updated += updated
+        counts.skipped += staged - created - updated
+
+    def _create_pending(self) -> None:
+        for key, pending in self.pending_tasks.items():
+            task_id = self.tasks.create_pending(key, pending)
+            if pending.placeholder:
+                self.placeholder_ids.append(task_id)
+        if self.pending_tasks:
+            made = sum(p.placeholder for p in self.pending_tasks.values())
+            if made:
+                self.report.notes.append(
+                    f"{made} archived stand-in task(s) created for attempts whose task "
+                    "no longer exists in tasks.csv."
+                )
+            if len(self.pending_tasks) > made:
+                self.report.notes.append(
+                    f"{len(self.pending_tasks) - made} task(s) created for log entries "
+                    "naming a task that did not exist."
+                )
+        self.pending_tasks.clear()
+        created = self.emotions.flush()
+        if created:
+            self.report.notes.append(f"{created} emotion(s) created from attempts.")
+
+    def finish(self) -> None:
+        """Date stand-in tasks by their first attempt rather than by the import."""
+        if not self.placeholder_ids:
+            return
+        self.conn.execute(
+            text(
+                "UPDATE tasks t SET created_at = first.at FROM ("
+                " SELECT task_id, min(initialized_at) AS at FROM attempts"
+                " WHERE user_id = :user_id AND task_id IN :ids GROUP BY task_id"
+                ") AS first WHERE t.id = first.task_id"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"user_id": self.user_id, "ids": self.placeholder_ids},
+        )
+
+
+class _FlatCopies:
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = 0
+
+    def add(self, line: int) -> None:
+        self.count += 1
+        self.first = self.first or line
+
+
+# --- the entry points -------------------------------------------------------------------
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise LegacyImportError(
+            f"unknown time zone {name!r}: use a name like Europe/Berlin or America/New_York"
+        ) from None
+
+
+def user_id_for_username(engine: Engine, username: str) -> int:
+    """The id of the account with this username (case-insensitive), or a clear error."""
+    with engine.connect() as conn:
+        user_id = conn.execute(
+            select(User.id).where(func.lower(User.username) == username.strip().lower())
+        ).scalar_one_or_none()
+    if user_id is None:
+        raise LegacyImportError(f"no account with the username {username!r}")
+    return user_id
+
+
+def survey_folder(data_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """The files to import, those of unsupported features, and unknown ones."""
+    if not data_dir.is_dir():
+        raise LegacyImportError(f"{data_dir} is not a folder")
+    names = sorted(p.name for p in data_dir.iterdir() if p.is_file())
+    present = [name for name in IMPORTED_FILES if name in names]
+    skipped = [name for name in names if name in UNSUPPORTED_FILES]
+    ignored = [name for name in names if name not in IMPORTED_FILES + UNSUPPORTED_FILES]
+    if not present:
+        raise LegacyImportError(
+            f"{data_dir} holds none of the old app's files ({', '.join(IMPORTED_FILES)})"
+        )
+    return present, skipped, ignored
+
+
+def import_legacy_folder(
+    engine: Engine,
+    data_dir: Path,
+    *,
+    user_id: int,
+    timezone: str | None = None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    backup_dir: Path | None = None,
+    progress: bool | None = None,
+) -> ImportReport:
+    """Import the old app's data folder ``data_dir`` into the account ``user_id``.
+
+    ``timezone`` (default: the account's) is the zone the naive legacy times are read
+    in. ``dry_run`` reports what would happen and changes nothing. Without
+    ``skip_invalid`` any invalid row refuses the whole import; with it, the valid rows
+    are imported and the refused ones are written beside the report. Real imports first
+    copy the files into ``backup_dir`` (default: ``<data_dir>/../tas-import-backups``).
+    """
+    started = time.monotonic()
+    data_dir = Path(data_dir)
+    present, skipped, ignored = survey_folder(data_dir)
+    with engine.connect() as conn:
+        user = conn.execute(
+            select(User.username, User.timezone).where(User.id == user_id)
+        ).one_or_none()
+    if user is None:
+        raise LegacyImportError(f"no account with the id {user_id}")
+    tz_name = timezone or user.timezone
+    tz = zone(tz_name)
+    report = ImportReport(
+        data_dir=str(data_dir),
+        user_id=user_id,
+        username=user.username,
+        timezone=tz_name,
+        dry_run=dry_run,
+        skip_invalid=skip_invalid,
+        skipped_files=skipped,
+        ignored_files=ignored,
+    )
+    backup: Path | None = None
+    if not dry_run:
+        base = Path(backup_dir) if backup_dir else default_backup_base(data_dir)
+        try:
+            backup = back_up([data_dir / name for name in present], base)
+        except OSError as exc:
+            raise LegacyImportError(f"cannot back up the files into {base}: {exc}") from exc
+        report.backup_dir = str(backup)
+    committed = False
+    try:
+        # Read the copies: what was imported is exactly what the manifest describes.
+        committed = _run(engine, report, tz, backup or data_dir, present, progress, backup)
+    finally:
+        if backup is not None and not committed:
+            shutil.rmtree(backup, ignore_errors=True)
+            report.backup_dir = None
+            report.refused_files = []
+    report.seconds = time.monotonic() - started
+    if backup is not None and committed:
+        (backup / "report.txt").write_text(report.render_text() + "\n", encoding="utf-8")
+        (backup / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return report
+
+
+def _run(
+    engine: Engine,
+    report: ImportReport,
+    tz: ZoneInfo,
+    source: Path,
+    present: list[str],
+    progress: bool | None,
+    backup: Path | None,
+) -> bool:
+    """Read every file inside one transaction; commit unless refused or a dry run."""
+    refused_dir = backup if report.skip_invalid else None
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            # One import at a time per person: a second one waits for this to finish.
+            conn.execute(select(User.id).where(User.id == report.user_id).with_for_update())
+            run = _Run(
+                conn,
+                report,
+                tz,
+                source,
+                progress=progress_enabled(progress),
+                refused_dir=refused_dir,
+            )
+            try:
+                steps = {
+                    EMOTIONS: run.import_emotions,
+                    TASKS: run.import_tasks,
+                    INSTANCES: run.import_instances,
+                    LOGS: run.import_logs,
+                }
+                for name in present:
+                    steps[name]()
+                run.finish()
+            finally:
+                run.close()
+            if report.problem_count and not report.skip_invalid:
+                report.status = STATUS_DRY_RUN if report.dry_run else STATUS_REFUSED
+                if not report.dry_run:
+                    for counts in report.files.values():
+                        counts.created = counts.updated = counts.skipped = 0
+            elif report.dry_run:
+                report.status = STATUS_DRY_RUN
+            if report.dry_run or report.refused:
+                transaction.rollback()
+                return False
+            conn.execute(
+                insert(ImportRun).values(
+                    user_id=report.user_id, dry_run=False, report=report.as_dict()
+                )
+            )
+            transaction.commit()
+            return True
+        except DBAPIError as exc:
+            transaction.rollback()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise LegacyImportError(f"the database refused the import: {reason}") from exc

@@ -1,0 +1,604 @@
+"""Turn one CSV record of each legacy file into validated values for the database.
+
+Every function here is pure (no database): it takes the record's cells, the file's
+header and the person's time zone, and returns a row object or raises
+:class:`~db.legacy.cells.CellError` naming the column and the reason. The first problem
+of a record is the one reported, so a bad row costs exactly one report line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from db.legacy.cells import CellError
+from db.legacy.cells import json_number
+from db.legacy.cells import looks_like_timestamp
+from db.legacy.cells import minutes_value
+from db.legacy.cells import names_from_json
+from db.legacy.cells import parse_bool
+from db.legacy.cells import parse_int
+from db.legacy.cells import parse_json_list_of_names
+from db.legacy.cells import parse_json_object
+from db.legacy.cells import parse_number
+from db.legacy.cells import parse_timestamp
+from db.legacy.cells import scale_value
+from db.legacy.cells import shorten
+from db.legacy.cells import text_value
+from db.legacy.reader import Header
+from db.measures import MEASURE_COLUMNS
+from db.measures import AttemptFacts
+from db.measures import compute_measures
+from db.models import CONTEXT_MAX
+from db.models import DESCRIPTION_MAX
+from db.models import EMOTION_NAME_MAX
+from db.models import NOTES_MAX
+from db.models import TASK_KINDS
+from db.models import TASK_NAME_MAX
+
+LEGACY_ID_MAX = 64
+UNNAMED_TASK = "Unnamed task (imported)"
+NO_CANCEL_REASON = "No reason was recorded in the old app."
+
+TASK_REQUIRED_REAL = ("task_id", "name")
+TASK_REQUIRED_PROTOTYPE = ("task",)
+INSTANCE_REQUIRED = (
+    "instance_id",
+    "task_id",
+    "task_name",
+    "created_at",
+    "initialized_at",
+    "started_at",
+    "completed_at",
+    "predicted",
+    "actual",
+    "is_completed",
+)
+EMOTION_REQUIRED = ("emotion",)
+LOG_COLUMNS = (
+    "timestamp",
+    "task",
+    "aversion_level",
+    "relief_prediction",
+    "relief_actual",
+    "completion_percent",
+    "perceived_overextension",
+    "time_estimate_minutes",
+    "time_actual_minutes",
+    "comment",
+    "blocker_type",
+)
+LOG_REQUIRED = ("timestamp", "task")
+
+# The attempt columns an imported row fills, in the order of the staging table.
+ATTEMPT_VALUE_COLUMNS = (
+    "task_version",
+    "status",
+    "initialized_at",
+    "started_at",
+    "completed_at",
+    "cancelled_at",
+    "minutes_spent",
+    "expected_aversion",
+    "expected_relief",
+    "expected_cognitive_load",
+    "expected_emotional_load",
+    "expected_physical_load",
+    "motivation",
+    "time_estimate_minutes",
+    "physical_context",
+    "description",
+    "actual_relief",
+    "actual_cognitive_load",
+    "actual_emotional_load",
+    "actual_physical_load",
+    "completion_percent",
+    "notes",
+    "cancel_reason",
+    "stress",
+    "net_wellbeing",
+    "net_wellbeing_normalized",
+    "stress_efficiency",
+    "relief_surprise",
+    "delay_minutes",
+    "procrastination_score",
+    "proactive_score",
+    "time_accuracy",
+    "behavioral_score",
+    "relief_duration_score",
+)
+_NO_MEASURES: dict[str, Any] = dict.fromkeys(MEASURE_COLUMNS)
+
+# Aliases the old app used over time, canonical key first.
+PREDICTION_KEYS = {
+    "expected_relief": ("expected_relief",),
+    "expected_cognitive_load": ("expected_cognitive_load", "expected_cognitive"),
+    "expected_emotional_load": ("expected_emotional_load", "expected_emotional"),
+    "expected_physical_load": ("expected_physical_load",),
+    "motivation": ("motivation",),
+    "expected_aversion": ("expected_aversion",),
+}
+OUTCOME_KEYS = {
+    "actual_relief": ("actual_relief",),
+    "actual_cognitive_load": ("actual_cognitive",),
+    "actual_emotional_load": ("actual_emotional",),
+    "actual_physical_load": ("actual_physical",),
+}
+FLAT_COPIES = {
+    "relief_score": "actual_relief",
+    "cognitive_load": "actual_cognitive_load",
+    "emotional_load": "actual_emotional_load",
+}
+
+
+def legacy_key(prefix: str, text: str) -> str:
+    """A stable id for legacy rows that have none (prototype tasks, logs, nameless tasks)."""
+    return prefix + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def prototype_task_key(name: str) -> str:
+    # The prototype identified tasks by name; logs.csv refers to them the same way.
+    return legacy_key("proto:", name)
+
+
+def missing_task_key(name: str) -> str:
+    return legacy_key("missing:", name)
+
+
+class Row:
+    """Cell access by column name for one record (missing trailing cells read as empty)."""
+
+    __slots__ = ("cells", "header")
+
+    def __init__(self, header: Header, cells: list[str]) -> None:
+        self.header = header
+        self.cells = cells
+
+    def get(self, name: str) -> str:
+        i = self.header.index.get(name)
+        if i is None or i >= len(self.cells):
+            return ""
+        return self.cells[i]
+
+
+def missing_columns(header: Header, required: tuple[str, ...]) -> list[str]:
+    return [name for name in required if name not in header.index]
+
+
+def check_shape(header: Header, cells: list[str], required: tuple[str, ...]) -> None:
+    """Refuse records shorter than their required columns, or longer than the header."""
+    needed = max(header.index[name] for name in required) + 1
+    if len(cells) < needed:
+        column = header.names[len(cells)]
+        raise CellError(
+            f"the row ends after {len(cells)} cells; the required columns from here on are missing",
+            column,
+        )
+    width = len(header.names)
+    if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+        raise CellError(
+            f"the row has {len(cells)} cells but the header has {width} (cells shifted?)"
+        )
+
+
+def _cell(column: str, fn: Any, *args: Any) -> Any:
+    """Run a cell parser, labelling its error with the column."""
+    try:
+        return fn(*args)
+    except CellError as exc:
+        exc.column = exc.column or column
+        raise
+
+
+def _name(text: str, column: str, limit: int = TASK_NAME_MAX) -> str:
+    name = text.strip()
+    if len(name) > limit:
+        raise CellError(f"{len(name)} characters long, at most {limit} allowed", column)
+    return name
+
+
+def _emotion_names(names: list[str], column: str) -> list[str]:
+    for name in names:
+        if len(name) > EMOTION_NAME_MAX:
+            raise CellError(
+                f"emotion {shorten(name)} is longer than {EMOTION_NAME_MAX} characters", column
+            )
+    return names
+
+
+# --- tasks.csv --------------------------------------------------------------------------
+
+
+@dataclass
+class TaskRow:
+    line: int
+    legacy_id: str
+    name: str
+    description: str = ""
+    kind: str = "one-time"
+    version: int = 1
+    created_at: dt.datetime | None = None
+    archived_at: dt.datetime | None = None
+    default_estimate_minutes: float = 0.0
+    emotions: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A hash of the values as imported: unchanged on re-import, changed on edit.
+
+        It is taken over parsed values, not raw cells, so an export of the imported
+        task re-imports as the same fingerprint.
+        """
+        values = [
+            self.name,
+            self.description,
+            self.kind,
+            self.version,
+            self.created_at.isoformat() if self.created_at else None,
+            self.archived_at.isoformat() if self.archived_at else None,
+            self.default_estimate_minutes,
+            sorted({e.lower() for e in self.emotions}),
+            self.extra,
+        ]
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def task_header_problem(header: Header) -> tuple[str, str] | None:
+    if "task_id" in header.index:
+        missing = missing_columns(header, TASK_REQUIRED_REAL)
+        if missing:
+            return missing[0], "required column missing from the header"
+        return None
+    if "task" in header.index:
+        return None
+    return "task_id", "the header has neither task_id (app tasks) nor task (prototype tasks)"
+
+
+def parse_task(header: Header, cells: list[str], line: int, tz: ZoneInfo) -> TaskRow:
+    row = Row(header, cells)
+    legacy_id = row.get("task_id").strip()
+    if legacy_id:
+        check_shape(header, cells, TASK_REQUIRED_REAL)
+        return _app_task(row, legacy_id, line, tz)
+    prototype_name = row.get("task")
+    if "task" in header.index and prototype_name.strip():
+        check_shape(header, cells, TASK_REQUIRED_PROTOTYPE)
+        return _prototype_task(row, line, tz)
+    raise CellError("empty: every task needs a task_id (or a prototype name in task)", "task_id")
+
+
+def _app_task(row: Row, legacy_id: str, line: int, tz: ZoneInfo) -> TaskRow:
+    if len(legacy_id) > LEGACY_ID_MAX:
+        raise CellError(f"longer than {LEGACY_ID_MAX} characters", "task_id")
+    name = _name(row.get("name"), "name")
+    if not name:
+        raise CellError("empty: a task needs a name", "name")
+    description = row.get("description")
+    if len(description) > DESCRIPTION_MAX:
+        raise CellError(f"longer than {DESCRIPTION_MAX} characters", "description")
+    recurring = _cell("is_recurring", parse_bool, row.get("is_recurring"))
+    kind = row.get("type").strip().lower()
+    if not kind:
+        kind = "recurring" if recurring else "one-time"
+    elif kind not in TASK_KINDS:
+        raise CellError(f"{shorten(kind)} is not one of {', '.join(TASK_KINDS)}", "type")
+    version = _cell("version", parse_int, row.get("version").strip()) or 1
+    if version < 1:
+        raise CellError(f"{version} is not a version (1 or more)", "version")
+    estimate = _cell(
+        "default_estimate_minutes", parse_number, row.get("default_estimate_minutes").strip()
+    )
+    if estimate is not None and estimate < 0:
+        raise CellError(f"{estimate:g} minutes is negative", "default_estimate_minutes")
+    emotions = _cell("categories", parse_json_list_of_names, row.get("categories"))
+    return TaskRow(
+        line=line,
+        legacy_id=legacy_id,
+        name=name,
+        description=description,
+        kind=kind,
+        version=version,
+        created_at=_cell("created_at", parse_timestamp, row.get("created_at").strip(), tz),
+        archived_at=_cell("archived_at", parse_timestamp, row.get("archived_at").strip(), tz),
+        default_estimate_minutes=estimate or 0.0,
+        emotions=_emotion_names(emotions, "categories"),
+    )
+
+
+def _prototype_task(row: Row, line: int, tz: ZoneInfo) -> TaskRow:
+    # The prototype's other columns are running means over logs.csv (imported itself)
+    # and a category the web model has no place for; see the package docstring.
+    name = _name(row.get("task"), "task")
+    return TaskRow(line=line, legacy_id=prototype_task_key(name), name=name)
+
+
+# --- emotions.csv -----------------------------------------------------------------------
+
+
+def parse_emotion(header: Header, cells: list[str]) -> str:
+    """The emotion word, stripped; empty means a blank row (skipped by the caller)."""
+    name = Row(header, cells).get("emotion").strip()
+    if len(name) > EMOTION_NAME_MAX:
+        raise CellError(f"longer than {EMOTION_NAME_MAX} characters", "emotion")
+    return name
+
+
+# --- task_instances.csv -----------------------------------------------------------------
+
+
+@dataclass
+class AttemptRow:
+    """One attempt ready for the staging table; the task is resolved by the importer."""
+
+    line: int
+    legacy_id: str
+    task_legacy_id: str
+    task_name: str
+    values: dict[str, Any]
+    emotions_before: list[str]
+    emotions_after: list[str]
+    extra: dict[str, Any]
+    deleted: bool = False
+    flat_disagrees: bool = False
+
+
+def _first(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = data.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _prediction(predicted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    values: dict[str, Any] = {}
+    for column, keys in PREDICTION_KEYS.items():
+        values[column] = scale_value(json_number(_first(predicted, keys), keys[0]), keys[0])
+    estimate = json_number(
+        _first(predicted, ("time_estimate_minutes", "estimate")), "time_estimate_minutes"
+    )
+    values["time_estimate_minutes"] = minutes_value(estimate, "time_estimate_minutes")
+    context = text_value(predicted.get("physical_context"), "physical_context", CONTEXT_MAX)
+    # The old app wrote the string "None" when no context was chosen.
+    values["physical_context"] = None if context in (None, "", "None") else context
+    description = text_value(predicted.get("description"), "description", DESCRIPTION_MAX)
+    values["description"] = description or ""
+    emotions = _emotion_names(names_from_json(predicted.get("emotions")), "emotions")
+    return values, emotions
+
+
+def _outcome(actual: dict[str, Any]) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    values: dict[str, Any] = {}
+    for column, keys in OUTCOME_KEYS.items():
+        values[column] = scale_value(json_number(_first(actual, keys), keys[0]), keys[0])
+    completion = json_number(actual.get("completion_percent"), "completion_percent")
+    values["completion_percent"] = scale_value(completion, "completion_percent", 200)
+    minutes = json_number(
+        _first(actual, ("time_actual_minutes", "actual_time", "duration_minutes")),
+        "time_actual_minutes",
+    )
+    values["minutes_spent"] = minutes_value(minutes, "time_actual_minutes")
+    values["notes"] = text_value(actual.get("notes"), "notes", NOTES_MAX) or ""
+    values["cancel_reason"] = text_value(
+        actual.get("reason_for_canceling"), "reason_for_canceling", NOTES_MAX
+    )
+    # Extensions written by this project's export, so an export re-imports whole.
+    after = _emotion_names(names_from_json(actual.get("emotions")), "emotions")
+    extra = actual.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise CellError("extra is not an object")
+    return values, after, extra
+
+
+def _json_cell(row: Row, column: str) -> dict[str, Any]:
+    data = _cell(column, parse_json_object, row.get(column))
+    return data
+
+
+def _status(row: Row, is_completed: bool | None, actual: dict[str, Any], cancelled: Any) -> str:
+    status = row.get("status").strip().lower()
+    if status in ("active", "completed", "cancelled"):
+        return status
+    if status:
+        raise CellError(f"{shorten(status)} is not one of active, completed, cancelled", "status")
+    # Before v2 there was no status: is_completed is True for cancelled rows too.
+    if is_completed:
+        return "cancelled" if actual.get("cancelled") is True or cancelled else "completed"
+    return "active"
+
+
+def _flat_disagrees(row: Row, values: dict[str, Any]) -> bool:
+    for flat, column in FLAT_COPIES.items():
+        outcome = values[column]
+        if outcome is None:
+            continue
+        try:
+            copy = parse_number(row.get(flat).strip())
+        except CellError:
+            continue  # the flat copies are ignored; an unreadable one changes nothing
+        if copy is not None and abs(copy - outcome) > 0.5:
+            return True
+    return False
+
+
+def parse_instance(header: Header, cells: list[str], line: int, tz: ZoneInfo) -> AttemptRow:
+    check_shape(header, cells, INSTANCE_REQUIRED)
+    row = Row(header, cells)
+    legacy_id = row.get("instance_id").strip()
+    if not legacy_id:
+        raise CellError("empty: every attempt needs an instance_id", "instance_id")
+    if len(legacy_id) > LEGACY_ID_MAX:
+        raise CellError(f"longer than {LEGACY_ID_MAX} characters", "instance_id")
+    task_legacy_id = row.get("task_id").strip()
+    if len(task_legacy_id) > LEGACY_ID_MAX:
+        raise CellError(f"longer than {LEGACY_ID_MAX} characters", "task_id")
+    task_name = _name(row.get("task_name"), "task_name")
+    version = _cell("task_version", parse_int, row.get("task_version").strip()) or 1
+    if version < 1:
+        raise CellError(f"{version} is not a version (1 or more)", "task_version")
+
+    created = _cell("created_at", parse_timestamp, row.get("created_at"), tz)
+    initialized = _cell("initialized_at", parse_timestamp, row.get("initialized_at"), tz)
+    started = _cell("started_at", parse_timestamp, row.get("started_at"), tz)
+    completed = _cell("completed_at", parse_timestamp, row.get("completed_at"), tz)
+    cancelled = _cell("cancelled_at", parse_timestamp, row.get("cancelled_at"), tz)
+    initialized = initialized or created
+    if initialized is None:
+        raise CellError("empty, and created_at is empty too", "initialized_at")
+
+    predicted = _json_cell(row, "predicted")
+    actual = _json_cell(row, "actual")
+    try:
+        values, before = _prediction(predicted)
+    except CellError as exc:
+        raise CellError(exc.reason, "predicted") from None
+    try:
+        outcome, after, extra = _outcome(actual)
+    except CellError as exc:
+        raise CellError(exc.reason, "actual") from None
+    values.update(outcome)
+
+    is_completed = _cell("is_completed", parse_bool, row.get("is_completed").strip())
+    deleted = _cell("is_deleted", parse_bool, row.get("is_deleted").strip()) or False
+    status = _status(row, is_completed, actual, cancelled)
+    values["task_version"] = version
+    values["initialized_at"] = initialized
+    values["started_at"] = started
+    values["completed_at"] = None
+    values["cancelled_at"] = None
+    values.update(_NO_MEASURES)
+    if status == "active":
+        # Only one attempt per person may be running; a legacy attempt that was started
+        # and never finished comes in paused (its clock stopped), ready to resume.
+        values["status"] = "paused" if started else "initialized"
+        values["cancel_reason"] = None
+    elif status == "completed":
+        values["status"] = "completed"
+        values["completed_at"] = completed or started or initialized
+        values["cancel_reason"] = None
+    else:
+        values["status"] = "cancelled"
+        values["cancelled_at"] = cancelled or completed or started or initialized
+        values["cancel_reason"] = values["cancel_reason"] or NO_CANCEL_REASON
+    if values["minutes_spent"] is None:
+        values["minutes_spent"] = 0.0
+    if status == "completed":
+        values.update(measures_for(values))
+    return AttemptRow(
+        line=line,
+        legacy_id=legacy_id,
+        task_legacy_id=task_legacy_id,
+        task_name=task_name,
+        values=values,
+        emotions_before=before,
+        emotions_after=after,
+        extra=extra,
+        deleted=deleted,
+        flat_disagrees=_flat_disagrees(row, values),
+    )
+
+
+def measures_for(values: dict[str, Any]) -> dict[str, Any]:
+    """The stored measures of a completed attempt, from the values being stored."""
+    return compute_measures(
+        AttemptFacts(
+            actual_relief=values["actual_relief"],
+            expected_relief=values["expected_relief"],
+            actual_cognitive_load=values["actual_cognitive_load"],
+            actual_emotional_load=values["actual_emotional_load"],
+            actual_physical_load=values["actual_physical_load"],
+            completion_percent=values["completion_percent"],
+            minutes_spent=values["minutes_spent"],
+            time_estimate_minutes=values["time_estimate_minutes"],
+            initialized_at=values["initialized_at"],
+            started_at=values["started_at"],
+        )
+    )
+
+
+# --- logs.csv ---------------------------------------------------------------------------
+
+
+def log_header_problem(header: Header) -> tuple[str, str] | None:
+    missing = missing_columns(header, LOG_REQUIRED)
+    if missing:
+        return missing[0], "required column missing from the header"
+    return None
+
+
+def _log_scale(row: Row, column: str) -> int | None:
+    value = _cell(column, parse_number, row.get(column).strip())
+    if value is None:
+        return None
+    if not 0 <= value <= 10:
+        raise CellError(f"{value:g} is outside the prototype's 0–10 scale", column)
+    return scale_value(value * 10, column)
+
+
+def parse_log(header: Header, cells: list[str], line: int, tz: ZoneInfo) -> AttemptRow:
+    """A prototype log entry: one completed attempt of the task with that name."""
+    check_shape(header, cells, LOG_REQUIRED)
+    row = Row(header, cells)
+    # A cell missing in the middle of a row moves every later value one column left
+    # (or right); a time anywhere but in `timestamp` is the tell-tale sign.
+    for name in header.names:
+        if name != "timestamp" and looks_like_timestamp(row.get(name).strip()):
+            raise CellError("holds a time: the cells of this row are shifted", name)
+    when = _cell("timestamp", parse_timestamp, row.get("timestamp").strip(), tz)
+    if when is None:
+        raise CellError("empty: every log entry needs a time", "timestamp")
+    task_name = _name(row.get("task"), "task")
+    if not task_name:
+        raise CellError("empty: every log entry names its task", "task")
+    completion = _cell("completion_percent", parse_number, row.get("completion_percent").strip())
+    estimate = _cell("time_estimate_minutes", parse_number, row.get("time_estimate_minutes"))
+    spent = _cell("time_actual_minutes", parse_number, row.get("time_actual_minutes"))
+    comment = row.get("comment")
+    if len(comment) > NOTES_MAX:
+        raise CellError(f"longer than {NOTES_MAX} characters", "comment")
+    values: dict[str, Any] = dict.fromkeys(ATTEMPT_VALUE_COLUMNS)
+    values.update(
+        task_version=1,
+        status="completed",
+        initialized_at=when,
+        completed_at=when,
+        expected_aversion=_log_scale(row, "aversion_level"),
+        expected_relief=_log_scale(row, "relief_prediction"),
+        actual_relief=_log_scale(row, "relief_actual"),
+        # The prototype saved completion already as a percent (its 0–10 slider × 10).
+        completion_percent=_cell(
+            "completion_percent", scale_value, completion, "completion_percent", 200
+        ),
+        time_estimate_minutes=_cell(
+            "time_estimate_minutes", minutes_value, estimate, "time_estimate_minutes"
+        ),
+        minutes_spent=_cell("time_actual_minutes", minutes_value, spent, "time_actual_minutes")
+        or 0.0,
+        description="",
+        notes=comment,
+    )
+    values.update(measures_for(values))
+    extra: dict[str, Any] = {}
+    blocker = row.get("blocker_type").strip()
+    if blocker and blocker != "None":
+        extra["blocker_type"] = blocker
+    overextension = _log_scale(row, "perceived_overextension")
+    if overextension is not None:
+        extra["perceived_overextension"] = overextension
+    # Logs have no id: the content is the identity (a repeated export re-imports nothing).
+    content = json.dumps({name: row.get(name) for name in LOG_COLUMNS}, sort_keys=True)
+    return AttemptRow(
+        line=line,
+        legacy_id=legacy_key("log:", content),
+        task_legacy_id="",
+        task_name=task_name,
+        values=values,
+        emotions_before=[],
+        emotions_after=[],
+        extra=extra,
+    )
