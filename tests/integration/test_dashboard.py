@@ -1,0 +1,112 @@
+"""The dashboard: what it shows, and that its cost doesn't grow with the data."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import event
+from sqlalchemy import text
+
+from tests.integration.test_attempts import OUTCOME
+from tests.integration.test_attempts import PREDICTION
+
+GENERATE_HISTORY = """
+INSERT INTO tasks (user_id, name, default_estimate_minutes)
+SELECT u.id, 'Task ' || n, 30 FROM users u, generate_series(1, :tasks) n;
+INSERT INTO attempts (user_id, task_id, task_version, status, initialized_at, started_at,
+                      completed_at, minutes_spent, actual_relief, actual_cognitive_load,
+                      actual_emotional_load, actual_physical_load, stress, net_wellbeing,
+                      behavioral_score, relief_duration_score, expected_aversion)
+SELECT t.user_id, t.id, 1, 'completed', now() - (n || ' hours')::interval,
+       now() - (n || ' hours')::interval, now() - (n || ' hours')::interval + interval '20 min',
+       20, 60, 40, 40, 40, 40, 20, 50, 1200, 50
+FROM tasks t, generate_series(1, :per_task) n;
+"""
+
+
+def _count_statements(app, client, path: str) -> int:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return len(statements)
+
+
+def _generate(app, tasks: int, per_task: int) -> None:
+    with app.extensions["db_engine"].begin() as conn:
+        for statement in GENERATE_HISTORY.strip().split(";\n"):
+            conn.execute(text(statement), {"tasks": tasks, "per_task": per_task})
+
+
+def test_dashboard_runs_at_most_5_statements_whatever_the_data_size(browser, app):
+    small = _count_statements(app, browser.client, "/")
+    _generate(app, tasks=30, per_task=40)
+    large = _count_statements(app, browser.client, "/")
+    assert large <= 5
+    assert large == small
+
+
+def test_dashboard_shows_running_ready_recent_and_this_week(browser):
+    running_task = browser.create_task("Write report")
+    browser.post(f"/tasks/{running_task}/initialize", PREDICTION)
+    running = browser.latest_id("attempts")
+    browser.post(f"/attempts/{running}/start")
+    done_task = browser.create_task("Dishes")
+    browser.post(f"/tasks/{done_task}/initialize", PREDICTION)
+    done = browser.latest_id("attempts")
+    browser.post(f"/attempts/{done}/complete", OUTCOME)
+    browser.post(f"/tasks/{done_task}/quick-initialize")
+
+    page = browser.client.get("/").get_data(as_text=True)
+    current = page[page.index('id="current-heading"') : page.index('id="ready-heading"')]
+    assert "Write report" in current and "Elapsed" in current
+    ready = page[page.index('id="ready-heading"') : page.index('id="week-heading"')]
+    assert "Dishes" in ready and "Write report" not in ready
+    week = page[page.index('id="week-heading"') : page.index('id="rec-heading"')]
+    assert "25 min" in week  # minutes of the completed attempt
+    assert ">2250<" in week  # relief 90 × 25 minutes
+    recent = page[page.index('id="recent-heading"') :]
+    assert "Dishes" in recent
+    quick = page[page.index('id="quick-heading"') : page.index('id="tasks-heading"')]
+    assert "Dishes" in quick and "Write report" not in quick
+
+
+def test_this_week_is_compared_with_the_persons_own_average(browser, app):
+    _generate(app, tasks=1, per_task=1)
+    # Move the one attempt three weeks back: this week is empty, worse than usual.
+    with app.extensions["db_engine"].begin() as conn:
+        conn.execute(text("UPDATE attempts SET completed_at = now() - interval '21 days'"))
+    page = browser.client.get("/").get_data(as_text=True)
+    assert 'class="kpi trend-worse"' in page
+    assert "Below your 7-day average" in page
+
+
+def test_recommendations_follow_each_persons_own_filter(browser, other_browser, app):
+    browser.create_task("Short", default_estimate_minutes="5")
+    browser.create_task("Long", default_estimate_minutes="500")
+    other_browser.create_task("Theirs", default_estimate_minutes="5")
+    browser.post("/recommendations", {"measures": ["relief", "duration"], "max_minutes": "60"})
+    page = browser.client.get("/").get_data(as_text=True)
+    recs = page[page.index('id="rec-heading"') : page.index('id="quick-heading"')]
+    assert "<strong>Short</strong>" in recs
+    assert "<strong>Long</strong>" not in recs and "Theirs" not in recs
+    # The other person's filter is untouched (the old app shared it between visitors).
+    other = other_browser.client.get("/").get_data(as_text=True)
+    other_recs = other[other.index('id="rec-heading"') : other.index('id="quick-heading"')]
+    assert re.search(r'value="stress"[^>]*checked|checked[^>]*value="stress"', other_recs)
+
+
+def test_a_bad_recommendation_filter_is_explained_and_not_saved(browser, app):
+    response = browser.post(
+        "/recommendations", {"measures": ["relief", "bogus"]}, follow_redirects=True
+    )
+    assert "not a valid choice" in response.get_data(as_text=True)
+    with app.extensions["db_engine"].connect() as conn:
+        assert conn.execute(text("SELECT preferences FROM users")).scalar_one() == {}
