@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from sqlalchemy import text
@@ -201,10 +202,8 @@ def test_sliders_default_to_the_persons_average_for_the_task(browser):
         _initialize(browser, task_id, expected_relief=relief)
     page = browser.client.get(f"/tasks/{task_id}/initialize").get_data(as_text=True)
     assert "your average: 30" in page
-    assert (
-        'id="expected_relief" max="100" min="0" name="expected_relief" step="1" type="range" value="30"'
-        in page
-    )
+    slider = re.search(r'<input[^>]*id="expected_relief"[^>]*>', page).group(0)
+    assert 'type="range"' in slider and 'value="30"' in slider
 
 
 def test_times_are_shown_in_the_persons_time_zone(browser, app):
