@@ -155,3 +155,66 @@ def lock(c: Context) -> None:
     common = "--generate-hashes --universal --python-version 3.10 -q"
     c.run(f"uv pip compile pyproject.toml {common} -o requirements/runtime.lock")
     c.run(f"uv pip compile pyproject.toml --extra dev {common} -o requirements/dev.lock")
+
+
+# --- the old app's CSV data folder (db/legacy) ------------------------------------------------
+
+
+@task(
+    help={
+        "data_dir": "the old app's data folder",
+        "username": "the account to import into",
+        "timezone": "zone of the legacy times (default: the account's)",
+        "dry_run": "report what would be created, updated, skipped, refused; change nothing",
+        "skip_invalid": "import the valid rows; write the refused ones beside the report",
+        "backup_dir": "where to copy the files first (default: <data-dir>/../tas-import-backups)",
+    }
+)
+def import_csv(
+    c: Context,
+    data_dir: str,
+    username: str,
+    timezone: str = "",
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    backup_dir: str = "",
+) -> None:
+    """Import a legacy CSV data folder into an account of the DATABASE_URL database."""
+    from db.legacy.commands import engine_from_env
+    from db.legacy.commands import run_import
+    from db.legacy.importer import LegacyImportError
+
+    try:
+        output, code = run_import(
+            engine_from_env(),
+            Path(data_dir),
+            username,
+            timezone=timezone,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+            backup_dir=Path(backup_dir) if backup_dir else None,
+        )
+    except LegacyImportError as exc:
+        raise Exit(f"import-csv: {exc}") from None
+    print(output)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"username": "the account to export", "out": "folder to write the CSV files into"})
+def export_csv(c: Context, username: str, out: str) -> None:
+    """Export an account's data in the legacy CSV layout (tasks, attempts, emotions)."""
+    from db.legacy.commands import engine_from_env
+    from db.legacy.commands import run_export
+    from db.legacy.importer import LegacyImportError
+
+    try:
+        print(run_export(engine_from_env(), Path(out), username))
+    except LegacyImportError as exc:
+        raise Exit(f"export-csv: {exc}") from None
+
+
+@task(help={"rows": "attempt rows to generate (default 1,000,000)"})
+def bench_import(c: Context, rows: int = 1_000_000) -> None:
+    """Benchmark the legacy import against a bare COPY (a scratch database on 127.0.0.1)."""
+    c.run(f"{_python()} tests/load/bench_import.py --rows {rows}", pty=False)

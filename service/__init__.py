@@ -9,8 +9,10 @@ from typing import Any
 from flask import Flask
 
 from service import accounts
+from service import analytics
 from service import attempts
 from service import auth
+from service import cli
 from service import config
 from service import dashboard
 from service import database
@@ -49,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logging.basicConfig(level=app.config["LOG_LEVEL"])
 
     database.init_app(app)
+    cli.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     auth.init_app(app)
@@ -60,6 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         tasks.bp,
         attempts.bp,
         emotions.bp,
+        analytics.bp,
     ):
         app.register_blueprint(blueprint)
     return app
