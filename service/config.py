@@ -56,6 +56,8 @@ def from_environment() -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": env == "production",
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "MAX_UPLOAD_MB": _int("MAX_UPLOAD_MB", 20),
+        # Writable state: uploads waiting for confirmation, backups of imported files.
+        "DATA_DIR": os.environ.get("DATA_DIR", "").strip() or None,
         # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted
         # (nginx on the VPS: 1). 0 in development, where nothing is in front.
         "PROXY_COUNT": _int("PROXY_COUNT", 1 if env == "production" else 0),
