@@ -22,6 +22,7 @@ from service import health
 from service import security
 from service import tasks
 from service import templating
+from service import transfer
 
 
 def package_version() -> str:
@@ -63,6 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         tasks.bp,
         attempts.bp,
         emotions.bp,
+        transfer.bp,
         analytics.bp,
     ):
         app.register_blueprint(blueprint)
