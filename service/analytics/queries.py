@@ -1,0 +1,240 @@
+"""The analytics page's reads: four statements whatever the amount of data.
+
+1. :func:`summary` — one row: counts, medians and averages for the KPIs and the
+   "do I dread things that turn out fine?" sentence.
+2. :func:`per_task` — one row per task with completed attempts (rankings).
+3. :func:`per_day` — one row per local day with completions (relief over time, trends).
+4. :func:`shapes` — small aggregated shapes (histogram buckets, prediction-vs-outcome
+   grids and bands) plus the (x, y) pairs of the correlation explorer, in one UNION ALL
+   over the completed attempts read once (a CTE).
+
+Everything is aggregated in PostgreSQL except the correlation, whose pairs come back
+raw (two floats per completed attempt) for :mod:`service.analytics.stats`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy import Date
+from sqlalchemy import Double
+from sqlalchemy import Select
+from sqlalchemy import String
+from sqlalchemy import and_
+from sqlalchemy import cast
+from sqlalchemy import func
+from sqlalchemy import literal
+from sqlalchemy import null
+from sqlalchemy import select
+from sqlalchemy import union_all
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import CTE
+
+from db.models import Attempt
+from db.models import Task
+
+# "Tasks you dreaded": an expected aversion at or above this.
+DREAD_THRESHOLD = 70
+# Prediction-vs-outcome grids use cells of 5 points (at most 20 × 20 bubbles per chart).
+GRID_CELL = 5
+# Histograms and bands use 10 buckets of 10 points on the 0–100 scales.
+BUCKET = 10
+
+
+@dataclass(frozen=True)
+class Measure:
+    label: str
+    column: Any  # an Attempt column (InstrumentedAttribute)
+    histogram: bool = False  # a 0–100 scale shown in the distributions
+
+
+# Every measure a person can chart or correlate, by the key used in URLs.
+MEASURES: dict[str, Measure] = {
+    "relief": Measure("Relief", Attempt.actual_relief, histogram=True),
+    "expected_relief": Measure("Expected relief", Attempt.expected_relief),
+    "aversion": Measure("Aversion", Attempt.expected_aversion, histogram=True),
+    "motivation": Measure("Motivation", Attempt.motivation),
+    "cognitive_load": Measure("Mental load", Attempt.actual_cognitive_load, histogram=True),
+    "emotional_load": Measure("Emotional load", Attempt.actual_emotional_load, histogram=True),
+    "physical_load": Measure("Physical load", Attempt.actual_physical_load, histogram=True),
+    "stress": Measure("Stress", Attempt.stress, histogram=True),
+    "net_wellbeing": Measure("Net wellbeing", Attempt.net_wellbeing_normalized, histogram=True),
+    "behavioral_score": Measure("Behavioural score", Attempt.behavioral_score, histogram=True),
+    "stress_efficiency": Measure("Stress efficiency (relief ÷ stress)", Attempt.stress_efficiency),
+    "relief_surprise": Measure("Relief surprise (actual − expected)", Attempt.relief_surprise),
+    "completion_percent": Measure("Completion (%)", Attempt.completion_percent),
+    "minutes_spent": Measure("Minutes spent", Attempt.minutes_spent),
+    "time_accuracy": Measure("Time accuracy (actual ÷ estimate)", Attempt.time_accuracy),
+    "delay_minutes": Measure("Delay to start (minutes)", Attempt.delay_minutes),
+    "procrastination": Measure("Procrastination score", Attempt.procrastination_score),
+    "proactive": Measure("Proactive score", Attempt.proactive_score),
+    "relief_duration": Measure("Relief × duration", Attempt.relief_duration_score),
+}
+HISTOGRAM_MEASURES = tuple(key for key, m in MEASURES.items() if m.histogram)
+AGGREGATIONS = ("mean", "sum", "median")
+
+
+def _completed(user_id: int) -> ColumnElement[bool]:
+    return and_(Attempt.user_id == user_id, Attempt.status == "completed")
+
+
+def _median(column: Any) -> Any:
+    return func.percentile_cont(0.5).within_group(column)
+
+
+def summary(db: Session, user_id: int, week_start: dt.datetime) -> dict[str, Any]:
+    """Counts, medians and averages over all the person's attempts (one row)."""
+    done = Attempt.status == "completed"
+    dreaded = and_(done, Attempt.expected_aversion >= DREAD_THRESHOLD)
+    undreaded = and_(done, Attempt.expected_aversion < DREAD_THRESHOLD)
+    active_tasks = (
+        select(func.count())
+        .select_from(Task)
+        .where(Task.user_id == user_id, Task.archived_at.is_(None))
+        .scalar_subquery()
+    )
+    statement = select(
+        active_tasks.label("active_tasks"),
+        func.count().filter(done).label("completed"),
+        func.count().filter(Attempt.status == "cancelled").label("cancelled"),
+        func.count().filter(done, Attempt.completed_at >= week_start).label("completed_week"),
+        _median(Attempt.time_accuracy).filter(done).label("time_accuracy_median"),
+        func.count(Attempt.time_accuracy).filter(done).label("time_accuracy_n"),
+        *(
+            func.avg(MEASURES[key].column).filter(done).label(f"avg_{key}")
+            for key in (
+                "relief",
+                "cognitive_load",
+                "emotional_load",
+                "physical_load",
+                "stress",
+                "net_wellbeing",
+                "relief_surprise",
+            )
+        ),
+        func.count(Attempt.relief_surprise).filter(done).label("relief_surprise_n"),
+        func.avg(Attempt.actual_relief).filter(dreaded).label("dreaded_relief"),
+        func.count(Attempt.actual_relief).filter(dreaded).label("dreaded_n"),
+        func.avg(Attempt.actual_relief).filter(undreaded).label("other_relief"),
+        func.count(Attempt.actual_relief).filter(undreaded).label("other_n"),
+    ).where(Attempt.user_id == user_id)
+    return dict(db.execute(statement).one()._mapping)
+
+
+def per_task(db: Session, user_id: int) -> list[dict[str, Any]]:
+    """Per task with at least one completed attempt: how it went on average."""
+    joined = and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id)
+    statement = (
+        select(
+            Task.id,
+            Task.name,
+            Task.archived_at.is_not(None).label("archived"),
+            func.count().label("completed"),
+            func.avg(Attempt.actual_relief).label("relief"),
+            func.count(Attempt.actual_relief).label("relief_n"),
+            func.avg(Attempt.stress_efficiency).label("stress_efficiency"),
+            func.count(Attempt.stress_efficiency).label("stress_efficiency_n"),
+            func.avg(Attempt.stress).label("stress"),
+            func.count(Attempt.stress).label("stress_n"),
+        )
+        .join(Task, joined)
+        .where(_completed(user_id))
+        .group_by(Task.id)
+    )
+    return [dict(row._mapping) for row in db.execute(statement)]
+
+
+def per_day(
+    db: Session, user_id: int, timezone: str, measure: str, aggregation: str
+) -> list[dict[str, Any]]:
+    """Per local day with completions: count, total relief and the trend's aggregate."""
+    local_day = cast(func.timezone(timezone, Attempt.completed_at), Date).label("day")
+    column = MEASURES[measure].column
+    if aggregation == "median":
+        trend = _median(column)
+    elif aggregation == "sum":
+        trend = func.sum(column)
+    else:
+        trend = func.avg(column)
+    statement = (
+        select(
+            local_day,
+            func.count().label("completed"),
+            func.coalesce(func.sum(Attempt.actual_relief), 0).label("relief"),
+            cast(trend, Double).label("trend"),
+            func.count(column).label("trend_n"),
+        )
+        .where(_completed(user_id), Attempt.completed_at.is_not(None))
+        .group_by(local_day)
+        .order_by(local_day)
+    )
+    return [dict(row._mapping) for row in db.execute(statement)]
+
+
+def _bucket(column: Any, size: int, last: int) -> Any:
+    """floor(v / size) clamped to 0..last, so that 100 falls in the top bucket."""
+    return cast(func.greatest(0, func.least(func.floor(column / size), last)), Double)
+
+
+def _shape(kind: str, key: str | None, x: Any, y: Any, n: Any) -> Select[Any]:
+    return select(
+        literal(kind, String).label("kind"),
+        (literal(key, String) if key is not None else cast(null(), String)).label("key"),
+        cast(x, Double).label("x"),
+        cast(y, Double).label("y"),
+        n.label("n"),
+    )
+
+
+def shapes(db: Session, user_id: int, x: str, y: str) -> list[Any]:
+    """Histogram buckets, prediction-vs-outcome grids and bands, and correlation pairs.
+
+    Rows are (kind, key, x, y, n):
+    ``hist``: key = measure, x = bucket 0..9, n = count;
+    ``relief_grid`` / ``aversion_grid``: x, y = 5-point cells 0..19, n = count;
+    ``relief_band`` / ``aversion_band``: x = 10-point band 0..9, y = mean relief, n;
+    ``pair``: x, y = the two chosen measures of one attempt (both recorded).
+    """
+    columns = {key: MEASURES[key].column for key in {*HISTOGRAM_MEASURES, "expected_relief"}}
+    done: CTE = (
+        select(
+            *(column.label(key) for key, column in columns.items()),
+            MEASURES[x].column.label("pair_x"),
+            MEASURES[y].column.label("pair_y"),
+        )
+        .where(_completed(user_id))
+        .cte("done")
+    )
+    c = done.c
+    parts: list[Select[Any]] = []
+    for key in HISTOGRAM_MEASURES:
+        bucket = _bucket(c[key], BUCKET, 9)
+        parts.append(
+            _shape("hist", key, bucket, null(), func.count())
+            .where(c[key].is_not(None))
+            .group_by(bucket)
+        )
+    grid_last = 100 // GRID_CELL - 1
+    for kind, predictor in (("relief", c.expected_relief), ("aversion", c.aversion)):
+        cell_x = _bucket(predictor, GRID_CELL, grid_last)
+        cell_y = _bucket(c.relief, GRID_CELL, grid_last)
+        parts.append(
+            _shape(f"{kind}_grid", None, cell_x, cell_y, func.count())
+            .where(predictor.is_not(None), c.relief.is_not(None))
+            .group_by(cell_x, cell_y)
+        )
+        band = _bucket(predictor, BUCKET, 9)
+        parts.append(
+            _shape(f"{kind}_band", None, band, func.avg(c.relief), func.count())
+            .where(predictor.is_not(None), c.relief.is_not(None))
+            .group_by(band)
+        )
+    parts.append(
+        _shape("pair", None, c.pair_x, c.pair_y, literal(1)).where(
+            c.pair_x.is_not(None), c.pair_y.is_not(None)
+        )
+    )
+    return list(db.execute(union_all(*parts)))

@@ -1,0 +1,332 @@
+"""Turns the four queries' rows into what the analytics page shows and charts.
+
+Everything here is plain Python over small aggregated rows (at most a few hundred per
+chart) except the correlation pairs, which are one pair per completed attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from service.analytics import queries
+from service.analytics import stats
+
+WINDOWS = (30, 60, 90)
+RANKING_SIZE = 5
+SCATTER_LIMIT = 1000
+CORRELATION_BINS = 10
+WEEK_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the person asked to see (already validated; defaults where not)."""
+
+    measure: str = "relief"
+    window: int = 30
+    aggregation: str = "mean"
+    x: str = "aversion"
+    y: str = "relief"
+    method: str = "pearson"
+
+
+def local_today(timezone: str) -> dt.date:
+    return dt.datetime.now(ZoneInfo(timezone)).date()
+
+
+def week_start(timezone: str) -> dt.datetime:
+    """Local midnight six days ago: "the last 7 days" as the dashboard counts them."""
+    first_day = local_today(timezone) - dt.timedelta(days=WEEK_DAYS - 1)
+    return dt.datetime.combine(first_day, dt.time(), ZoneInfo(timezone))
+
+
+def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[str, Any]:
+    """Everything the template needs; four statements at most."""
+    summary = queries.summary(db, user_id, week_start(timezone))
+    page: dict[str, Any] = {"kpis": kpis(summary), "empty": not summary["completed"]}
+    if page["empty"]:
+        return page
+    today = local_today(timezone)
+    days = queries.per_day(db, user_id, timezone, choices.measure, choices.aggregation)
+    rows = queries.shapes(db, user_id, choices.x, choices.y)
+    by_kind: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_kind[row.kind].append(row)
+    page.update(
+        relief=relief_over_time(days, today),
+        trend=trend(days, today, choices),
+        histograms=histograms(by_kind["hist"]),
+        predictions=predictions(by_kind, summary),
+        rankings=rankings(queries.per_task(db, user_id)),
+        correlation=correlation(by_kind["pair"], choices),
+    )
+    page["charts"] = chart_data(page)
+    return page
+
+
+def chart_data(page: dict[str, Any]) -> dict[str, Any]:
+    """What analytics.js draws (read from a JSON block: the CSP allows no inline script)."""
+    relief, trend_, predictions_ = page["relief"], page["trend"], page["predictions"]
+    return {
+        "relief": {k: relief[k] for k in ("labels", "per_day", "cumulative")},
+        "trend": {k: trend_[k] for k in ("labels", "values", "label", "aggregation")},
+        "bucket_labels": bucket_labels(queries.BUCKET, 10),
+        "histograms": page["histograms"],
+        "relief_grid": {
+            "points": predictions_["relief_grid"],
+            "bands": [
+                {"x": b["center"], "y": b["mean_relief"]} for b in predictions_["relief_bands"]
+            ],
+            "x_label": "Expected relief",
+        },
+        "aversion_grid": {
+            "points": predictions_["aversion_grid"],
+            "bands": [
+                {"x": b["center"], "y": b["mean_relief"]} for b in predictions_["aversion_bands"]
+            ],
+            "x_label": "Aversion",
+        },
+        "correlation": {
+            k: page["correlation"][k] for k in ("points", "bin_points", "x_label", "y_label")
+        },
+    }
+
+
+def kpis(summary: dict[str, Any]) -> dict[str, Any]:
+    finished = summary["completed"] + summary["cancelled"]
+    return {
+        **summary,
+        "completion_rate": 100 * summary["completed"] / finished if finished else None,
+        "finished": finished,
+    }
+
+
+def _series_days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def relief_over_time(days: list[dict[str, Any]], today: dt.date) -> dict[str, Any]:
+    """Total relief per local day from the first completion to today, and its running sum."""
+    by_day = {d["day"]: d for d in days}
+    first = min(by_day)
+    last = max(today, max(by_day))
+    labels, per_day, cumulative = [], [], []
+    running = 0.0
+    for day in _series_days(first, last):
+        value = float(by_day[day]["relief"]) if day in by_day else 0.0
+        running += value
+        labels.append(day.isoformat())
+        per_day.append(value)
+        cumulative.append(running)
+    best = max(days, key=lambda d: (d["relief"], d["day"]))
+    return {
+        "labels": labels,
+        "per_day": per_day,
+        "cumulative": cumulative,
+        "total": running,
+        "first_day": first,
+        "active_days": len(days),
+        "best_day": best["day"],
+        "best_relief": float(best["relief"]),
+        "recent": [
+            {"day": d["day"], "completed": d["completed"], "relief": float(d["relief"])}
+            for d in days[-10:]
+        ][::-1],
+    }
+
+
+def trend(days: list[dict[str, Any]], today: dt.date, choices: Choices) -> dict[str, Any]:
+    """The chosen measure, aggregated per local day, over the last 30/60/90 days."""
+    first = today - dt.timedelta(days=choices.window - 1)
+    by_day = {d["day"]: d for d in days if first <= d["day"] <= today and d["trend_n"]}
+    labels: list[str] = []
+    values: list[float | None] = []
+    for day in _series_days(first, today):
+        row = by_day.get(day)
+        labels.append(day.isoformat())
+        if row is not None:
+            values.append(float(row["trend"]))
+        else:
+            # No data that day: a sum is 0, a mean or median doesn't exist (a gap).
+            values.append(0.0 if choices.aggregation == "sum" else None)
+    with_data = [(day, float(row["trend"])) for day, row in sorted(by_day.items())]
+    return {
+        "labels": labels,
+        "values": values,
+        "label": queries.MEASURES[choices.measure].label,
+        "aggregation": choices.aggregation,
+        "window": choices.window,
+        "rows": with_data,
+        "highest": max(with_data, key=lambda item: item[1]) if with_data else None,
+        "lowest": min(with_data, key=lambda item: item[1]) if with_data else None,
+    }
+
+
+def bucket_labels(size: int, count: int) -> list[str]:
+    labels = [f"{i * size}–{(i + 1) * size - 1}" for i in range(count)]
+    labels[-1] = f"{(count - 1) * size}–100"
+    return labels
+
+
+def histograms(rows: list[Any]) -> list[dict[str, Any]]:
+    counts: dict[str, list[int]] = {key: [0] * 10 for key in queries.HISTOGRAM_MEASURES}
+    for row in rows:
+        counts[row.key][int(row.x)] = int(row.n)
+    return [
+        {"key": key, "label": queries.MEASURES[key].label, "counts": counts[key]}
+        for key in queries.HISTOGRAM_MEASURES
+    ]
+
+
+def _grid(rows: list[Any]) -> list[dict[str, float]]:
+    half = queries.GRID_CELL / 2
+    return [
+        {
+            "x": row.x * queries.GRID_CELL + half,
+            "y": row.y * queries.GRID_CELL + half,
+            "n": int(row.n),
+        }
+        for row in rows
+    ]
+
+
+def _bands(rows: list[Any]) -> list[dict[str, Any]]:
+    labels = bucket_labels(queries.BUCKET, 10)
+    return [
+        {
+            "label": labels[int(row.x)],
+            "center": row.x * queries.BUCKET + queries.BUCKET / 2,
+            "mean_relief": float(row.y),
+            "n": int(row.n),
+        }
+        for row in sorted(rows, key=lambda r: r.x)
+    ]
+
+
+def predictions(by_kind: dict[str, list[Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "relief_grid": _grid(by_kind["relief_grid"]),
+        "relief_bands": _bands(by_kind["relief_band"]),
+        "aversion_grid": _grid(by_kind["aversion_grid"]),
+        "aversion_bands": _bands(by_kind["aversion_band"]),
+        "dread_sentence": dread_sentence(summary),
+        "surprise_sentence": surprise_sentence(summary),
+    }
+
+
+def dread_sentence(summary: dict[str, Any]) -> str:
+    threshold = queries.DREAD_THRESHOLD
+    dreaded, other = summary["dreaded_relief"], summary["other_relief"]
+    if dreaded is None:
+        return (
+            f"None of your completed tasks had an aversion of {threshold} or more yet, "
+            "so there is nothing to compare."
+        )
+    count = summary["dreaded_n"]
+    plural = "task" if count == 1 else "tasks"
+    if other is None:
+        return (
+            f"All your completed tasks were dreaded (aversion ≥ {threshold}); "
+            f"they brought on average {dreaded:.0f} relief ({count} {plural})."
+        )
+    difference = float(dreaded) - float(other)
+    if difference >= 5:
+        verdict = "Dread overstates them: they turn out more relieving than the rest."
+    elif difference <= -5:
+        verdict = "They do turn out less relieving than the rest."
+    else:
+        verdict = "They turn out about as relieving as the rest."
+    return (
+        f"Tasks you dreaded (aversion ≥ {threshold}) brought on average {dreaded:.0f} relief "
+        f"vs {other:.0f} for the rest ({count} dreaded {plural}, "
+        f"{summary['other_n']} others). {verdict}"
+    )
+
+
+def surprise_sentence(summary: dict[str, Any]) -> str:
+    surprise = summary["avg_relief_surprise"]
+    if surprise is None:
+        return "No completed task has both an expected and an actual relief yet."
+    if surprise >= 0.5:
+        meaning = "tasks turned out better than you expected"
+    elif surprise <= -0.5:
+        meaning = "tasks turned out less relieving than you expected"
+    else:
+        meaning = "your expectations were about right"
+    return f"Relief surprise averaged {surprise:+.0f} (actual − expected relief): {meaning}."
+
+
+def _top(tasks: list[dict[str, Any]], key: str, highest: bool) -> list[dict[str, Any]]:
+    rated = [t for t in tasks if t[f"{key}_n"]]
+    sign = -1 if highest else 1
+    rated.sort(key=lambda t: (sign * t[key], -t["completed"], t["name"].lower()))
+    return rated[:RANKING_SIZE]
+
+
+def rankings(tasks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "relief": _top(tasks, "relief", highest=True),
+        "stress_efficiency": _top(tasks, "stress_efficiency", highest=True),
+        "stress": _top(tasks, "stress", highest=False),
+    }
+
+
+def format_p(p: float | None) -> str:
+    if p is None:
+        return "—"
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}"
+
+
+def correlation(pairs: list[Any], choices: Choices) -> dict[str, Any]:
+    xs = [float(row.x) for row in pairs]
+    ys = [float(row.y) for row in pairs]
+    result = stats.correlate(xs, ys, choices.method)
+    bins = stats.bin_means(xs, ys, CORRELATION_BINS)
+    x_label = queries.MEASURES[choices.x].label
+    y_label = queries.MEASURES[choices.y].label
+    return {
+        "result": result,
+        "p_text": format_p(result.p),
+        "sentence": correlation_sentence(result, x_label, y_label),
+        "x_label": x_label,
+        "y_label": y_label,
+        "bins": bins,
+        "points": [
+            {"x": x, "y": y}
+            for x, y in stats.even_sample(list(zip(xs, ys, strict=True)), SCATTER_LIMIT)
+        ],
+        "bin_points": [{"x": b.center, "y": b.mean_y} for b in bins if b.mean_y is not None],
+    }
+
+
+def correlation_sentence(result: stats.Correlation, x_label: str, y_label: str) -> str:
+    name = "Pearson r" if result.method == "pearson" else "Spearman ρ"
+    if result.n < 3:
+        return (
+            f"Not enough completed attempts with both {x_label} and {y_label} "
+            f"(n = {result.n}; at least 3 are needed)."
+        )
+    if result.r is None:
+        return (
+            f"{x_label} or {y_label} has the same value in every attempt, "
+            "so there is no correlation to compute."
+        )
+    direction = "positive" if result.r > 0 else "negative"
+    words = stats.strength(result.r)
+    relation = "relationship" if words == "no" else f"{direction} relationship"
+    if words == "no":
+        words = "no clear"
+    p_text = format_p(result.p)
+    p_part = f"p {p_text}" if p_text.startswith("<") else f"p = {p_text}"
+    return (
+        f"{name} = {result.r:.2f} ({p_part}, n = {result.n}): "
+        f"{words} {relation} between {x_label} and {y_label}."
+    )
