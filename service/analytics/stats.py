@@ -212,13 +212,3 @@ def even_sample(items: Sequence[T], limit: int) -> list[T]:
         return list(items)
     step = len(items) / limit
     return [items[int(i * step)] for i in range(limit)]
-
-
-def median(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
