@@ -17,11 +17,11 @@ from sqlalchemy import DateTime
 from sqlalchemy import Double
 from sqlalchemy import ForeignKey
 from sqlalchemy import ForeignKeyConstraint
+from sqlalchemy import Identity
 from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import MetaData
 from sqlalchemy import SmallInteger
-from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
 from sqlalchemy import func
@@ -102,11 +102,11 @@ class User(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    username: Mapped[str] = mapped_column(String(USERNAME_MAX))
-    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    username: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(Text, server_default="UTC")
     # SHA-256 of the sign-in key; the key itself is shown once and never stored.
-    signin_key_hash: Mapped[str] = mapped_column(String(64))
+    signin_key_hash: Mapped[str] = mapped_column(Text)
     # Per-person recommendation filter (measures and maximum duration).
     preferences: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
@@ -121,7 +121,7 @@ class UserSession(Base):
     __tablename__ = "user_sessions"
     __table_args__ = (Index("ix_user_sessions_user_id", "user_id"),)
 
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(Text, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[dt.datetime]
@@ -135,9 +135,9 @@ class Emotion(Base):
         CheckConstraint(f"char_length(name) BETWEEN 1 AND {EMOTION_NAME_MAX}", name="name_length"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(EMOTION_NAME_MAX))
+    name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
@@ -161,18 +161,18 @@ class Task(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(TASK_NAME_MAX))
+    name: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, server_default="")
-    kind: Mapped[str] = mapped_column(String(16), server_default="one-time")
+    kind: Mapped[str] = mapped_column(Text, server_default="one-time")
     default_estimate_minutes: Mapped[float] = mapped_column(Double, server_default="0")
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     archived_at: Mapped[dt.datetime | None]
     # The old app's id (``t1763738425``) for imported rows; unique per person.
-    legacy_id: Mapped[str | None] = mapped_column(String(64))
+    legacy_id: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
 
 
@@ -232,11 +232,11 @@ class Attempt(Base):
         Index("ix_attempts_task_id", "task_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     task_id: Mapped[int] = mapped_column(BigInteger)
     task_version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), server_default="initialized")
+    status: Mapped[str] = mapped_column(Text, server_default="initialized")
 
     initialized_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[dt.datetime | None]  # first start
@@ -254,7 +254,7 @@ class Attempt(Base):
     expected_physical_load: Mapped[int | None] = mapped_column(SmallInteger)
     motivation: Mapped[int | None] = mapped_column(SmallInteger)
     time_estimate_minutes: Mapped[float | None] = mapped_column(Double)
-    physical_context: Mapped[str | None] = mapped_column(String(CONTEXT_MAX))
+    physical_context: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, server_default="")
 
     # Outcome (recorded when completing) or cancellation.
@@ -281,7 +281,7 @@ class Attempt(Base):
 
     # Anything else worth keeping (legacy blocker types, pause reasons, ...).
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
-    legacy_id: Mapped[str | None] = mapped_column(String(64))
+    legacy_id: Mapped[str | None] = mapped_column(Text)
 
 
 class AttemptEmotion(Base):
@@ -301,7 +301,7 @@ class AttemptEmotion(Base):
 
     attempt_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     emotion_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    phase: Mapped[str] = mapped_column(String(8), primary_key=True)
+    phase: Mapped[str] = mapped_column(Text, primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -311,7 +311,7 @@ class ImportRun(Base):
     __tablename__ = "import_runs"
     __table_args__ = (Index("ix_import_runs_user_id", "user_id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     dry_run: Mapped[bool] = mapped_column(Boolean, server_default="false")

@@ -22,6 +22,8 @@ target_metadata = Base.metadata
 # Migrations run while the previous release is still serving: never wait long for a lock
 # that a running request holds; fail and let the deploy report it instead.
 LOCK_TIMEOUT = config.attributes.get("lock_timeout", "5s")
+# A migration that runs longer than this is not "short-locking": stop it.
+STATEMENT_TIMEOUT = config.attributes.get("statement_timeout", "60s")
 
 
 def _url() -> str:
@@ -38,11 +40,18 @@ def run_migrations_offline() -> None:
         transaction_per_migration=True,
     )
     with context.begin_transaction():
+        # The generated SQL script carries the same guards as an online run.
+        context.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        context.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
         context.run_migrations()
 
 
 def _run_with_connection(connection: Connection) -> None:
-    connection.execute(text("SELECT set_config('lock_timeout', :t, false)"), {"t": LOCK_TIMEOUT})
+    for setting, value in (
+        ("lock_timeout", LOCK_TIMEOUT),
+        ("statement_timeout", STATEMENT_TIMEOUT),
+    ):
+        connection.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
