@@ -11,6 +11,7 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -127,6 +128,18 @@ def serve(c: Context, port: int = 8000, workers: int = 0) -> None:
     os.execv(args[0], [*args, "service.wsgi:app"])
 
 
+@task(help={"part": "patch, minor or major (default patch)", "dry_run": "show, change nothing"})
+def release(c: Context, part: str = "patch", dry_run: bool = False) -> None:
+    """Cut a release: bump the version, date the CHANGELOG, write the manifest, tag vX.Y.Z."""
+    from releases.release import ReleaseRefused
+    from releases.release import cut_release
+
+    try:
+        cut_release(part, dry_run=dry_run)
+    except ReleaseRefused as exc:
+        raise Exit(f"release refused: {exc}") from exc
+
+
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
 def test(c: Context, k: str = "", x: bool = False) -> None:
     """Run the whole test suite against a real PostgreSQL (see tests/conftest.py)."""
@@ -218,3 +231,346 @@ def export_csv(c: Context, username: str, out: str) -> None:
 def bench_import(c: Context, rows: int = 1_000_000) -> None:
     """Benchmark the legacy import against a bare COPY (a scratch database on 127.0.0.1)."""
     c.run(f"{_python()} tests/load/bench_import.py --rows {rows}", pty=False)
+
+
+# --- capacity (releases/capacity.py, releases/loadtest.py): smoke, load test, the cap gate --
+
+
+@task(
+    help={
+        "url": "base URL of the running app (http://127.0.0.1:8000, https://example.com)",
+        "ca_file": "PEM CA to trust for HTTPS (a test CA); default: the system's",
+        "expect_version": "fail unless /healthz reports this version",
+    }
+)
+def smoke(c: Context, url: str, ca_file: str = "", expect_version: str = "") -> None:
+    """Walk the key pages as a throwaway user over HTTP(S), then delete it; exit 1 on failure.
+
+    Sign up, dashboard, create a task, initialize, start, complete, analytics (if present),
+    account, key sign-in, delete: one line per step.
+    """
+    from releases.loadtest_smoke import run_smoke
+
+    if ca_file and not Path(ca_file).is_file():
+        raise Exit(f"smoke: no such file {ca_file}")
+    result = run_smoke(url, ca_file=ca_file or None, expect_version=expect_version or None)
+    if not result.passed:
+        failed = next((s.name for s in result.steps if not s.ok), "?")
+        raise Exit(f"smoke: FAILED at {failed} ({url})", code=1)
+    print(f"smoke: passed ({len(result.steps)} steps against {url})")
+
+
+@task(
+    help={
+        "url": "base URL of the running app (gunicorn directly, see docs/benchmarks.md)",
+        "steps": "user counts of the steps, comma-separated (default 20,30,40,50)",
+        "step_seconds": "length of each step (default 60)",
+        "settle_seconds": "unmeasured start of each step while users arrive (default 15)",
+        "p95_ms": "gate: a step passes with p95 at or under this (default 300)",
+        "max_error_rate": "gate: a step passes with at most this failed share (default 0.001)",
+        "think_min": "shortest think time between actions, seconds (default 5)",
+        "think_max": "longest think time between actions, seconds (default 15)",
+        "processes": "locust processes generating the load (default 1)",
+        "spawn_rate": "users started per second (default: each step is full within its settle)",
+        "database_url": "the app's database, to seed the test accounts (default $DATABASE_URL)",
+        "keep_users": "leave the seeded accounts in the database",
+        "out": "folder for the reports (default releases/capacity/)",
+        "ca_file": "PEM CA to trust for HTTPS",
+    }
+)
+def loadtest(
+    c: Context,
+    url: str,
+    steps: str = "20,30,40,50",
+    step_seconds: float = 60.0,
+    settle_seconds: float = 15.0,
+    p95_ms: float = 300.0,
+    max_error_rate: float = 0.001,
+    think_min: float = 5.0,
+    think_max: float = 15.0,
+    processes: int = 1,
+    spawn_rate: float = 0.0,
+    database_url: str = "",
+    keep_users: bool = False,
+    out: str = "",
+    ca_file: str = "",
+) -> None:
+    """Step load test with seeded light users; per-step p50/p95/p99, req/s, errors, a verdict.
+
+    Writes a capacity report (JSON + HTML) under releases/capacity/; exit 1 when no step
+    passes. `invoke set-cap` reads these reports.
+    """
+    from releases import capacity
+    from releases import loadtest as load
+
+    db_url = database_url or os.environ.get("DATABASE_URL", "")
+    if not db_url:
+        raise Exit("loadtest: give --database-url (or DATABASE_URL) to seed the test accounts")
+    try:
+        settings = load.LoadSettings(
+            steps=tuple(int(s) for s in steps.split(",") if s.strip()),
+            step_seconds=step_seconds,
+            settle_seconds=settle_seconds,
+            spawn_rate=spawn_rate,
+            think_min=think_min,
+            think_max=think_max,
+            processes=processes,
+        )
+    except ValueError as exc:
+        raise Exit(f"loadtest: {exc}") from exc
+    gates = capacity.Gates(p95_ms=p95_ms, max_error_rate=max_error_rate)
+    report, json_path, html_path = load.run_loadtest(
+        url,
+        settings,
+        gates,
+        database_url=db_url,
+        out_dir=Path(out) if out else capacity.REPORTS_DIR,
+        keep_users=keep_users,
+        ca_file=ca_file or None,
+    )
+    for line in capacity.table(report):
+        print(line)
+    print(f"loadtest: report {json_path} and {html_path.name} (load avg {report.machine})")
+    if not report.passed:
+        raise Exit(code=1)
+
+
+@task(
+    name="set-cap",
+    help={
+        "host": "server address (SSH)",
+        "users": "the new MAX_USERS",
+        "force": "override the capacity gate (needs --reason; logged on the server)",
+        "reason": "why the gate is overridden",
+        "reports_dir": "where the capacity reports are (default releases/capacity/)",
+        "user": "SSH user with passwordless sudo (default deploy)",
+        "port": "SSH port (default 22)",
+        "key_file": "SSH private key (default: ssh-agent and ~/.ssh keys)",
+        "dry_run": "connect, decide and say what would change; change nothing",
+    },
+)
+def set_cap(
+    c: Context,
+    host: str,
+    users: int,
+    force: bool = False,
+    reason: str = "",
+    reports_dir: str = "",
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Set MAX_USERS on the server: only as high as a passing capacity report allows.
+
+    The report must be of the version the server runs, and N at most its recommended cap;
+    lowering is always allowed. The app restarts without failing requests (socket
+    activation). Every change is logged in /srv/tas/shared/capacity.log.
+    """
+    from invoke.exceptions import UnexpectedExit
+
+    from releases import capacity
+    from releases.remote import Remote
+    from releases.remote import SshTarget
+    from releases.remote import connect
+
+    if force and not reason.strip():
+        raise Exit("set-cap: --force needs --reason: say why the gate is overridden")
+    reports = capacity.load_reports(Path(reports_dir) if reports_dir else capacity.REPORTS_DIR)
+    target = SshTarget(host=host, user=user, port=port, key_file=key_file or None)
+    remote = Remote(connect(target), dry_run=dry_run)
+    try:
+        decision, lines = capacity.set_cap(remote, users, reports, force=force, reason=reason)
+    except capacity.CapRefused as exc:
+        raise Exit(f"set-cap: {exc}") from exc
+    except UnexpectedExit as exc:
+        result = exc.result
+        raise Exit(f"set-cap failed: `{result.command}` exited {result.exited}") from exc
+    except RuntimeError as exc:
+        raise Exit(f"set-cap failed: {exc}") from exc
+    finally:
+        remote.close()
+    print(f"set-cap: {decision.message}")
+    for line in lines:
+        print(f"set-cap: {line}")
+
+
+# --- servers (releases/): provision, a simple deploy, backups -------------------------------
+
+_SSH_HELP = {
+    "host": "server address (SSH)",
+    "user": "SSH user with passwordless sudo (default deploy)",
+    "port": "SSH port (default 22)",
+    "key_file": "SSH private key (default: ssh-agent and ~/.ssh keys)",
+    "dry_run": "connect and report what would change; change nothing",
+}
+
+
+def _remote(host: str, user: str, port: int, key_file: str, dry_run: bool = False) -> Any:
+    from releases.remote import Remote
+    from releases.remote import SshTarget
+    from releases.remote import connect
+
+    target = SshTarget(host=host, user=user, port=port, key_file=key_file or None)
+    return Remote(connect(target), dry_run=dry_run)
+
+
+def _server_failure(what: str, exc: Exception) -> Exit:
+    from invoke.exceptions import UnexpectedExit
+
+    if isinstance(exc, UnexpectedExit):
+        result = exc.result
+        detail = f"`{result.command}` exited {result.exited}:\n{result.stderr or result.stdout}"
+        return Exit(f"{what} failed: {detail}".rstrip())
+    return Exit(f"{what} failed: {exc}")
+
+
+@task(
+    help={
+        **_SSH_HELP,
+        "domain": "the site's domain (default TaskAversionSystem.com)",
+        "acme_server": "ACME directory URL (default: Let's Encrypt production)",
+        "acme_ca_file": "PEM CA the server must trust to reach a private ACME server",
+        "email": "contact address for the ACME account",
+        "max_users": "MAX_USERS written into a new env file (default 25)",
+    }
+)
+def provision(
+    c: Context,
+    host: str,
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
+    domain: str = "TaskAversionSystem.com",
+    acme_server: str = "",
+    acme_ca_file: str = "",
+    email: str = "",
+    max_users: int = 25,
+    dry_run: bool = False,
+) -> None:
+    """Make a fresh Debian 12 / Ubuntu 22.04 server ready for deploys (safe to re-run).
+
+    Packages, the tas user and /srv/tas, env file with generated secrets, PostgreSQL role
+    and database, systemd units (socket-activated gunicorn, nightly backups), nginx and a
+    TLS certificate. Each step prints "changed" or "unchanged".
+    """
+    from invoke.exceptions import UnexpectedExit
+
+    from releases import provision as provisioning
+
+    if acme_ca_file and not Path(acme_ca_file).is_file():
+        raise Exit(f"provision: no such file {acme_ca_file}")
+    settings = provisioning.Settings(
+        domain=domain.lower(),
+        acme_server=acme_server or provisioning.LETS_ENCRYPT,
+        email=email,
+        acme_ca_file=Path(acme_ca_file) if acme_ca_file else None,
+        max_users=max_users,
+    )
+    remote = _remote(host, user, port, key_file, dry_run)
+    try:
+        provisioning.provision(remote, settings)
+    except (UnexpectedExit, RuntimeError) as exc:
+        raise _server_failure("provision", exc) from exc
+    finally:
+        remote.close()
+
+
+@task(name="deploy-simple", help=_SSH_HELP)
+def deploy_simple(
+    c: Context,
+    host: str,
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Deploy this checkout: wheel + locked wheelhouse, new release venv, migrate, switch.
+
+    The minimal deploy (no lock, health gate or rollback yet). Needs a provisioned server.
+    """
+    from invoke.exceptions import UnexpectedExit
+
+    from releases import deploy
+
+    remote = _remote(host, user, port, key_file, dry_run)
+    try:
+        if dry_run:
+            for line in deploy.plan(remote):
+                print(line)
+            return
+        _ensure_assets(c)
+        release = deploy.deploy_current_code(remote, ROOT)
+        print(f"deploy-simple: {release} is live on {host}")
+    except (UnexpectedExit, RuntimeError) as exc:
+        raise _server_failure("deploy-simple", exc) from exc
+    finally:
+        remote.close()
+
+
+@task(help=_SSH_HELP)
+def backup(
+    c: Context,
+    host: str,
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Take a verified database backup on the server now (the nightly job, run at once)."""
+    from invoke.exceptions import UnexpectedExit
+
+    from releases import backups
+
+    remote = _remote(host, user, port, key_file, dry_run)
+    try:
+        existing = backups.list_backups(remote)
+        if dry_run:
+            print(f"backup: would dump the database ({len(existing)} backups on the server)")
+            return
+        print(f"backup: {backups.take_backup(remote)}")
+    except (UnexpectedExit, RuntimeError) as exc:
+        raise _server_failure("backup", exc) from exc
+    finally:
+        remote.close()
+
+
+@task(
+    help={
+        **_SSH_HELP,
+        "file": "the dump to restore: a name from `invoke backup` output, or its full path",
+        "yes": "do not ask for confirmation",
+    }
+)
+def restore(
+    c: Context,
+    host: str,
+    file: str,
+    yes: bool = False,
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Replace the server's database with a backup. The app is stopped while it runs."""
+    from invoke.exceptions import UnexpectedExit
+
+    from releases import backups
+
+    remote = _remote(host, user, port, key_file, dry_run)
+    try:
+        path = backups.resolve_backup(remote, file)
+        if dry_run:
+            print(f"restore: would stop the app and restore the database from {path}")
+            return
+        if not yes:
+            answer = input(f"Replace ALL data on {host} with {path}? Type 'yes' to go on: ")
+            if answer.strip().lower() != "yes":
+                raise Exit("restore: cancelled, nothing changed")
+        print(f"restore: {backups.restore_backup(remote, path)}")
+    except FileNotFoundError as exc:
+        raise Exit(f"restore: {exc}") from exc
+    except (UnexpectedExit, RuntimeError) as exc:
+        raise _server_failure("restore", exc) from exc
+    finally:
+        remote.close()

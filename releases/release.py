@@ -1,0 +1,178 @@
+"""Cut a release: version bump, CHANGELOG section, manifest, commit and annotated tag.
+
+The manifest (``releases/manifests/<version>.json``) records what a deploy needs to trust
+and to plan with: the commit the release was cut from, the Alembic head it needs, every
+migration with its irreversible flag, and the SHA-256 of the artifact, which a deploy
+rebuilds from the tag and compares.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic.script import ScriptDirectory
+
+from releases.artifact import ROOT
+from releases.artifact import build_from_tree
+from releases.artifact import export_tree
+from releases.artifact import sha256_file
+
+PARTS = ("patch", "minor", "major")
+MANIFESTS = ROOT / "releases" / "manifests"
+UNRELEASED = re.compile(r"^## \[Unreleased\][^\n]*\n(?P<body>.*?)(?=^## \[|\Z)", re.M | re.S)
+VERSION_LINE = re.compile(r'^version = "(?P<version>\d+\.\d+\.\d+)"$', re.M)
+
+
+class ReleaseRefused(RuntimeError):
+    """A precondition failed; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    current: str
+    version: str
+    notes: str
+    changelog: str
+    pyproject: str
+    base_commit: str
+
+
+def bump(version: str, part: str) -> str:
+    if part not in PARTS:
+        raise ReleaseRefused(f"--part must be one of {', '.join(PARTS)}, not {part!r}")
+    major, minor, patch = (int(n) for n in version.split("."))
+    if part == "major":
+        return f"{major + 1}.0.0"
+    if part == "minor":
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def unreleased_notes(changelog: str) -> str:
+    match = UNRELEASED.search(changelog)
+    if match is None:
+        raise ReleaseRefused("CHANGELOG.md has no '## [Unreleased]' section")
+    body = match.group("body").strip()
+    if not re.search(r"^\s*[-*] \S", body, re.M):
+        raise ReleaseRefused("the Unreleased section of CHANGELOG.md is empty: nothing to release")
+    return body
+
+
+def changelog_with_release(changelog: str, version: str, day: dt.date) -> str:
+    """Turn the Unreleased notes into a dated section, leaving an empty Unreleased on top."""
+    match = UNRELEASED.search(changelog)
+    assert match is not None
+    body = match.group("body").strip()
+    section = f"## [Unreleased]\n\n## [{version}] - {day.isoformat()}\n\n{body}\n\n"
+    return changelog[: match.start()] + section + changelog[match.end() :].lstrip("\n")
+
+
+def _git(*args: str, root: Path = ROOT) -> str:
+    result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ReleaseRefused(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def plan_release(part: str, day: dt.date, root: Path = ROOT) -> ReleasePlan:
+    """Check the preconditions and compute the new files; changes nothing."""
+    dirty = _git("status", "--porcelain", "--untracked-files=normal", root=root)
+    if dirty:
+        raise ReleaseRefused(
+            "the working tree has uncommitted changes; commit or stash them first:\n" + dirty
+        )
+    changelog = (root / "CHANGELOG.md").read_text(encoding="utf-8")
+    pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    notes = unreleased_notes(changelog)
+    found = VERSION_LINE.search(pyproject)
+    if found is None:
+        raise ReleaseRefused("pyproject.toml has no version line")
+    current = found.group("version")
+    version = bump(current, part)
+    if _git("tag", "--list", f"v{version}", root=root):
+        raise ReleaseRefused(f"the tag v{version} exists already")
+    return ReleasePlan(
+        current=current,
+        version=version,
+        notes=notes,
+        changelog=changelog_with_release(changelog, version, day),
+        pyproject=VERSION_LINE.sub(f'version = "{version}"', pyproject, count=1),
+        base_commit=_git("rev-parse", "HEAD", root=root),
+    )
+
+
+def migration_chain(root: Path = ROOT) -> list[dict[str, Any]]:
+    """Every migration from head to base with its irreversible flag (for rollback plans)."""
+    script = ScriptDirectory(str(root / "db" / "migrations"))
+    return [
+        {
+            "revision": rev.revision,
+            "down_revision": rev.down_revision,
+            "irreversible": bool(getattr(rev.module, "irreversible", False)),
+        }
+        for rev in script.walk_revisions()
+    ]
+
+
+def manifest_for(plan: ReleasePlan, artifact_sha256: str, root: Path = ROOT) -> dict[str, Any]:
+    chain = migration_chain(root)
+    return {
+        "version": plan.version,
+        "tag": f"v{plan.version}",
+        "commit": plan.base_commit,
+        "alembic_head": chain[0]["revision"] if chain else None,
+        "migrations": chain,
+        "artifact": f"task_aversion_system-{plan.version}-py3-none-any.whl",
+        "artifact_sha256": artifact_sha256,
+        "runtime_lock_sha256": sha256_file(root / "requirements" / "runtime.lock"),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def build_release_artifact(plan: ReleasePlan, root: Path = ROOT) -> str:
+    """Build the wheel from exactly what the release commit will hold; return its hash."""
+    with tempfile.TemporaryDirectory(prefix="tas-release-") as tmp:
+        tree = Path(tmp) / "src"
+        tree.mkdir()
+        export_tree("HEAD", tree, root)
+        (tree / "pyproject.toml").write_text(plan.pyproject, encoding="utf-8")
+        (tree / "CHANGELOG.md").write_text(plan.changelog, encoding="utf-8")
+        return build_from_tree(tree, Path(tmp) / "dist", plan.base_commit).sha256
+
+
+def cut_release(
+    part: str,
+    *,
+    dry_run: bool = False,
+    today: dt.date | None = None,
+    root: Path = ROOT,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any] | None:
+    plan = plan_release(part, today or dt.date.today(), root)
+    echo(f"release: {plan.current} -> {plan.version} (from {plan.base_commit[:12]})")
+    echo("release: notes:\n" + plan.notes)
+    if dry_run:
+        echo("release: dry run: nothing changed")
+        return None
+    echo("release: building the artifact ...")
+    manifest = manifest_for(plan, build_release_artifact(plan, root), root)
+    (root / "pyproject.toml").write_text(plan.pyproject, encoding="utf-8")
+    (root / "CHANGELOG.md").write_text(plan.changelog, encoding="utf-8")
+    path = root / "releases" / "manifests" / f"{plan.version}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _git("add", "pyproject.toml", "CHANGELOG.md", str(path.relative_to(root)), root=root)
+    _git("commit", "-q", "-m", f"Release {plan.version}", root=root)
+    _git(
+        "tag", "-a", f"v{plan.version}", "-m", f"Release {plan.version}\n\n{plan.notes}", root=root
+    )
+    echo(f"release: committed and tagged v{plan.version}; artifact {manifest['artifact_sha256']}")
+    return manifest
