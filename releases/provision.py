@@ -1,0 +1,427 @@
+"""Turn a fresh Debian 12 / Ubuntu 22.04 server into one ready for deploys (``invoke provision``).
+
+Read :func:`provision` top to bottom: each step is a small function that checks the server
+first and changes only what differs, then says what it did. A second run reports
+"unchanged" for every step; ``dry_run`` reports what would change and changes nothing.
+
+Server layout (Capistrano's): ``/srv/tas/releases/<release>/`` (one venv each),
+``/srv/tas/current`` (the live release, switched atomically by the deploy),
+``/srv/tas/shared/tas.env`` (settings and secrets, 0600 tas), ``/srv/tas/backups/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from releases.remote import Remote
+from releases.remote import render
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+APP_USER = "tas"
+DATABASE = "tas"
+APP_ROOT = "/srv/tas"
+ENV_FILE = f"{APP_ROOT}/shared/tas.env"
+BACKUP_DIR = f"{APP_ROOT}/backups"
+BACKUP_SCRIPT = "/usr/local/sbin/tas-backup"
+RESTORE_SCRIPT = "/usr/local/sbin/tas-restore"
+ACME_WEBROOT = "/var/www/acme"
+NGINX_SITE = "/etc/nginx/sites-available/tas"
+ACME_CA_PATH = "/usr/local/share/ca-certificates/tas-acme-ca.crt"
+UNIT_DIR = "/etc/systemd/system"
+# What a server needs for the app: the database, the proxy, certificates, release venvs.
+PACKAGES = ["postgresql", "nginx", "certbot", "python3-venv", "ca-certificates", "curl"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    domain: str = "taskaversionsystem.com"
+    acme_server: str = LETS_ENCRYPT
+    email: str = ""
+    # A CA certificate (PEM) the server must trust to talk to a private ACME server.
+    acme_ca_file: Path | None = None
+    max_users: int = 25
+    max_upload_mb: int = 20
+    backup_keep: int = 14
+
+    @property
+    def certificate(self) -> str:
+        return f"/etc/letsencrypt/live/{self.domain}/fullchain.pem"
+
+
+@dataclass
+class StepResult:
+    name: str
+    changes: list[str]
+
+    def line(self, dry_run: bool) -> str:
+        if not self.changes:
+            return f"{self.name}: unchanged"
+        verb = "would change" if dry_run else "changed"
+        return f"{self.name}: {verb} ({'; '.join(self.changes)})"
+
+
+Step = Callable[[Remote, Settings], list[str]]
+
+
+def provision(
+    remote: Remote, settings: Settings, echo: Callable[[str], None] = print
+) -> list[StepResult]:
+    """Run every step in order; print each step's name and outcome as it finishes."""
+    steps: list[tuple[str, Step]] = [
+        ("packages", install_packages),
+        ("app user", create_app_user),
+        ("directories", create_directories),
+        ("env file", write_env_file),
+        ("database", create_database),
+        ("backup scripts", install_backup_scripts),
+        ("systemd units", install_units),
+        ("acme trust", trust_acme_ca),
+        ("acme challenge site", serve_acme_challenges),
+        ("certificate", obtain_certificate),
+        ("nginx site", configure_nginx_site),
+        ("certificate renewal", enable_renewal),
+    ]
+    results = []
+    for name, step in steps:
+        started = time.monotonic()
+        result = StepResult(name, step(remote, settings))
+        echo(f"{result.line(remote.dry_run)} [{time.monotonic() - started:.1f}s]")
+        results.append(result)
+    changed = sum(1 for r in results if r.changes)
+    if not changed:
+        echo("provision: nothing changed" if not remote.dry_run else "provision: nothing to do")
+    else:
+        verb = "would change" if remote.dry_run else "changed"
+        echo(f"provision: {changed} of {len(results)} steps {verb}")
+    return results
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+def install_packages(remote: Remote, settings: Settings) -> list[str]:
+    missing = [p for p in PACKAGES if not _package_installed(remote, p)]
+    if not missing:
+        return []
+    if not remote.dry_run:
+        quoted = " ".join(shlex.quote(p) for p in missing)
+        apt = "DEBIAN_FRONTEND=noninteractive apt-get -q -y"
+        remote.sudo(f"{apt} update && {apt} install --no-install-recommends {quoted}")
+    return [f"install {' '.join(missing)}"]
+
+
+def _package_installed(remote: Remote, package: str) -> bool:
+    status = remote.run(f"dpkg-query -W -f='${{Status}}' {package}", warn=True).stdout
+    return status.strip() == "install ok installed"
+
+
+def create_app_user(remote: Remote, settings: Settings) -> list[str]:
+    if remote.ok(f"id -u {APP_USER}"):
+        return []
+    if not remote.dry_run:
+        remote.sudo(
+            f"useradd --system --user-group --home-dir {APP_ROOT} --no-create-home "
+            f"--shell /usr/sbin/nologin {APP_USER}"
+        )
+    return [f"create system user {APP_USER}"]
+
+
+def create_directories(remote: Remote, settings: Settings) -> list[str]:
+    # (path, mode, owner, group): releases are root's (the app cannot rewrite its code),
+    # shared holds the secrets, backups are written by the backup job running as tas.
+    wanted = [
+        (APP_ROOT, "755", "root", "root"),
+        (f"{APP_ROOT}/releases", "755", "root", "root"),
+        (f"{APP_ROOT}/shared", "750", "root", APP_USER),
+        (BACKUP_DIR, "750", APP_USER, APP_USER),
+        (ACME_WEBROOT, "755", "root", "root"),
+    ]
+    return [
+        f"{path} {mode} {owner}:{group}"
+        for path, mode, owner, group in wanted
+        if remote.ensure_directory(path, mode=mode, owner=owner, group=group)
+    ]
+
+
+def write_env_file(remote: Remote, settings: Settings) -> list[str]:
+    """Settings and secrets; generated secrets and operator-edited values are kept."""
+    existing = parse_env(remote.read(ENV_FILE) or "")
+    values = {
+        "database_url": existing.get("DATABASE_URL")
+        or f"postgresql://{APP_USER}:{secrets.token_hex(24)}@/{DATABASE}?host=/var/run/postgresql",
+        "secret_key": existing.get("SECRET_KEY") or secrets.token_hex(32),
+        "max_users": existing.get("MAX_USERS", str(settings.max_users)),
+        "max_upload_mb": existing.get("MAX_UPLOAD_MB", str(settings.max_upload_mb)),
+        "log_level": existing.get("LOG_LEVEL", "INFO"),
+        "forwarded_allow_ips": existing.get("FORWARDED_ALLOW_IPS", "*"),
+        "proxy_count": existing.get("PROXY_COUNT", "1"),
+    }
+    content = render("tas.env", **values)
+    known = parse_env(content)
+    extra = {k: v for k, v in existing.items() if k not in known}
+    if extra:
+        content += "# Added on the server\n" + "".join(f"{k}={v}\n" for k, v in extra.items())
+    if remote.ensure_file(ENV_FILE, content, mode="600", owner=APP_USER):
+        return ["write " + ENV_FILE + (" (new secrets)" if "SECRET_KEY" not in existing else "")]
+    return []
+
+
+def create_database(remote: Remote, settings: Settings) -> list[str]:
+    changes = []
+    if not remote.ok("systemctl is-active --quiet postgresql"):
+        if not remote.dry_run:
+            remote.sudo("systemctl enable --now postgresql")
+        changes.append("start postgresql")
+    if not remote.dry_run:
+        _wait_for(remote, "pg_isready -q", "PostgreSQL to accept connections")
+    password = _env_password(remote)
+    role_hash = _psql(remote, f"SELECT rolpassword FROM pg_authid WHERE rolname = '{APP_USER}'")
+    if not role_hash:
+        changes.append(f"create role {APP_USER}")
+        if not remote.dry_run:
+            _psql(remote, f"CREATE ROLE {APP_USER} LOGIN PASSWORD :'pw'", password=password)
+    elif not scram_matches(role_hash, password):
+        changes.append(f"reset the password of role {APP_USER} to the env file's")
+        if not remote.dry_run:
+            _psql(remote, f"ALTER ROLE {APP_USER} PASSWORD :'pw'", password=password)
+    if not _psql(remote, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"):
+        changes.append(f"create database {DATABASE}")
+        if not remote.dry_run:
+            remote.sudo(f"createdb --owner={APP_USER} {DATABASE}", user="postgres")
+    return changes
+
+
+def install_backup_scripts(remote: Remote, settings: Settings) -> list[str]:
+    values = {
+        "backup_dir": BACKUP_DIR,
+        "backup_keep": settings.backup_keep,
+        "database": DATABASE,
+    }
+    changes = []
+    if remote.ensure_file(BACKUP_SCRIPT, render("tas-backup.sh", **values), mode="755"):
+        changes.append(BACKUP_SCRIPT)
+    restore = render("tas-restore.sh", database=DATABASE, backup_script=BACKUP_SCRIPT)
+    if remote.ensure_file(RESTORE_SCRIPT, restore, mode="755"):
+        changes.append(RESTORE_SCRIPT)
+    return changes
+
+
+def install_units(remote: Remote, settings: Settings) -> list[str]:
+    units = {
+        "tas.socket": render("tas.socket"),
+        "tas.service": render("tas.service", env_file=ENV_FILE, app_root=APP_ROOT),
+        "tas-backup.service": render(
+            "tas-backup.service",
+            backup_script=BACKUP_SCRIPT,
+            backup_dir=BACKUP_DIR,
+            backup_keep=settings.backup_keep,
+        ),
+        "tas-backup.timer": render("tas-backup.timer"),
+    }
+    written = [
+        name for name, text in units.items() if remote.ensure_file(f"{UNIT_DIR}/{name}", text)
+    ]
+    changes = [f"write {name}" for name in written]
+    if written and not remote.dry_run:
+        remote.sudo("systemctl daemon-reload")
+        _apply_unit_changes(remote, written)
+    for unit in ("tas.socket", "tas-backup.timer"):
+        enabled = remote.ok(f"systemctl is-enabled --quiet {unit}")
+        active = remote.ok(f"systemctl is-active --quiet {unit}")
+        if not (enabled and active):
+            changes.append(f"enable and start {unit}")
+            if not remote.dry_run:
+                remote.sudo(f"systemctl enable --now {unit}")
+    return changes
+
+
+def _apply_unit_changes(remote: Remote, written: list[str]) -> None:
+    # A running app picks up a new service definition on restart. A changed socket can only
+    # be rebound with the service stopped (systemd refuses while the service holds it).
+    if "tas.socket" in written and remote.ok("systemctl is-active --quiet tas.socket"):
+        remote.sudo(
+            "was=$(systemctl is-active tas.service || true); systemctl stop tas.service; "
+            'systemctl restart tas.socket; [ "$was" != active ] || systemctl start tas.service'
+        )
+    elif "tas.service" in written:
+        remote.sudo("systemctl try-restart tas.service")
+
+
+def trust_acme_ca(remote: Remote, settings: Settings) -> list[str]:
+    """Trust a private ACME server's CA system-wide, so certbot's renewals trust it too."""
+    if settings.acme_ca_file is None:
+        return []
+    pem = Path(settings.acme_ca_file).read_text()
+    if not remote.ensure_file(ACME_CA_PATH, pem):
+        return []
+    if not remote.dry_run:
+        remote.sudo("update-ca-certificates")
+    return [f"trust {settings.acme_ca_file.name} for {settings.acme_server}"]
+
+
+def serve_acme_challenges(remote: Remote, settings: Settings) -> list[str]:
+    """Before a certificate exists: an HTTP-only site that answers certbot's challenges."""
+    if remote.exists(settings.certificate):
+        return []  # the full site (next steps) serves challenges too
+    site = render("nginx-acme-only.conf", domain=settings.domain, acme_webroot=ACME_WEBROOT)
+    return _install_nginx_site(remote, site)
+
+
+def obtain_certificate(remote: Remote, settings: Settings) -> list[str]:
+    if remote.exists(settings.certificate):
+        return []
+    if remote.dry_run:
+        return [f"request a certificate for {settings.domain} from {settings.acme_server}"]
+    _wait_for_challenge_site(remote, settings.domain)
+    contact = (
+        f"-m {shlex.quote(settings.email)}"
+        if settings.email
+        else "--register-unsafely-without-email"
+    )
+    remote.sudo(
+        f"certbot certonly -n --agree-tos {contact} --server {shlex.quote(settings.acme_server)} "
+        f"--webroot -w {ACME_WEBROOT} -d {shlex.quote(settings.domain)} "
+        "--deploy-hook 'systemctl reload nginx'"
+    )
+    return [f"certificate for {settings.domain} from {settings.acme_server}"]
+
+
+def configure_nginx_site(remote: Remote, settings: Settings) -> list[str]:
+    if not remote.exists(settings.certificate):
+        # Only reachable in a dry run: the certificate step has failed loudly otherwise.
+        return ["switch to the HTTPS site once the certificate exists"]
+    env = parse_env(remote.read(ENV_FILE) or "")
+    site = render(
+        "nginx-site.conf",
+        domain=settings.domain,
+        acme_webroot=ACME_WEBROOT,
+        app_root=APP_ROOT,
+        max_upload_mb=env.get("MAX_UPLOAD_MB", str(settings.max_upload_mb)),
+    )
+    return _install_nginx_site(remote, site)
+
+
+def enable_renewal(remote: Remote, settings: Settings) -> list[str]:
+    """certbot's own timer renews (twice a day); the deploy hook reloads nginx."""
+    enabled = remote.ok("systemctl is-enabled --quiet certbot.timer")
+    active = remote.ok("systemctl is-active --quiet certbot.timer")
+    if enabled and active:
+        return []
+    if not remote.dry_run:
+        remote.sudo("systemctl enable --now certbot.timer")
+    return ["enable and start certbot.timer"]
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _install_nginx_site(remote: Remote, site: str) -> list[str]:
+    previous = remote.read(NGINX_SITE)
+    changes = []
+    if remote.ensure_file(NGINX_SITE, site):
+        changes.append(f"write {NGINX_SITE}")
+    if remote.ensure_symlink("/etc/nginx/sites-enabled/tas", NGINX_SITE):
+        changes.append("enable the tas site")
+    if remote.ensure_absent("/etc/nginx/sites-enabled/default"):
+        changes.append("disable the default site")
+    if remote.dry_run:
+        return changes
+    if changes:
+        test = remote.sudo("nginx -t", warn=True)
+        if test.exited != 0:
+            if previous is not None:
+                remote.ensure_file(NGINX_SITE, previous)
+            raise RuntimeError(f"nginx -t rejected the new site (old one restored):\n{test.stderr}")
+    if not remote.ok("systemctl is-active --quiet nginx"):
+        remote.sudo("systemctl enable --now nginx")
+        changes.append("start nginx")
+    elif changes:
+        remote.sudo("systemctl reload nginx")
+    return changes
+
+
+def _wait_for_challenge_site(remote: Remote, domain: str) -> None:
+    """``systemctl reload nginx`` returns before the new site is live: probe it first."""
+    token = secrets.token_hex(8)
+    directory = f"{ACME_WEBROOT}/.well-known/acme-challenge"
+    remote.sudo(f"mkdir -p {directory} && echo {token} > {directory}/tas-probe")
+    try:
+        _wait_for(
+            remote,
+            f"curl -fsS -H 'Host: {domain}' http://127.0.0.1/.well-known/acme-challenge/tas-probe"
+            f" | grep -qx {token}",
+            "nginx to serve the ACME challenge directory",
+        )
+    finally:
+        remote.sudo(f"rm -f {directory}/tas-probe")
+
+
+def _wait_for(remote: Remote, probe: str, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not remote.ok(probe):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def _psql(remote: Remote, sql: str, password: str | None = None) -> str:
+    """Run one statement as the postgres superuser; a password travels on stdin only."""
+    script = ""
+    if password is not None:
+        script = f"\\set pw {password}\n"
+    script += sql + ";\n"
+    result = remote.sudo("psql -X -q -t -A -v ON_ERROR_STOP=1", user="postgres", stdin=script)
+    return result.stdout.strip()
+
+
+def _env_password(remote: Remote) -> str:
+    url = parse_env(remote.read(ENV_FILE) or "").get("DATABASE_URL", "")
+    password = urlsplit(url).password
+    if not password:
+        if remote.dry_run:
+            return secrets.token_hex(24)  # the env file step would generate one
+        raise RuntimeError(f"{ENV_FILE} has no DATABASE_URL with a password")
+    return password
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """KEY=value lines (systemd EnvironmentFile syntax, without quoting)."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+def scram_matches(stored: str, password: str) -> bool:
+    """Whether PostgreSQL's SCRAM-SHA-256 verifier was made from ``password``.
+
+    Lets provisioning check the role's password without logging in over TCP (pg_hba may
+    not allow it) and without ever sending the password anywhere.
+    """
+    try:
+        method, rest = stored.split("$", 1)
+        iterations_salt, keys = rest.split("$", 1)
+        iterations, salt = iterations_salt.split(":", 1)
+        stored_key, _server_key = keys.split(":", 1)
+    except ValueError:
+        return False  # md5 or another old format: reset it to a SCRAM one
+    if method != "SCRAM-SHA-256":
+        return False
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    expected = base64.b64encode(hashlib.sha256(client_key).digest()).decode()
+    return hmac.compare_digest(expected, stored_key)

@@ -1,0 +1,174 @@
+"""A server reached over SSH (Fabric), with the idempotent file operations provisioning needs.
+
+Every command runs as ``sudo -n sh -c '<command>'``: Fabric's ``sudo()`` would put only the
+first part of ``a || b`` under sudo, and ``-n`` fails at once instead of waiting for a
+password prompt nobody answers. In a dry run, the ``ensure_*`` helpers only say whether
+they would change something.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+from dataclasses import dataclass
+from dataclasses import field
+from importlib import resources
+from pathlib import PurePosixPath
+
+from fabric import Config
+from fabric import Connection
+from invoke.runners import Result
+
+# Placeholders in releases/templates look like {{ name }}; nothing else there uses braces twice.
+_MANAGED = "Managed by `invoke provision` (releases/templates); local edits are overwritten."
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    user: str = "deploy"
+    port: int = 22
+    key_file: str | None = None
+
+
+def connect(target: SshTarget) -> Connection:
+    connect_kwargs: dict[str, object] = {}
+    if target.key_file:
+        connect_kwargs.update(key_filename=target.key_file, look_for_keys=False, allow_agent=False)
+    # in_stream=False: commands never read the local stdin (it may be pytest's, or closed).
+    config = Config(overrides={"run": {"in_stream": False}})
+    return Connection(
+        target.host,
+        user=target.user,
+        port=target.port,
+        connect_kwargs=connect_kwargs,
+        config=config,
+        connect_timeout=15,
+    )
+
+
+def render(template: str, **values: object) -> str:
+    """Fill ``{{ name }}`` placeholders; an unknown or unused name is an error, not a blank."""
+    text = (resources.files("releases") / "templates" / template).read_text()
+    values = {"managed": _MANAGED, **values}
+    used = set()
+    out = text
+    for name, value in values.items():
+        placeholder = "{{ " + name + " }}"
+        if placeholder in out:
+            used.add(name)
+            out = out.replace(placeholder, str(value))
+    if "{{ " in out:
+        start = out.index("{{ ")
+        raise KeyError(f"{template}: no value for {out[start : out.index('}}', start) + 2]}")
+    unused = set(values) - used - {"managed"}
+    if unused:
+        raise KeyError(f"{template}: values not used: {sorted(unused)}")
+    return out
+
+
+@dataclass
+class Remote:
+    """Commands and idempotent file operations on one server."""
+
+    connection: Connection
+    dry_run: bool = False
+    _scratch: str | None = field(default=None, repr=False)
+
+    def run(self, command: str, *, warn: bool = False, stdin: str | None = None) -> Result:
+        kwargs: dict[str, object] = {"hide": True, "warn": warn}
+        if stdin is not None:
+            kwargs["in_stream"] = io.StringIO(stdin)
+        result = self.connection.run(command, **kwargs)
+        assert result is not None
+        return result
+
+    def sudo(
+        self, command: str, *, user: str = "", warn: bool = False, stdin: str | None = None
+    ) -> Result:
+        as_user = f"-u {shlex.quote(user)} " if user else ""
+        return self.run(f"sudo -n {as_user}sh -c {shlex.quote(command)}", warn=warn, stdin=stdin)
+
+    def ok(self, command: str, *, user: str = "") -> bool:
+        """Whether a probe succeeds (its exit status, never an exception)."""
+        return self.sudo(command, user=user, warn=True).exited == 0
+
+    def read(self, path: str) -> str | None:
+        q = shlex.quote(path)
+        result = self.sudo(f"if [ -f {q} ]; then cat {q}; else exit 3; fi", warn=True)
+        if result.exited == 3:
+            return None
+        if result.exited != 0:
+            raise RuntimeError(f"cannot read {path}: {result.stderr.strip()}")
+        return result.stdout
+
+    def exists(self, path: str) -> bool:
+        return self.ok(f"[ -e {shlex.quote(path)} ]")
+
+    def stat(self, path: str) -> str | None:
+        """``mode owner group`` of a path (``644 root root``), or None when it is missing."""
+        result = self.sudo(f"stat -c '%a %U %G' {shlex.quote(path)}", warn=True)
+        return result.stdout.strip() if result.exited == 0 else None
+
+    def ensure_file(
+        self, path: str, content: str, *, mode: str = "644", owner: str = "root", group: str = ""
+    ) -> bool:
+        """Make ``path`` hold exactly ``content`` with this mode and ownership.
+
+        Returns whether anything changed (or would change, in a dry run). The new content
+        is uploaded into a private directory and moved into place, so a reader never sees
+        half a file and a secret is never readable by others on the way.
+        """
+        group = group or owner
+        wanted = f"{mode} {owner} {group}"
+        if self.read(path) == content and self.stat(path) == wanted:
+            return False
+        if self.dry_run:
+            return True
+        staged = f"{self.scratch()}/{PurePosixPath(path).name}"
+        self.connection.put(io.BytesIO(content.encode()), staged)
+        q, staged_q = shlex.quote(path), shlex.quote(staged)
+        self.sudo(
+            f"install -m {mode} -o {owner} -g {group} {staged_q} {q}.tas-new && "
+            f"mv -f {q}.tas-new {q} && rm -f {staged_q}"
+        )
+        return True
+
+    def ensure_directory(
+        self, path: str, *, mode: str = "755", owner: str = "root", group: str = ""
+    ) -> bool:
+        group = group or owner
+        if self.stat(path) == f"{mode} {owner} {group}":
+            return False
+        if not self.dry_run:
+            self.sudo(f"install -d -m {mode} -o {owner} -g {group} {shlex.quote(path)}")
+        return True
+
+    def ensure_symlink(self, path: str, target: str) -> bool:
+        q = shlex.quote(path)
+        current = self.sudo(f"readlink {q}", warn=True)
+        if current.exited == 0 and current.stdout.strip() == target:
+            return False
+        if not self.dry_run:
+            self.sudo(f"ln -sfn {shlex.quote(target)} {q}")
+        return True
+
+    def ensure_absent(self, path: str) -> bool:
+        q = shlex.quote(path)
+        if not self.ok(f"[ -e {q} ] || [ -L {q} ]"):
+            return False
+        if not self.dry_run:
+            self.sudo(f"rm -f {q}")
+        return True
+
+    def scratch(self) -> str:
+        """A directory only the SSH user can read, removed by :meth:`close`."""
+        if self._scratch is None:
+            self._scratch = self.run("mktemp -d /tmp/tas-upload.XXXXXXXX").stdout.strip()
+        return self._scratch
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            self.run(f"rm -rf {shlex.quote(self._scratch)}", warn=True)
+            self._scratch = None
+        self.connection.close()
