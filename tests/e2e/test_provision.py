@@ -1,0 +1,184 @@
+"""Provision a fresh "VPS", deploy this checkout, and check it the way an operator would.
+
+One disposable Debian 12 systemd host per session (see vpsbox.py). The module fixture
+runs the real commands an operator runs: ``invoke provision`` (pebble as the ACME server,
+for taskaversionsystem.test) and ``invoke deploy-simple``; the tests then look at the
+result through nginx over HTTPS, re-run provisioning, and round-trip a backup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from tests.e2e import vpsbox
+from tests.e2e.conftest import DOMAIN
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+@dataclass
+class Server:
+    box: vpsbox.Pebble | vpsbox.VpsBox
+    ssh: list[str]
+    provision_args: list[str]
+    first_provision: str
+    ca: Path
+    address: str
+
+
+def invoke(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run an invoke task the way an operator does, from the repository root."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    print(f"[e2e] invoke {args[0]}: {time.monotonic() - started:.1f} s (exit {result.returncode})")
+    print(result.stdout, result.stderr, sep="\n")
+    return result
+
+
+def must(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def server(box: vpsbox.VpsBox, pebble: vpsbox.Pebble) -> Server:
+    ssh = ["--host", box.address, "--key-file", str(box.key_file)]
+    provision_args = [
+        *ssh,
+        "--domain",
+        DOMAIN,
+        "--acme-server",
+        pebble.directory_url,
+        "--acme-ca-file",
+        str(pebble.api_ca),
+        "--email",
+        f"ops@{DOMAIN}",
+    ]
+    first = must(invoke("provision", *provision_args))
+    must(invoke("deploy-simple", *ssh))
+    return Server(box, ssh, provision_args, first, pebble.issuer_root, box.address)
+
+
+def https(server: Server, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """curl through nginx by name, trusting only pebble's root (as a browser would LE's)."""
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--cacert", str(server.ca)]
+        + [
+            "--resolve",
+            f"{DOMAIN}:443:{server.address}",
+            "--resolve",
+            f"{DOMAIN}:80:{server.address}",
+        ]
+        + [*extra, f"https://{DOMAIN}{path}" if not path.startswith("http") else path],
+        capture_output=True,
+        text=True,
+    )
+
+
+def as_tas(box: vpsbox.VpsBox, sql: str) -> str:
+    result = box.enter(["runuser", "-u", "tas", "--", "psql", "-X", "-qtA", "-d", "tas", "-c", sql])
+    return result.stdout.strip()
+
+
+def wait_for_healthz(server: Server, timeout: float = 30) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = https(server, "/healthz", "-w", "\n%{http_code}")
+        body, _, status = result.stdout.rpartition("\n")
+        if status == "200":
+            return json.loads(body)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no healthy answer over HTTPS: {result}")
+        time.sleep(0.5)
+
+
+def test_first_provision_reports_every_step_and_gets_a_certificate(server: Server):
+    assert re.search(r"^packages: (un)?changed", server.first_provision, re.M)
+    assert re.search(
+        r"^certificate: changed \(certificate for taskaversionsystem\.test",
+        server.first_provision,
+        re.M,
+    )
+    assert "nginx site: changed" in server.first_provision
+    assert re.search(r"provision: \d+ of \d+ steps changed", server.first_provision)
+
+
+def test_healthz_over_https_answers_with_the_deployed_version(server: Server):
+    body = wait_for_healthz(server)
+    assert body["status"] == "ok"
+    assert body["db"] == "ok"
+    assert body["version"] == PROJECT_VERSION
+
+
+def test_nginx_redirects_http_and_sends_security_headers(server: Server):
+    plain = https(
+        server, f"http://{DOMAIN}/healthz", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"
+    )
+    assert plain.stdout == f"301 https://{DOMAIN}/healthz"
+    headers = https(server, "/healthz", "-D", "-", "-o", "/dev/null").stdout.lower()
+    assert "strict-transport-security: max-age=63072000" in headers
+    assert "x-content-type-options: nosniff" in headers
+
+
+def test_second_provision_changes_nothing(server: Server):
+    again = must(invoke("provision", *server.provision_args))
+    steps = [line for line in again.splitlines() if re.match(r"^[a-z ]+: ", line)]
+    changed = [line for line in steps if not line.split(": ", 1)[1].startswith("unchanged")]
+    assert changed == ["provision: nothing changed"], again
+    dry = must(invoke("provision", *server.provision_args, "--dry-run"))
+    assert "provision: nothing to do" in dry
+
+
+def test_units_and_nginx_config_pass_their_own_checks(server: Server):
+    box = server.box
+    assert isinstance(box, vpsbox.VpsBox)
+    units = [
+        f"/etc/systemd/system/{u}"
+        for u in ("tas.socket", "tas.service", "tas-backup.service", "tas-backup.timer")
+    ]
+    verify = box.enter(["systemd-analyze", "verify", *units], check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    nginx = box.enter(["nginx", "-t"], check=False)
+    assert nginx.returncode == 0, nginx.stderr
+    env_file = box.enter(["stat", "-c", "%a %U", "/srv/tas/shared/tas.env"]).stdout.strip()
+    assert env_file == "600 tas"
+    for unit in ("tas.socket", "tas.service", "tas-backup.timer", "certbot.timer"):
+        assert (
+            box.enter(["systemctl", "is-active", unit], check=False).stdout.strip() == "active"
+        ), unit
+
+
+def test_restore_brings_back_the_data_of_the_backup(server: Server):
+    box = server.box
+    assert isinstance(box, vpsbox.VpsBox)
+    as_tas(box, "CREATE TABLE e2e_probe (note text); INSERT INTO e2e_probe VALUES ('before')")
+    out = must(invoke("backup", *server.ssh))
+    dump = re.search(r"backup: (/srv/tas/backups/tas-\S+\.dump)", out).group(1)
+
+    as_tas(box, "UPDATE e2e_probe SET note = 'after'; INSERT INTO e2e_probe VALUES ('new')")
+    refused = invoke("restore", *server.ssh, "--file", Path(dump).name, stdin="no\n")
+    assert refused.returncode != 0 and "cancelled" in refused.stderr
+    assert as_tas(box, "SELECT string_agg(note, ',' ORDER BY note) FROM e2e_probe") == "after,new"
+
+    must(invoke("restore", *server.ssh, "--file", Path(dump).name, "--yes"))
+    assert as_tas(box, "SELECT string_agg(note, ',' ORDER BY note) FROM e2e_probe") == "before"
+    assert wait_for_healthz(server)["status"] == "ok"
