@@ -62,7 +62,7 @@ def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[st
         relief=relief_over_time(days, today),
         trend=trend(days, today, choices),
         histograms=histograms(by_kind["hist"]),
-        predictions=predictions(by_kind, summary),
+        predictions=predictions(by_kind["grid"], summary),
         rankings=rankings(queries.per_task(db, user_id)),
         correlation=correlation(by_kind["pair"], choices),
     )
@@ -185,36 +185,45 @@ def histograms(rows: list[Any]) -> list[dict[str, Any]]:
 
 
 def _grid(rows: list[Any]) -> list[dict[str, float]]:
+    """Bubbles at the centre of each 5-point cell, sized in the browser by ``n``."""
     half = queries.GRID_CELL / 2
     return [
-        {
-            "x": row.x * queries.GRID_CELL + half,
-            "y": row.y * queries.GRID_CELL + half,
-            "n": int(row.n),
-        }
+        {"x": row.x * queries.GRID_CELL + half, "y": row.y * queries.GRID_CELL + half, "n": row.n}
         for row in rows
     ]
 
 
 def _bands(rows: list[Any]) -> list[dict[str, Any]]:
+    """Mean actual relief per 10-point band of the prediction, from the 5-point cells."""
+    cells_per_band = queries.BUCKET // queries.GRID_CELL
+    counts: dict[int, int] = defaultdict(int)
+    totals: dict[int, float] = defaultdict(float)
+    for row in rows:
+        band = int(row.x) // cells_per_band
+        counts[band] += row.n
+        totals[band] += row.total
     labels = bucket_labels(queries.BUCKET, 10)
     return [
         {
-            "label": labels[int(row.x)],
-            "center": row.x * queries.BUCKET + queries.BUCKET / 2,
-            "mean_relief": float(row.y),
-            "n": int(row.n),
+            "label": labels[band],
+            "center": band * queries.BUCKET + queries.BUCKET / 2,
+            "mean_relief": totals[band] / counts[band],
+            "n": counts[band],
         }
-        for row in sorted(rows, key=lambda r: r.x)
+        for band in sorted(counts)
     ]
 
 
-def predictions(by_kind: dict[str, list[Any]], summary: dict[str, Any]) -> dict[str, Any]:
+def predictions(grid_rows: list[Any], summary: dict[str, Any]) -> dict[str, Any]:
+    by_predictor: dict[str, list[Any]] = defaultdict(list)
+    for row in grid_rows:
+        by_predictor[row.key].append(row)
+    expected, aversion = by_predictor["expected_relief"], by_predictor["aversion"]
     return {
-        "relief_grid": _grid(by_kind["relief_grid"]),
-        "relief_bands": _bands(by_kind["relief_band"]),
-        "aversion_grid": _grid(by_kind["aversion_grid"]),
-        "aversion_bands": _bands(by_kind["aversion_band"]),
+        "relief_grid": _grid(expected),
+        "relief_bands": _bands(expected),
+        "aversion_grid": _grid(aversion),
+        "aversion_bands": _bands(aversion),
         "dread_sentence": dread_sentence(summary),
         "surprise_sentence": surprise_sentence(summary),
     }

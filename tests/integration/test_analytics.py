@@ -155,6 +155,12 @@ def test_dread_summary_compares_dreaded_tasks_with_the_rest(browser, app):
     assert "Tasks you dreaded (aversion ≥ 70) brought on average 85 relief vs 50" in section
     assert "Relief surprise averaged +33" in section
     assert "better than you expected" in section
+    aversion_table, expected_table = section.split("<caption>")[1:]
+    assert "<td>80–89</td><td>1</td><td>90</td>" in aversion_table
+    assert "<td>90–100</td><td>1</td><td>80</td>" in aversion_table
+    assert "<td>20–29</td><td>1</td><td>50</td>" in aversion_table
+    assert "<td>20–29</td><td>1</td><td>80</td>" in expected_table
+    assert "<td>40–49</td><td>1</td><td>90</td>" in expected_table
 
 
 def test_rankings_order_tasks_by_their_averages(browser, app):
