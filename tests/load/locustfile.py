@@ -1,0 +1,267 @@
+"""Light users of the Task Aversion System, for ``invoke loadtest`` (not collected by pytest).
+
+Each virtual user is one seeded account (``releases.loadtest.seed_users``): it signs in
+once with its key, then, with 5–15 s of think time between actions (``TAS_LOAD_THINK_*``),
+does what a person does, weighted like real use: looks at the dashboard most, then
+initializes, starts and completes attempts, reads analytics, edits a task, visits the
+account page, and now and then signs out and in again. Every page is checked for its
+status and content; a POST must answer with the redirect the browser follows (the follow-up
+dashboard is its own request, as in a browser).
+
+The step shape follows ``TAS_LOAD_STEPS`` and writes a snapshot of locust's cumulative
+totals at each step's measuring marks into ``TAS_LOAD_SNAPSHOTS_FILE``; the per-step
+figures are their differences (``releases.capacity``).
+
+Run by hand: ``TAS_LOAD_SECRET=... locust -f tests/load/locustfile.py --host URL`` after
+seeding; normally ``invoke loadtest`` does all of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from locust import LoadTestShape
+from locust import between
+from locust import task
+from locust.contrib.fasthttp import FastHttpUser
+from locust.runners import WorkerRunner
+
+from releases.loadtest import LoadSettings
+from releases.loadtest import address_for
+from releases.loadtest import load_user_key
+from releases.loadtest import load_username
+from releases.loadtest import marks
+from releases.loadtest import target_users
+
+SETTINGS = LoadSettings.from_env()
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+TASK_IDS = re.compile(r'href="/tasks/(\d+)/initialize"')
+STARTABLE = re.compile(r'action="/attempts/(\d+)/start"')
+COMPLETABLE = re.compile(r'href="/attempts/(\d+)/complete"')
+SIGNED_IN = 'action="/signout"'
+SESSION_COOKIE = re.compile(r"(?:^|,\s*)session=([^;,]*)")
+_numbers = itertools.count()
+
+
+def _scale() -> str:
+    return str(random.randint(0, 100))
+
+
+class LightUser(FastHttpUser):
+    wait_time = between(SETTINGS.think_min, SETTINGS.think_max)
+    # A person has one browser; one connection is plenty (and keeps the socket count sane).
+    concurrency = 1
+
+    def on_start(self) -> None:
+        runner = self.environment.runner
+        worker = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+        self.number = (worker + SETTINGS.processes * next(_numbers)) % SETTINGS.accounts
+        self.username = load_username(SETTINGS.prefix, self.number)
+        self.key = load_user_key(SETTINGS.secret, self.username)
+        self.headers = (
+            {"X-Forwarded-For": address_for(self.number)} if SETTINGS.spread_addresses else {}
+        )
+        self.token = ""
+        self.tasks_ids: list[str] = []
+        self.startable: list[str] = []
+        self.completable: list[str] = []
+        self.has_analytics = True
+        self.sign_in()
+        self.dashboard()
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _keep_session(self, response: Any) -> None:
+        """Carry the session cookie by hand.
+
+        The app marks it Secure (production settings), and the benchmark talks plain HTTP
+        to gunicorn (TLS ends at nginx in production), so a cookie jar would rightly refuse
+        to send it back. One code path for HTTP and HTTPS: the jar is never used.
+        """
+        self.client.cookiejar.clear()
+        found = SESSION_COOKIE.search(response.headers.get("Set-Cookie") or "")
+        if found is not None:
+            if found.group(1):
+                self.headers["Cookie"] = f"session={found.group(1)}"
+            else:
+                self.headers.pop("Cookie", None)
+
+    def _page(self, path: str, name: str, must_contain: str = SIGNED_IN) -> str:
+        with self.client.get(
+            path, name=name, headers=self.headers, allow_redirects=False, catch_response=True
+        ) as response:
+            self._keep_session(response)
+            text = response.text or ""
+            if response.status_code != 200:
+                response.failure(f"{name}: status {response.status_code}")
+            elif must_contain not in text:
+                response.failure(f"{name}: page lacks {must_contain!r}")
+            match = CSRF.search(text)
+            if match:
+                self.token = match.group(1)
+            return text
+
+    def _post(self, path: str, name: str, data: dict[str, str]) -> bool:
+        payload = {"csrf_token": self.token, **data}
+        with self.client.post(
+            path,
+            name=name,
+            data=payload,
+            headers=self.headers,
+            allow_redirects=False,
+            catch_response=True,
+        ) as response:
+            self._keep_session(response)
+            if response.status_code != 302:
+                response.failure(f"{name}: status {response.status_code}, expected a redirect")
+                return False
+            return True
+
+    def sign_in(self) -> None:
+        self._page("/signin", "/signin", must_contain='name="key"')
+        data = {"username": self.username, "key": self.key}
+        if not self._post("/signin", "/signin [POST]", data):
+            raise RuntimeError(f"{self.username} could not sign in")
+
+    # --- what people do ---------------------------------------------------------------------
+
+    @task(10)
+    def dashboard(self) -> None:
+        page = self._page("/", "/")
+        self.tasks_ids = TASK_IDS.findall(page)
+        self.startable = STARTABLE.findall(page)
+        self.completable = COMPLETABLE.findall(page)
+
+    @task(3)
+    def initialize(self) -> None:
+        if not self.tasks_ids or len(self.completable) >= 3:
+            return self.complete()
+        task_id = random.choice(self.tasks_ids)
+        path = f"/tasks/{task_id}/initialize"
+        self._page(path, "/tasks/[id]/initialize", must_contain="expected_aversion")
+        prediction = {
+            name: _scale()
+            for name in (
+                "expected_aversion",
+                "expected_relief",
+                "expected_cognitive_load",
+                "expected_emotional_load",
+                "expected_physical_load",
+                "motivation",
+            )
+        }
+        prediction.update(time_estimate_minutes="25", physical_context="Home", description="")
+        if self._post(path, "/tasks/[id]/initialize [POST]", prediction):
+            self.dashboard()
+
+    @task(2)
+    def start_attempt(self) -> None:
+        if not self.startable:
+            return self.initialize()
+        attempt = self.startable[0]
+        if self._post(f"/attempts/{attempt}/start", "/attempts/[id]/start [POST]", {}):
+            self.dashboard()
+
+    @task(2)
+    def complete(self) -> None:
+        if not self.completable:
+            return self.dashboard()
+        attempt = self.completable[0]
+        path = f"/attempts/{attempt}/complete"
+        self._page(path, "/attempts/[id]/complete", must_contain="actual_relief")
+        outcome = {
+            name: _scale()
+            for name in (
+                "actual_relief",
+                "actual_cognitive_load",
+                "actual_emotional_load",
+                "actual_physical_load",
+            )
+        }
+        outcome.update(completion_percent="100", minutes_spent="20", notes="")
+        if self._post(path, "/attempts/[id]/complete [POST]", outcome):
+            self.dashboard()
+
+    @task(2)
+    def analytics(self) -> None:
+        if not self.has_analytics:
+            return self.dashboard()
+        with self.client.get(
+            "/analytics", headers=self.headers, allow_redirects=False, catch_response=True
+        ) as response:
+            self._keep_session(response)
+            if response.status_code == 404:
+                # Not built into this release: not an error, just not part of the journey.
+                self.has_analytics = False
+                response.success()
+            elif response.status_code != 200 or SIGNED_IN not in (response.text or ""):
+                response.failure(f"/analytics: status {response.status_code}")
+
+    @task(1)
+    def edit_task(self) -> None:
+        if not self.tasks_ids:
+            return self.dashboard()
+        task_id = random.choice(self.tasks_ids)
+        path = f"/tasks/{task_id}/edit"
+        page = self._page(path, "/tasks/[id]/edit", must_contain='name="name"')
+        name = re.search(r'name="name"[^>]*value="([^"]*)"', page)
+        data = {
+            "name": name.group(1) if name else "Answer email",
+            "kind": "routine",
+            "default_estimate_minutes": str(random.choice((15, 20, 25, 30))),
+            "description": f"edited by the load test {random.randint(1, 9999)}",
+        }
+        if self._post(path, "/tasks/[id]/edit [POST]", data):
+            self.dashboard()
+
+    @task(1)
+    def account(self) -> None:
+        self._page("/account", "/account", must_contain=self.username)
+
+    @task(1)
+    def sign_out_and_in(self) -> None:
+        if self._post("/signout", "/signout [POST]", {}):
+            self.sign_in()
+            self.dashboard()
+
+
+class StepShape(LoadTestShape):
+    """``TAS_LOAD_STEPS`` users, each for ``TAS_LOAD_STEP_SECONDS``, snapshotting at each mark."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = marks(SETTINGS)
+        self.taken: list[dict[str, Any]] = []
+
+    def _snapshot(self, step: int, opens: bool) -> None:
+        assert self.runner is not None
+        total = self.runner.stats.total
+        self.taken.append(
+            {
+                "step": step,
+                "opens": opens,
+                "time": time.time(),
+                "users": self.runner.user_count,
+                "requests": total.num_requests,
+                "failures": total.num_failures,
+                "response_times": {str(k): v for k, v in total.response_times.items()},
+            }
+        )
+        if SETTINGS.snapshots_file:
+            Path(SETTINGS.snapshots_file).write_text(json.dumps(self.taken))
+
+    def tick(self) -> tuple[int, float] | None:
+        elapsed = self.get_run_time()
+        while self.pending and self.pending[0].at <= elapsed:
+            mark = self.pending.pop(0)
+            self._snapshot(mark.step, mark.opens)
+        users = target_users(SETTINGS, elapsed)
+        if not self.pending or users is None:
+            return None
+        return users, SETTINGS.effective_spawn_rate

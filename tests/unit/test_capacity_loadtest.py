@@ -1,0 +1,211 @@
+"""The load test's plan and accounts, and set-cap's server side against a fake server."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from dataclasses import field
+
+import pytest
+
+from releases import capacity
+from releases import loadtest
+from releases.capacity import Gates
+from releases.capacity import Report
+from releases.loadtest import LoadSettings
+from service.accounts.services import key_hash as app_key_hash
+from service.accounts.services import new_signin_key
+
+
+def test_settings_travel_to_locust_workers_through_the_environment():
+    settings = LoadSettings(
+        steps=(1000, 2000, 3000),
+        step_seconds=90,
+        settle_seconds=20,
+        think_min=1,
+        think_max=2,
+        prefix="load-ab-",
+        secret="s3",
+        processes=2,
+        spread_addresses=False,
+        snapshots_file="/tmp/x.json",
+    )
+    env = settings.to_env()
+    assert env["TAS_LOAD_STEPS"] == "1000,2000,3000"
+    assert LoadSettings.from_env(env) == settings
+    assert LoadSettings.from_env({}) == LoadSettings()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"steps": ()},
+        {"steps": (30, 20)},
+        {"steps": (0, 10)},
+        {"settle_seconds": 60, "step_seconds": 60},
+        {"think_min": 5, "think_max": 1},
+    ],
+)
+def test_impossible_plans_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        LoadSettings(**kwargs)
+
+
+def test_each_step_is_measured_after_its_settle_time_until_it_ends():
+    settings = LoadSettings(steps=(20, 30), step_seconds=60, settle_seconds=15)
+    assert [(m.at, m.step, m.opens) for m in loadtest.marks(settings)] == [
+        (15, 0, True),
+        (60, 0, False),
+        (75, 1, True),
+        (120, 1, False),
+    ]
+    assert [loadtest.target_users(settings, t) for t in (0, 59.9, 60, 119, 120)] == [
+        20,
+        20,
+        30,
+        30,
+        None,
+    ]
+
+
+def test_users_arrive_within_the_settle_time_unless_a_rate_is_given():
+    settings = LoadSettings(steps=(1000, 1500, 2500), settle_seconds=20)
+    assert settings.effective_spawn_rate * settings.settle_seconds >= 1000
+    assert LoadSettings(spawn_rate=7).effective_spawn_rate == 7
+    assert settings.accounts >= 2500 + settings.processes
+
+
+def test_seeded_keys_are_valid_app_keys_and_differ_per_person_and_run():
+    key = loadtest.load_user_key("secret", "load-00001")
+    assert len(key) == len(new_signin_key()) and key.count("-") == 4
+    assert set(key.replace("-", "")) <= set(loadtest.KEY_ALPHABET)
+    assert loadtest.key_hash(key) == app_key_hash(key)
+    assert key != loadtest.load_user_key("secret", "load-00002")
+    assert key != loadtest.load_user_key("other", "load-00001")
+
+
+def test_every_virtual_user_gets_its_own_client_address():
+    addresses = {loadtest.address_for(n) for n in range(70_000)}
+    assert len(addresses) == 70_000
+    assert loadtest.address_for(0) == "10.0.0.1"
+
+
+def test_snapshots_pair_into_one_window_per_step_and_an_unfinished_step_is_dropped():
+    def row(step, opens, t, n):
+        return {
+            "step": step,
+            "opens": opens,
+            "time": t,
+            "users": 20,
+            "requests": n,
+            "failures": 0,
+            "response_times": {"10": n} if n else {},
+        }
+
+    rows = [row(0, True, 15, 10), row(0, False, 60, 100), row(1, True, 75, 130)]
+    (window,) = loadtest.windows(rows)
+    assert (window[0].requests, window[1].requests) == (10, 100)
+
+
+# --- set-cap against a fake server --------------------------------------------------------
+
+
+@dataclass
+class Result:
+    stdout: str = ""
+    stderr: str = ""
+    exited: int = 0
+
+
+@dataclass
+class FakeServer:
+    """Just enough of releases.remote.Remote: files, the current link, healthz, systemctl."""
+
+    release: str = "/srv/tas/releases/0.2.0-20250501T101010Z"
+    running: str | None = "0.2.0"
+    files: dict[str, str] = field(
+        default_factory=lambda: {capacity.ENV_FILE: "APP_ENV=production\nMAX_USERS=25\n"}
+    )
+    dry_run: bool = False
+    commands: list[str] = field(default_factory=list)
+
+    def sudo(self, command: str, *, warn: bool = False, **_: object) -> Result:
+        self.commands.append(command)
+        if command.startswith("readlink"):
+            return Result(self.release + "\n")
+        if "healthz" in command:
+            if self.running is None:
+                return Result(exited=7, stderr="connection refused")
+            return Result(json.dumps({"version": self.running, "status": "ok"}))
+        if command.startswith("printf"):
+            line = command.split(" ", 2)[2].rsplit(" >>", 1)[0].strip("'")
+            self.files[capacity.CAPACITY_LOG] = self.files.get(capacity.CAPACITY_LOG, "") + line
+        return Result()
+
+    def ok(self, command: str, **_: object) -> bool:
+        self.commands.append(command)
+        return True
+
+    def read(self, path: str) -> str | None:
+        return self.files.get(path)
+
+    def ensure_file(self, path: str, content: str, **_: object) -> bool:
+        changed = self.files.get(path) != content
+        self.files[path] = content
+        return changed
+
+
+def _passing(version: str = "0.2.0") -> Report:
+    steps = [capacity.StepFigures(u, u, 60, 5000, 0, 83.3, 0.0, 20, 100, 200) for u in (20, 40)]
+    return Report(
+        version=version,
+        url="http://127.0.0.1:8000",
+        commit="abc",
+        date="2025-05-01T10:00:00+00:00",
+        gates=Gates(),
+        steps=[capacity.judge_step(s, Gates()) for s in steps],
+    )
+
+
+def test_set_cap_writes_the_env_file_logs_restarts_and_checks_health():
+    server = FakeServer()
+    decision, lines = capacity.set_cap(server, 30, [_passing()], who="ops@laptop")
+    assert decision.allowed
+    assert "MAX_USERS=30\n" in server.files[capacity.ENV_FILE]
+    assert "APP_ENV=production" in server.files[capacity.ENV_FILE]
+    assert "systemctl restart tas.service" in server.commands
+    entry = json.loads(server.files[capacity.CAPACITY_LOG])
+    assert entry["from"] == 25 and entry["to"] == 30 and entry["who"] == "ops@laptop"
+    assert entry["forced"] is False and entry["version"] == "0.2.0"
+    assert lines[-1] == "healthz answered after the restart"
+
+
+def test_set_cap_refuses_above_the_report_and_changes_nothing():
+    server = FakeServer()
+    with pytest.raises(capacity.CapRefused, match="above the recommended cap 30"):
+        capacity.set_cap(server, 31, [_passing()])
+    assert "MAX_USERS=25\n" in server.files[capacity.ENV_FILE]
+    assert capacity.CAPACITY_LOG not in server.files
+    assert not any("restart" in c for c in server.commands)
+
+
+def test_a_forced_change_is_logged_with_its_reason():
+    server = FakeServer(release="/srv/tas/releases/0.3.0-20250601T000000Z", running="0.3.0")
+    decision, _ = capacity.set_cap(server, 100, [_passing()], force=True, reason="launch day")
+    assert decision.forced
+    entry = json.loads(server.files[capacity.CAPACITY_LOG])
+    assert entry["forced"] is True and entry["reason"] == "launch day"
+
+
+def test_set_cap_refuses_while_the_running_app_is_not_the_current_release():
+    server = FakeServer(running="0.1.0")
+    with pytest.raises(capacity.CapRefused, match="reports 0.1.0"):
+        capacity.set_cap(server, 30, [_passing()])
+
+
+def test_a_dry_run_decides_and_describes_but_writes_nothing():
+    server = FakeServer(dry_run=True)
+    _, lines = capacity.set_cap(server, 30, [_passing()])
+    assert "MAX_USERS=25\n" in server.files[capacity.ENV_FILE]
+    assert any(line.startswith("would write MAX_USERS=30") for line in lines)
+    assert not any("restart" in c for c in server.commands)
