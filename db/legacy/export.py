@@ -236,8 +236,10 @@ def _write_tables(
         writer = csv.writer(handle)
         writer.writerow(INSTANCE_HEADER)
         # A server-side cursor: a million attempts stream through in small batches.
-        result = conn.execution_options(stream_results=True, yield_per=2000).execute(
-            text(_ATTEMPTS_SQL), {"user_id": user_id}
+        result = conn.execute(
+            text(_ATTEMPTS_SQL),
+            {"user_id": user_id},
+            execution_options={"stream_results": True, "yield_per": 2000},
         )
         for attempt in result.mappings():
             writer.writerow(_attempt_cells(attempt, tz))

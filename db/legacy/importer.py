@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,6 +90,7 @@ STAGE_COLUMNS = (
 )
 _STAGE_TYPES = {
     "line": "integer",
+    "user_id": "bigint",
     "legacy_id": "text",
     "task_id": "bigint",
     "task_key": "text",
@@ -110,6 +113,10 @@ _SMALLINT = re.compile(r"expected_|motivation|actual_(relief|cognitive|emotional
 # Ids like i1763738425 are kept as ints in the duplicate check: a million of them then
 # cost tens of megabytes instead of a hundred.
 _NUMERIC_ID = re.compile(r"i[1-9][0-9]{0,17}")
+
+
+def _compact(legacy_id: str) -> int | str:
+    return int(legacy_id[1:]) if _NUMERIC_ID.fullmatch(legacy_id) else legacy_id
 
 
 class LegacyImportError(Exception):
@@ -148,6 +155,15 @@ WITH moved AS (
     RETURNING id, legacy_id, (xmax = 0) AS created
 )
 INSERT INTO legacy_moved (id, legacy_id, created) SELECT id, legacy_id, created FROM moved
+"""
+_DIRECT_COLUMNS = ("user_id", "task_id", "legacy_id", *ATTEMPT_VALUE_COLUMNS, "extra")
+_LINKS_SQL = """
+INSERT INTO attempt_emotions (attempt_id, emotion_id, phase, user_id)
+SELECT DISTINCT a.id, e.id, l.phase, :user_id
+FROM legacy_links l
+JOIN attempts a ON a.user_id = :user_id AND a.legacy_id = l.legacy_id
+JOIN emotions e ON e.user_id = :user_id AND lower(e.name) = lower(l.name)
+ON CONFLICT DO NOTHING
 """
 _EMOTIONS_SQL = """
 INSERT INTO attempt_emotions (attempt_id, emotion_id, phase, user_id)
@@ -438,35 +454,51 @@ class _Run:
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
 
     def import_instances(self) -> None:
+        """Stream the attempts straight into ``attempts`` with one COPY.
+
+        PostgreSQL inserts (indexes, foreign keys) while Python parses the next rows.
+        Rows that cannot go in directly (their task must be created first, or they were
+        imported before) are set aside on disk and take the staging path afterwards.
+        """
+        counts = self.report.counts(INSTANCES)
         seen: set[int | str] = set()
+        imported = self._imported_attempt_keys()
         flat = _FlatCopies()
-        deleted = 0
-
-        def rows(copy: Any) -> int:
-            nonlocal deleted
-            staged = 0
-            for header, record in self._records(INSTANCES):
-                try:
-                    # Checked before anything else, so that a repeated id is caught even
-                    # when its first occurrence was refused for another reason.
-                    self._check_unique(header, record, seen)
-                    row = parse_instance(header, record.cells, record.line, self.tz)
-                except CellError as exc:
-                    self._refuse(INSTANCES, header, record, exc)
-                    continue
-                if row.deleted:
-                    deleted += 1
-                    continue
-                if not self.writing:
-                    continue
-                if row.flat_disagrees:
-                    flat.add(record.line)
-                copy.write_row(self._stage_row(row, *self._instance_task(row)))
-                staged += 1
-            return staged
-
-        self._stage_file(INSTANCES, rows)
-        self.report.counts(INSTANCES).skipped += deleted
+        deleted = direct = 0
+        with _Spool() as later, _LinkSpool() as links:
+            cursor = self._driver().cursor()
+            with cursor.copy(f"COPY attempts ({', '.join(_DIRECT_COLUMNS)}) FROM STDIN") as copy:
+                copy.set_types([_stage_type(c) for c in _DIRECT_COLUMNS])
+                for header, record in self._records(INSTANCES):
+                    try:
+                        # Checked first, so that a repeated id is caught even when its
+                        # first occurrence was refused for another reason.
+                        key = self._check_unique(header, record, seen)
+                        row = parse_instance(header, record.cells, record.line, self.tz)
+                    except CellError as exc:
+                        self._refuse(INSTANCES, header, record, exc)
+                        continue
+                    if row.deleted:
+                        deleted += 1
+                        continue
+                    if not self.writing:
+                        continue
+                    if row.flat_disagrees:
+                        flat.add(record.line)
+                    task = self.tasks.by_legacy.get(
+                        row.task_legacy_id or missing_task_key(row.task_name)
+                    )
+                    if task is None or key in imported:
+                        later.add(row)
+                        continue
+                    copy.write_row(self._direct_row(row, task.id))
+                    links.add(row)
+                    direct += 1
+            counts.created += direct
+            if self.writing:
+                self._link_emotions(links)
+                self._stage_file(INSTANCES, later.stage_with(self))
+        counts.skipped += deleted
         if deleted:
             self.report.notes.append(
                 f"{INSTANCES}: {deleted} attempts deleted in the old app were not imported."
@@ -479,16 +511,58 @@ class _Run:
                 "outcome was taken from `actual`."
             )
 
+    def _driver(self) -> Any:
+        # The psycopg connection under SQLAlchemy's: same transaction, and it can COPY.
+        return self.conn.connection.driver_connection
+
+    def _imported_attempt_keys(self) -> set[int | str]:
+        """The legacy ids already imported for this person (empty on a first import)."""
+        result = self.conn.execute(
+            text("SELECT legacy_id FROM attempts WHERE user_id = :u AND legacy_id IS NOT NULL"),
+            {"u": self.user_id},
+            # Per statement: Connection.execution_options() would stick to the connection.
+            execution_options={"stream_results": True, "yield_per": 10000},
+        )
+        return {_compact(legacy_id) for (legacy_id,) in result}
+
+    def _direct_row(self, row: AttemptRow, task_id: int) -> tuple[Any, ...]:
+        values = row.values
+        return (
+            self.user_id,
+            task_id,
+            row.legacy_id,
+            *[values[c] for c in ATTEMPT_VALUE_COLUMNS],
+            json.dumps(row.extra) if row.extra else "{}",
+        )
+
+    def _link_emotions(self, links: _LinkSpool) -> None:
+        """Attach the emotions of the attempts that went in directly."""
+        if not links.count:
+            return
+        self.emotions.note(links.names)
+        created = self.emotions.flush()
+        if created:
+            self.report.notes.append(f"{created} emotion(s) created from attempts.")
+        self.conn.exec_driver_sql(
+            "CREATE TEMP TABLE legacy_links (legacy_id text, phase text, name text) ON COMMIT DROP"
+        )
+        with self._driver().cursor().copy("COPY legacy_links FROM STDIN") as copy:
+            for chunk in links.chunks():
+                copy.write(chunk)
+        self.conn.exec_driver_sql("ANALYZE legacy_links")
+        self.conn.execute(text(_LINKS_SQL), {"user_id": self.user_id})
+
     @staticmethod
-    def _check_unique(header: Header, record: Record, seen: set[int | str]) -> None:
+    def _check_unique(header: Header, record: Record, seen: set[int | str]) -> int | str:
         position = header.index["instance_id"]
         legacy_id = record.cells[position].strip() if position < len(record.cells) else ""
+        key = _compact(legacy_id)
         if not legacy_id:
-            return
-        key: int | str = int(legacy_id[1:]) if _NUMERIC_ID.fullmatch(legacy_id) else legacy_id
+            return key
         if key in seen:
             raise CellError(f"{legacy_id} appears twice in the file", "instance_id")
         seen.add(key)
+        return key
 
     def import_logs(self) -> None:
         seen: set[str] = set()
@@ -620,6 +694,74 @@ class _Run:
             ).bindparams(bindparam("ids", expanding=True)),
             {"user_id": self.user_id, "ids": self.placeholder_ids},
         )
+
+
+class _Spool:
+    """Attempt rows set aside on disk (pickled), so memory stays flat however many."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] = tempfile.TemporaryFile()
+        self.count = 0
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def add(self, row: AttemptRow) -> None:
+        pickle.dump(row, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.count += 1
+
+    def rows(self) -> Iterator[AttemptRow]:
+        self._file.seek(0)
+        for _ in range(self.count):
+            yield pickle.load(self._file)  # noqa: S301 - our own file, written above
+
+    def stage_with(self, run: _Run) -> Any:
+        def write(copy: Any) -> int:
+            for row in self.rows():
+                copy.write_row(run._stage_row(row, *run._instance_task(row)))
+            return self.count
+
+        return write
+
+
+def _copy_text(value: str) -> str:
+    # COPY's text format: backslash escapes for the characters it gives meaning to.
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+class _LinkSpool:
+    """(attempt legacy id, phase, emotion name) lines, on disk, ready for COPY."""
+
+    def __init__(self) -> None:
+        self._file: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+        self.count = 0
+        self.names: list[str] = []
+        self._known: set[str] = set()
+
+    def __enter__(self) -> _LinkSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def add(self, row: AttemptRow) -> None:
+        for phase, names in (("before", row.emotions_before), ("after", row.emotions_after)):
+            for name in names:
+                self._file.write(f"{_copy_text(row.legacy_id)}\t{phase}\t{_copy_text(name)}\n")
+                self.count += 1
+                if name.lower() not in self._known:
+                    self._known.add(name.lower())
+                    self.names.append(name)
+
+    def chunks(self) -> Iterator[str]:
+        self._file.seek(0)
+        while chunk := self._file.read(1 << 20):
+            yield chunk
 
 
 class _FlatCopies:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -333,7 +334,7 @@ def parse_emotion(header: Header, cells: list[str]) -> str:
 
 @dataclass
 class AttemptRow:
-    """One attempt ready for the staging table; the task is resolved by the importer."""
+    """One attempt ready for the database; the task is resolved by the importer."""
 
     line: int
     legacy_id: str
@@ -347,7 +348,11 @@ class AttemptRow:
     flat_disagrees: bool = False
 
 
-def _first(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
+# This file runs a million times per big import: the helpers below take the common
+# case (a JSON number) without further calls and leave the rest to the cells module.
+
+
+def _pick(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
     for key in keys:
         value = data.get(key)
         if value is not None:
@@ -355,140 +360,213 @@ def _first(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _prediction(predicted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    values: dict[str, Any] = {}
-    for column, keys in PREDICTION_KEYS.items():
-        values[column] = scale_value(json_number(_first(predicted, keys), keys[0]), keys[0])
-    estimate = json_number(
-        _first(predicted, ("time_estimate_minutes", "estimate")), "time_estimate_minutes"
-    )
-    values["time_estimate_minutes"] = minutes_value(estimate, "time_estimate_minutes")
-    context = text_value(predicted.get("physical_context"), "physical_context", CONTEXT_MAX)
+def _number_of(value: Any, key: str) -> float | None:
+    kind = type(value)
+    if kind is float or kind is int:
+        number = float(value)
+        if number != number:  # NaN: pandas' "unknown"
+            return None
+        if number in (math.inf, -math.inf):
+            raise CellError(f"{key} is infinite")
+        return number
+    return json_number(value, key)
+
+
+def _score(data: dict[str, Any], keys: tuple[str, ...], high: float = 100) -> int | None:
+    value = _pick(data, keys)
+    if value is None:
+        return None
+    number = _number_of(value, keys[0])
+    if number is None:
+        return None
+    if not 0 <= number <= high:
+        raise CellError(f"{keys[0]} is {number:g}, outside 0–{high:g}")
+    return math.floor(number + 0.5)  # half up: 44.5 → 45
+
+
+def _minutes(data: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    value = _pick(data, keys)
+    if value is None:
+        return None
+    number = _number_of(value, keys[0])
+    if number is not None and number < 0:
+        raise CellError(f"{keys[0]} is {number:g}, minutes cannot be negative")
+    return number
+
+
+_ESTIMATE_KEYS = ("time_estimate_minutes", "estimate")
+_SPENT_KEYS = ("time_actual_minutes", "actual_time", "duration_minutes")
+_COMPLETION_KEYS = ("completion_percent",)
+_PREDICTION_ITEMS = tuple(PREDICTION_KEYS.items())
+_OUTCOME_ITEMS = tuple(OUTCOME_KEYS.items())
+
+
+def _prediction(predicted: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    for column, keys in _PREDICTION_ITEMS:
+        values[column] = _score(predicted, keys)
+    values["time_estimate_minutes"] = _minutes(predicted, _ESTIMATE_KEYS)
+    context = predicted.get("physical_context")
+    if context is not None:
+        context = text_value(context, "physical_context", CONTEXT_MAX)
     # The old app wrote the string "None" when no context was chosen.
     values["physical_context"] = None if context in (None, "", "None") else context
-    description = text_value(predicted.get("description"), "description", DESCRIPTION_MAX)
+    description = predicted.get("description")
+    if description is not None:
+        description = text_value(description, "description", DESCRIPTION_MAX)
     values["description"] = description or ""
-    emotions = _emotion_names(names_from_json(predicted.get("emotions")), "emotions")
-    return values, emotions
+    emotions = predicted.get("emotions")
+    return _emotion_names(names_from_json(emotions), "emotions") if emotions else []
 
 
-def _outcome(actual: dict[str, Any]) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
-    values: dict[str, Any] = {}
-    for column, keys in OUTCOME_KEYS.items():
-        values[column] = scale_value(json_number(_first(actual, keys), keys[0]), keys[0])
-    completion = json_number(actual.get("completion_percent"), "completion_percent")
-    values["completion_percent"] = scale_value(completion, "completion_percent", 200)
-    minutes = json_number(
-        _first(actual, ("time_actual_minutes", "actual_time", "duration_minutes")),
-        "time_actual_minutes",
-    )
-    values["minutes_spent"] = minutes_value(minutes, "time_actual_minutes")
-    values["notes"] = text_value(actual.get("notes"), "notes", NOTES_MAX) or ""
-    values["cancel_reason"] = text_value(
-        actual.get("reason_for_canceling"), "reason_for_canceling", NOTES_MAX
+def _outcome(actual: dict[str, Any], values: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    if not actual:
+        values.update(_EMPTY_OUTCOME)
+        return [], {}
+    for column, keys in _OUTCOME_ITEMS:
+        values[column] = _score(actual, keys)
+    values["completion_percent"] = _score(actual, _COMPLETION_KEYS, 200)
+    values["minutes_spent"] = _minutes(actual, _SPENT_KEYS)
+    notes = actual.get("notes")
+    values["notes"] = text_value(notes, "notes", NOTES_MAX) or "" if notes is not None else ""
+    reason = actual.get("reason_for_canceling")
+    values["cancel_reason"] = (
+        text_value(reason, "reason_for_canceling", NOTES_MAX) if reason is not None else None
     )
     # Extensions written by this project's export, so an export re-imports whole.
-    after = _emotion_names(names_from_json(actual.get("emotions")), "emotions")
+    emotions = actual.get("emotions")
+    after = _emotion_names(names_from_json(emotions), "emotions") if emotions else []
     extra = actual.get("extra") or {}
     if not isinstance(extra, dict):
         raise CellError("extra is not an object")
-    return values, after, extra
+    return after, extra
 
 
-def _json_cell(row: Row, column: str) -> dict[str, Any]:
-    data = _cell(column, parse_json_object, row.get(column))
-    return data
+_EMPTY_OUTCOME: dict[str, Any] = {
+    **dict.fromkeys(OUTCOME_KEYS),
+    "completion_percent": None,
+    "minutes_spent": None,
+    "notes": "",
+    "cancel_reason": None,
+}
 
 
-def _status(row: Row, is_completed: bool | None, actual: dict[str, Any], cancelled: Any) -> str:
-    status = row.get("status").strip().lower()
+def _status(status: str, is_completed: bool | None, actual: dict[str, Any], cancelled: Any) -> str:
+    status = status.strip().lower()
     if status in ("active", "completed", "cancelled"):
         return status
     if status:
-        raise CellError(f"{shorten(status)} is not one of active, completed, cancelled", "status")
+        raise CellError(f"{shorten(status)} is not one of active, completed, cancelled")
     # Before v2 there was no status: is_completed is True for cancelled rows too.
     if is_completed:
         return "cancelled" if actual.get("cancelled") is True or cancelled else "completed"
     return "active"
 
 
-def _flat_disagrees(row: Row, values: dict[str, Any]) -> bool:
+def _flat_disagrees(cell: dict[str, str], values: dict[str, Any]) -> bool:
     for flat, column in FLAT_COPIES.items():
         outcome = values[column]
-        if outcome is None:
+        copy = cell.get(flat)
+        if outcome is None or not copy:
             continue
         try:
-            copy = parse_number(row.get(flat).strip())
+            number = parse_number(copy.strip())
         except CellError:
             continue  # the flat copies are ignored; an unreadable one changes nothing
-        if copy is not None and abs(copy - outcome) > 0.5:
+        if number is not None and abs(number - outcome) > 0.5:
             return True
     return False
 
 
+_stamps: dict[tuple[str, ZoneInfo], dt.datetime | None] = {}
+
+
+def _stamp(text: str, tz: ZoneInfo) -> dt.datetime | None:
+    """parse_timestamp with a small cache: created_at and initialized_at often agree."""
+    key = (text, tz)
+    if key in _stamps:
+        return _stamps[key]
+    if len(_stamps) > 4096:
+        _stamps.clear()
+    value = _stamps[key] = parse_timestamp(text, tz)
+    return value
+
+
 def parse_instance(header: Header, cells: list[str], line: int, tz: ZoneInfo) -> AttemptRow:
     check_shape(header, cells, INSTANCE_REQUIRED)
-    row = Row(header, cells)
-    legacy_id = row.get("instance_id").strip()
-    if not legacy_id:
-        raise CellError("empty: every attempt needs an instance_id", "instance_id")
-    if len(legacy_id) > LEGACY_ID_MAX:
-        raise CellError(f"longer than {LEGACY_ID_MAX} characters", "instance_id")
-    task_legacy_id = row.get("task_id").strip()
-    if len(task_legacy_id) > LEGACY_ID_MAX:
-        raise CellError(f"longer than {LEGACY_ID_MAX} characters", "task_id")
-    task_name = _name(row.get("task_name"), "task_name")
-    version = _cell("task_version", parse_int, row.get("task_version").strip()) or 1
-    if version < 1:
-        raise CellError(f"{version} is not a version (1 or more)", "task_version")
-
-    created = _cell("created_at", parse_timestamp, row.get("created_at"), tz)
-    initialized = _cell("initialized_at", parse_timestamp, row.get("initialized_at"), tz)
-    started = _cell("started_at", parse_timestamp, row.get("started_at"), tz)
-    completed = _cell("completed_at", parse_timestamp, row.get("completed_at"), tz)
-    cancelled = _cell("cancelled_at", parse_timestamp, row.get("cancelled_at"), tz)
-    initialized = initialized or created
-    if initialized is None:
-        raise CellError("empty, and created_at is empty too", "initialized_at")
-
-    predicted = _json_cell(row, "predicted")
-    actual = _json_cell(row, "actual")
+    n = len(cells)
+    cell = {name: cells[i] for name, i in header.index.items() if i < n}
+    get = cell.get
+    # Which column is being read, for the message if it turns out to be invalid.
+    column = "instance_id"
     try:
-        values, before = _prediction(predicted)
+        legacy_id = get("instance_id", "").strip()
+        if not legacy_id:
+            raise CellError("empty: every attempt needs an instance_id")
+        if len(legacy_id) > LEGACY_ID_MAX:
+            raise CellError(f"longer than {LEGACY_ID_MAX} characters")
+        column = "task_id"
+        task_legacy_id = get("task_id", "").strip()
+        if len(task_legacy_id) > LEGACY_ID_MAX:
+            raise CellError(f"longer than {LEGACY_ID_MAX} characters")
+        column = "task_name"
+        task_name = _name(get("task_name", ""), column)
+        column = "task_version"
+        version = parse_int(get("task_version", "").strip()) or 1
+        if version < 1:
+            raise CellError(f"{version} is not a version (1 or more)")
+        column = "created_at"
+        created = _stamp(get("created_at", ""), tz)
+        column = "initialized_at"
+        initialized = _stamp(get("initialized_at", ""), tz) or created
+        if initialized is None:
+            raise CellError("empty, and created_at is empty too")
+        column = "started_at"
+        started = _stamp(get("started_at", ""), tz)
+        column = "completed_at"
+        completed = _stamp(get("completed_at", ""), tz)
+        column = "cancelled_at"
+        cancelled = _stamp(get("cancelled_at", ""), tz)
+        column = "predicted"
+        predicted = parse_json_object(get("predicted", ""))
+        column = "actual"
+        actual = parse_json_object(get("actual", ""))
+        column = "predicted"
+        values: dict[str, Any] = {}
+        before = _prediction(predicted, values)
+        column = "actual"
+        after, extra = _outcome(actual, values)
+        column = "is_completed"
+        is_completed = parse_bool(get("is_completed", "").strip())
+        column = "is_deleted"
+        deleted = parse_bool(get("is_deleted", "").strip()) or False
+        column = "status"
+        status = _status(get("status", ""), is_completed, actual, cancelled)
     except CellError as exc:
-        raise CellError(exc.reason, "predicted") from None
-    try:
-        outcome, after, extra = _outcome(actual)
-    except CellError as exc:
-        raise CellError(exc.reason, "actual") from None
-    values.update(outcome)
-
-    is_completed = _cell("is_completed", parse_bool, row.get("is_completed").strip())
-    deleted = _cell("is_deleted", parse_bool, row.get("is_deleted").strip()) or False
-    status = _status(row, is_completed, actual, cancelled)
+        exc.column = exc.column or column
+        raise
     values["task_version"] = version
     values["initialized_at"] = initialized
     values["started_at"] = started
     values["completed_at"] = None
     values["cancelled_at"] = None
-    values.update(_NO_MEASURES)
-    if status == "active":
-        # Only one attempt per person may be running; a legacy attempt that was started
-        # and never finished comes in paused (its clock stopped), ready to resume.
-        values["status"] = "paused" if started else "initialized"
-        values["cancel_reason"] = None
-    elif status == "completed":
-        values["status"] = "completed"
-        values["completed_at"] = completed or started or initialized
-        values["cancel_reason"] = None
-    else:
-        values["status"] = "cancelled"
-        values["cancelled_at"] = cancelled or completed or started or initialized
-        values["cancel_reason"] = values["cancel_reason"] or NO_CANCEL_REASON
     if values["minutes_spent"] is None:
         values["minutes_spent"] = 0.0
     if status == "completed":
+        values["status"] = "completed"
+        values["completed_at"] = completed or started or initialized
+        values["cancel_reason"] = None
         values.update(measures_for(values))
+    else:
+        values.update(_NO_MEASURES)
+        if status == "active":
+            # Only one attempt per person may be running; a legacy attempt that was
+            # started and never finished comes in paused (its clock stopped).
+            values["status"] = "paused" if started else "initialized"
+            values["cancel_reason"] = None
+        else:
+            values["status"] = "cancelled"
+            values["cancelled_at"] = cancelled or completed or started or initialized
+            values["cancel_reason"] = values["cancel_reason"] or NO_CANCEL_REASON
     return AttemptRow(
         line=line,
         legacy_id=legacy_id,
@@ -499,7 +577,7 @@ def parse_instance(header: Header, cells: list[str], line: int, tz: ZoneInfo) ->
         emotions_after=after,
         extra=extra,
         deleted=deleted,
-        flat_disagrees=_flat_disagrees(row, values),
+        flat_disagrees=_flat_disagrees(cell, values),
     )
 
 
