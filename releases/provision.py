@@ -178,11 +178,12 @@ def write_env_file(remote: Remote, settings: Settings) -> list[str]:
 def create_database(remote: Remote, settings: Settings) -> list[str]:
     changes = []
     if not remote.ok("systemctl is-active --quiet postgresql"):
-        if not remote.dry_run:
-            remote.sudo("systemctl enable --now postgresql")
         changes.append("start postgresql")
-    if not remote.dry_run:
-        _wait_for(remote, "pg_isready -q", "PostgreSQL to accept connections")
+        if remote.dry_run:
+            # Not installed or not running yet: nothing to inspect, all of it is to do.
+            return [*changes, f"create role {APP_USER}", f"create database {DATABASE}"]
+        remote.sudo("systemctl enable --now postgresql")
+    _wait_for(remote, "pg_isready -q", "PostgreSQL to accept connections")
     password = _env_password(remote)
     role_hash = _psql(remote, f"SELECT rolpassword FROM pg_authid WHERE rolname = '{APP_USER}'")
     if not role_hash:

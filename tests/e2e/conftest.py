@@ -36,6 +36,7 @@ def _timed(label: str, started: float) -> None:
 def box_image() -> Path:
     _require_prerequisites()
     started = time.monotonic()
+    vpsbox.clean_stale_runs()
     image = vpsbox.ensure_image()
     _timed("image ready", started)
     return image

@@ -30,9 +30,11 @@ PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"
 
 @dataclass
 class Server:
-    box: vpsbox.Pebble | vpsbox.VpsBox
+    box: vpsbox.VpsBox
     ssh: list[str]
     provision_args: list[str]
+    dry_run_on_fresh_box: str
+    fresh_box_untouched: bool
     first_provision: str
     ca: Path
     address: str
@@ -73,9 +75,11 @@ def server(box: vpsbox.VpsBox, pebble: vpsbox.Pebble) -> Server:
         "--email",
         f"ops@{DOMAIN}",
     ]
+    dry = must(invoke("provision", *provision_args, "--dry-run"))
+    untouched = box.enter(["test", "-e", "/srv/tas"], check=False).returncode != 0
     first = must(invoke("provision", *provision_args))
     must(invoke("deploy-simple", *ssh))
-    return Server(box, ssh, provision_args, first, pebble.issuer_root, box.address)
+    return Server(box, ssh, provision_args, dry, untouched, first, pebble.issuer_root, box.address)
 
 
 def https(server: Server, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -109,6 +113,13 @@ def wait_for_healthz(server: Server, timeout: float = 30) -> dict[str, str]:
         if time.monotonic() > deadline:
             raise AssertionError(f"no healthy answer over HTTPS: {result}")
         time.sleep(0.5)
+
+
+def test_dry_run_on_a_fresh_server_reports_changes_and_makes_none(server: Server):
+    assert "app user: would change (create system user tas)" in server.dry_run_on_fresh_box
+    assert "certificate: would change" in server.dry_run_on_fresh_box
+    assert re.search(r"provision: \d+ of \d+ steps would change", server.dry_run_on_fresh_box)
+    assert server.fresh_box_untouched
 
 
 def test_first_provision_reports_every_step_and_gets_a_certificate(server: Server):
@@ -150,7 +161,6 @@ def test_second_provision_changes_nothing(server: Server):
 
 def test_units_and_nginx_config_pass_their_own_checks(server: Server):
     box = server.box
-    assert isinstance(box, vpsbox.VpsBox)
     units = [
         f"/etc/systemd/system/{u}"
         for u in ("tas.socket", "tas.service", "tas-backup.service", "tas-backup.timer")
@@ -169,7 +179,6 @@ def test_units_and_nginx_config_pass_their_own_checks(server: Server):
 
 def test_restore_brings_back_the_data_of_the_backup(server: Server):
     box = server.box
-    assert isinstance(box, vpsbox.VpsBox)
     as_tas(box, "CREATE TABLE e2e_probe (note text); INSERT INTO e2e_probe VALUES ('before')")
     out = must(invoke("backup", *server.ssh))
     dump = re.search(r"backup: (/srv/tas/backups/tas-\S+\.dump)", out).group(1)
@@ -182,3 +191,28 @@ def test_restore_brings_back_the_data_of_the_backup(server: Server):
     must(invoke("restore", *server.ssh, "--file", Path(dump).name, "--yes"))
     assert as_tas(box, "SELECT string_agg(note, ',' ORDER BY note) FROM e2e_probe") == "before"
     assert wait_for_healthz(server)["status"] == "ok"
+
+
+def test_nginx_rate_limits_sign_in_and_caches_static_files(server: Server):
+    codes = [
+        https(server, "/signin", "-o", "/dev/null", "-w", "%{http_code}").stdout for _ in range(12)
+    ]
+    assert "429" in codes, codes
+    assert codes[0] == "200", codes
+    versioned = https(server, "/static/css/app.css?v=1", "-D", "-", "-o", "/dev/null").stdout
+    assert "cache-control: public, max-age=31536000, immutable" in versioned.lower()
+
+
+def test_certificate_renewal_works_against_the_stored_acme_server(server: Server, pebble):
+    box = server.box
+    # What certbot.timer runs, without its random sleep; --dry-run needs --server (it
+    # would go to Let's Encrypt staging otherwise).
+    renew = box.enter(
+        ["certbot", "renew", "--dry-run", "--no-random-sleep-on-renew"]
+        + ["--server", pebble.directory_url],
+        check=False,
+    )
+    assert renew.returncode == 0, renew.stdout + renew.stderr
+    conf = box.enter(["cat", f"/etc/letsencrypt/renewal/{DOMAIN}.conf"]).stdout
+    assert "renew_hook = systemctl reload nginx" in conf
+    assert f"server = {pebble.directory_url}" in conf

@@ -289,6 +289,7 @@ class VpsBox:
         )
         _run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)])
         self.mounted = True
+        self._record()
 
     def _personalize(self) -> None:
         """Fresh machine-id and host keys; a ``deploy`` user with this run's SSH key."""
@@ -313,6 +314,7 @@ class VpsBox:
         host_end, box_end = f"vb{self.n}h", f"vb{self.n}b"
         _run(["ip", "netns", "add", self.name])
         self.netns_made = True
+        self._record()
         _run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", box_end])
         _run(["ip", "link", "set", box_end, "netns", self.name])
         _run(["ip", "addr", "add", f"{self.host_address}/30", "dev", host_end])
@@ -336,7 +338,9 @@ class VpsBox:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._record()
         self.leader = self._wait_for_leader()
+        self._record()
         private = Path(f"/proc/{self.leader}/root/run/systemd/private")
         self._wait(lambda: private.exists(), 30, "systemd's private socket")
         state = self.enter(["systemctl", "is-system-running", "--wait"], check=False)
@@ -391,6 +395,24 @@ class VpsBox:
         path = self.workdir / "nspawn.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def _record(self) -> None:
+        """What this box holds, so a later session can clean up after a killed one."""
+        state = {
+            "owner": os.getpid(),
+            "netns": self.name if self.netns_made else "",
+            "veth": f"vb{self.n}h" if self.netns_made else "",
+            "root": str(self.root) if self.mounted else "",
+            "processes": [
+                [pid, name]
+                for pid, name in (
+                    (self.nspawn and self.nspawn.pid, "systemd-nspawn"),
+                    (self.leader, "systemd"),
+                )
+                if pid
+            ],
+        }
+        (self.workdir / "state.json").write_text(json.dumps(state))
+
     def close(self) -> None:
         """Power off, then remove the network and the copy. Safe to call more than once."""
         self._power_off()
@@ -423,6 +445,35 @@ class VpsBox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.nspawn.pid, signal.SIGKILL)
             self.nspawn.wait(timeout=10)
+
+
+def clean_stale_runs() -> None:
+    """Undo what a killed test session left behind (its owner PID is gone).
+
+    Processes are killed only by the PIDs recorded, and only if the PID still runs the
+    program recorded (a PID may have been reused since).
+    """
+    for state_file in (CACHE / "runs").glob("*/state.json"):
+        state = json.loads(state_file.read_text())
+        if Path(f"/proc/{state['owner']}").exists():
+            continue
+        _log(f"cleaning up after dead session {state['owner']}: {state_file.parent}")
+        pids = [*state.get("processes", [])]
+        pebble_state = state_file.parent / "pebble" / "pids.json"
+        if pebble_state.exists():
+            pids += json.loads(pebble_state.read_text())
+        for pid, name in pids:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == name[:15]:
+                    os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        if state["root"] and state["root"] in _mounts_under(state_file.parent):
+            subprocess.run(["umount", "-l", state["root"]], check=False)
+        if state["netns"]:
+            subprocess.run(["ip", "netns", "del", state["netns"]], check=False, capture_output=True)
+        if state["veth"]:
+            subprocess.run(["ip", "link", "del", state["veth"]], check=False, capture_output=True)
+        remove_tree(state_file.parent)
 
 
 def _children(pid: int) -> list[int]:
@@ -519,6 +570,8 @@ class Pebble:
         )
         log.close()
         self.processes.append(process)
+        recorded = [[p.pid, Path(p.args[0]).name] for p in self.processes]  # type: ignore[index]
+        (self.workdir / "pids.json").write_text(json.dumps(recorded))
 
     def _fetch_issuer_root(self) -> None:
         # Pebble makes a new root at every start: fetch it now, over its own (our) CA.
