@@ -233,14 +233,14 @@ class TaskRow:
         """A hash of the values as imported: unchanged on re-import, changed on edit.
 
         It is taken over parsed values, not raw cells, so an export of the imported
-        task re-imports as the same fingerprint.
+        task re-imports as the same fingerprint. The creation time is left out: prototype
+        tasks have none, and their export carries the time of their import.
         """
         values = [
             self.name,
             self.description,
             self.kind,
             self.version,
-            self.created_at.isoformat() if self.created_at else None,
             self.archived_at.isoformat() if self.archived_at else None,
             self.default_estimate_minutes,
             sorted({e.lower() for e in self.emotions}),
