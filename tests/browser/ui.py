@@ -130,7 +130,7 @@ def complete_form(
     page: Page, name: str, *, relief: str = "80", minutes: str = "25", notes: str = ""
 ) -> None:
     expect(page.get_by_role("heading", name=f"Complete “{name}”")).to_be_visible()
-    page.get_by_label("Relief", exact=True).fill(relief)
+    page.get_by_role("slider", name="Relief", exact=True).fill(relief)
     page.get_by_label("Minutes spent").fill(minutes)
     if notes:
         page.get_by_label("Notes", exact=True).fill(notes)
