@@ -1,8 +1,8 @@
 """Fixtures for the browser tests: the real app over real HTTP, driven by headless Chromium.
 
 The app runs in a background thread (werkzeug's threaded server on 127.0.0.1, a free
-port) against the test's own migrated database. One Chromium per session; every test
-gets fresh browser contexts (no cookies shared between tests).
+port) against the test's own migrated database. One Chromium for the browser suite;
+every test gets fresh browser contexts (no cookies shared between tests).
 
 Chromium is the system one (``CHROMIUM`` names it, else ``/usr/bin/chromium``):
 ``playwright install`` is never needed. Without it the tests skip and say why; with
@@ -66,7 +66,11 @@ def _require_no_running_loop() -> None:
     pytest.fail("an asyncio loop is running in this thread; Playwright's sync API can't")
 
 
-@pytest.fixture(scope="session")
+# One browser for the whole browser suite, closed when its last test is done: while
+# Playwright's sync API is alive its event loop counts as running in this thread, so a
+# later test elsewhere calling asyncio.run() would fail if the browser lived to the end
+# of the session.
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Browser]:
     path = _require_chromium()
     _require_no_running_loop()

@@ -202,6 +202,7 @@ def _see_it_on_the_dashboard(page: Page) -> None:
     expect(values_shown).to_contain_text("Easier than I feared.")
     expect(values_shown).to_contain_text("Start with the revenue table.")
     expect(values_shown).to_contain_text("Proud")
+    expect(values_shown).to_contain_text("1×: Phone call from the bank")
     ui.go_to_dashboard(page)
 
 
