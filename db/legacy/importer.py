@@ -863,7 +863,7 @@ def import_legacy_folder(
     committed = False
     try:
         # Read the copies: what was imported is exactly what the manifest describes.
-        committed = _run(engine, report, tz, backup or data_dir, present, progress, backup)
+        committed = _run(engine, report, tz, backup or data_dir, present, progress, backup, started)
     finally:
         if backup is not None and not committed:
             shutil.rmtree(backup, ignore_errors=True)
@@ -884,6 +884,7 @@ def _run(
     present: list[str],
     progress: bool | None,
     backup: Path | None,
+    started: float,
 ) -> bool:
     """Read every file inside one transaction; commit unless refused or a dry run."""
     refused_dir = backup if report.skip_invalid else None
@@ -922,6 +923,7 @@ def _run(
             if report.dry_run or report.refused:
                 transaction.rollback()
                 return False
+            report.seconds = time.monotonic() - started
             conn.execute(
                 insert(ImportRun).values(
                     user_id=report.user_id, dry_run=False, report=report.as_dict()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Generator
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import IO
 from typing import Any
@@ -36,11 +37,18 @@ class Header:
 
     names: tuple[str, ...]
     index: dict[str, int]
+    _needed: dict[tuple[str, ...], int] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_cells(cls, cells: list[str]) -> Header:
         names = tuple(cell.strip() for cell in cells)
         return cls(names=names, index={name: i for i, name in enumerate(names)})
+
+    def cells_needed(self, required: tuple[str, ...]) -> int:
+        """How many cells a record needs to reach its last required column (cached)."""
+        if required not in self._needed:
+            self._needed[required] = max(self.index[name] for name in required) + 1
+        return self._needed[required]
 
     def duplicates(self) -> list[str]:
         seen: set[str] = set()

@@ -173,7 +173,7 @@ def missing_columns(header: Header, required: tuple[str, ...]) -> list[str]:
 
 def check_shape(header: Header, cells: list[str], required: tuple[str, ...]) -> None:
     """Refuse records shorter than their required columns, or longer than the header."""
-    needed = max(header.index[name] for name in required) + 1
+    needed = header.cells_needed(required)
     if len(cells) < needed:
         column = header.names[len(cells)]
         raise CellError(
