@@ -130,7 +130,7 @@ def _store_payloads(page: Page) -> tuple[int, int, int]:
 def _shows_literally_and_runs_nothing(page: Page, payloads: list[str]) -> None:
     main = ui.main(page)
     for payload in payloads:
-        expect(main).to_contain_text(payload)
+        expect(main.get_by_text(payload).first).to_be_visible()
     text = main.inner_text()
     assert "&lt;" not in text and "&gt;" not in text and "&quot;" not in text, (
         f"escaped twice on {page.url}"
