@@ -97,6 +97,8 @@ SCREENS = (
             ("button", "Delete my account and all its data"))),
     Screen("analytics", "/analytics", True, (("button", "Show trend"),),
            endpoint="analytics.index"),
+    Screen("import", "/account/import", True, (("button", "Check the upload"),),
+           endpoint="transfer.import_form"),
     Screen("not found", "/attempts/999999", True, (("link", "Back to the start page"),)),
 )  # fmt: skip
 
