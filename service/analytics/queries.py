@@ -15,21 +15,26 @@ raw (two floats per completed attempt) for :mod:`service.analytics.stats`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import BigInteger
+from sqlalchemy import CompoundSelect
 from sqlalchemy import Date
+from sqlalchemy import DateTime
 from sqlalchemy import Double
 from sqlalchemy import Select
 from sqlalchemy import String
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import cast
 from sqlalchemy import func
 from sqlalchemy import literal
 from sqlalchemy import null
 from sqlalchemy import select
 from sqlalchemy import union_all
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
@@ -77,30 +82,35 @@ HISTOGRAM_MEASURES = tuple(key for key, m in MEASURES.items() if m.histogram)
 AGGREGATIONS = ("mean", "sum", "median")
 
 
-def _completed(user_id: int) -> ColumnElement[bool]:
-    return and_(Attempt.user_id == user_id, Attempt.status == "completed")
+# Statements are built once per shape (the measure choices are a closed set) with bound
+# parameters for the person, so a request neither rebuilds nor re-keys them: SQLAlchemy's
+# expression building and cache-key generation showed up in the profile of this page.
+USER_ID = bindparam("user_id", type_=BigInteger)
+WEEK_START = bindparam("week_start", type_=DateTime(timezone=True))
+TIMEZONE = bindparam("timezone", type_=String)
+COMPLETED = and_(Attempt.user_id == USER_ID, Attempt.status == "completed")
 
 
 def _median(column: Any) -> Any:
     return func.percentile_cont(0.5).within_group(column)
 
 
-def summary(db: Session, user_id: int, week_start: dt.datetime) -> dict[str, Any]:
-    """Counts, medians and averages over all the person's attempts (one row)."""
+@functools.cache
+def _summary_statement() -> Select[Any]:
     done = Attempt.status == "completed"
     dreaded = and_(done, Attempt.expected_aversion >= DREAD_THRESHOLD)
     undreaded = and_(done, Attempt.expected_aversion < DREAD_THRESHOLD)
     active_tasks = (
         select(func.count())
         .select_from(Task)
-        .where(Task.user_id == user_id, Task.archived_at.is_(None))
+        .where(Task.user_id == USER_ID, Task.archived_at.is_(None))
         .scalar_subquery()
     )
-    statement = select(
+    return select(
         active_tasks.label("active_tasks"),
         func.count().filter(done).label("completed"),
         func.count().filter(Attempt.status == "cancelled").label("cancelled"),
-        func.count().filter(done, Attempt.completed_at >= week_start).label("completed_week"),
+        func.count().filter(done, Attempt.completed_at >= WEEK_START).label("completed_week"),
         _median(Attempt.time_accuracy).filter(done).label("time_accuracy_median"),
         func.count(Attempt.time_accuracy).filter(done).label("time_accuracy_n"),
         *(
@@ -115,19 +125,23 @@ def summary(db: Session, user_id: int, week_start: dt.datetime) -> dict[str, Any
                 "relief_surprise",
             )
         ),
-        func.count(Attempt.relief_surprise).filter(done).label("relief_surprise_n"),
         func.avg(Attempt.actual_relief).filter(dreaded).label("dreaded_relief"),
         func.count(Attempt.actual_relief).filter(dreaded).label("dreaded_n"),
         func.avg(Attempt.actual_relief).filter(undreaded).label("other_relief"),
         func.count(Attempt.actual_relief).filter(undreaded).label("other_n"),
-    ).where(Attempt.user_id == user_id)
-    return dict(db.execute(statement).one()._mapping)
+    ).where(Attempt.user_id == USER_ID)
 
 
-def per_task(db: Session, user_id: int) -> list[dict[str, Any]]:
-    """Per task with at least one completed attempt: how it went on average."""
+def summary(db: Session, user_id: int, week_start: dt.datetime) -> dict[str, Any]:
+    """Counts, medians and averages over all the person's attempts (one row)."""
+    params = {"user_id": user_id, "week_start": week_start}
+    return dict(db.execute(_summary_statement(), params).one()._mapping)
+
+
+@functools.cache
+def _per_task_statement() -> Select[Any]:
     joined = and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id)
-    statement = (
+    return (
         select(
             Task.id,
             Task.name,
@@ -141,17 +155,20 @@ def per_task(db: Session, user_id: int) -> list[dict[str, Any]]:
             func.count(Attempt.stress).label("stress_n"),
         )
         .join(Task, joined)
-        .where(_completed(user_id))
+        .where(COMPLETED)
         .group_by(Task.id)
     )
-    return [dict(row._mapping) for row in db.execute(statement)]
 
 
-def per_day(
-    db: Session, user_id: int, timezone: str, measure: str, aggregation: str
-) -> list[dict[str, Any]]:
-    """Per local day with completions: count, total relief and the trend's aggregate."""
-    local_day = cast(func.timezone(timezone, Attempt.completed_at), Date).label("day")
+def per_task(db: Session, user_id: int) -> list[dict[str, Any]]:
+    """Per task with at least one completed attempt: how it went on average."""
+    rows = db.execute(_per_task_statement(), {"user_id": user_id}).all()
+    return [dict(row._mapping) for row in rows]
+
+
+@functools.cache
+def _per_day_statement(measure: str, aggregation: str) -> Select[Any]:
+    local_day = cast(func.timezone(TIMEZONE, Attempt.completed_at), Date).label("day")
     column = MEASURES[measure].column
     if aggregation == "median":
         trend = _median(column)
@@ -159,7 +176,7 @@ def per_day(
         trend = func.sum(column)
     else:
         trend = func.avg(column)
-    statement = (
+    return (
         select(
             local_day,
             func.count().label("completed"),
@@ -167,11 +184,19 @@ def per_day(
             cast(trend, Double).label("trend"),
             func.count(column).label("trend_n"),
         )
-        .where(_completed(user_id), Attempt.completed_at.is_not(None))
+        .where(COMPLETED, Attempt.completed_at.is_not(None))
         .group_by(local_day)
         .order_by(local_day)
     )
-    return [dict(row._mapping) for row in db.execute(statement)]
+
+
+def per_day(
+    db: Session, user_id: int, timezone: str, measure: str, aggregation: str
+) -> list[dict[str, Any]]:
+    """Per local day with completions: count, total relief and the trend's aggregate."""
+    params = {"user_id": user_id, "timezone": timezone}
+    rows = db.execute(_per_day_statement(measure, aggregation), params).all()
+    return [dict(row._mapping) for row in rows]
 
 
 def _bucket(value: Any, size: int, last: int) -> Any:
@@ -179,8 +204,11 @@ def _bucket(value: Any, size: int, last: int) -> Any:
     return func.greatest(0, func.least(func.floor(value / literal(size, Double)), last))
 
 
-def _row(kind: str, key: Any, x: Any, y: Any, n: Any, total: Any) -> Select[Any]:
+def _row(
+    kind: str, key: Any, x: Any, y: Any, n: Any, total: Any, xs: Any = None, ys: Any = None
+) -> Select[Any]:
     """One part of the UNION ALL in :func:`shapes`, its columns named alike in every part."""
+    no_array = cast(null(), postgresql.ARRAY(Double))
     return select(
         literal(kind, String).label("kind"),
         key.label("key"),
@@ -188,19 +216,13 @@ def _row(kind: str, key: Any, x: Any, y: Any, n: Any, total: Any) -> Select[Any]
         y.label("y"),
         n.label("n"),
         total.label("total"),
+        (no_array if xs is None else xs).label("xs"),
+        (no_array if ys is None else ys).label("ys"),
     )
 
 
-def shapes(db: Session, user_id: int, x: str, y: str) -> list[Any]:
-    """Histogram buckets, prediction-vs-outcome grids, and the correlation pairs.
-
-    Rows are (kind, key, x, y, n, total):
-    ``hist``: key = measure, x = bucket 0..9 (10 points wide), n = attempts;
-    ``grid``: key = ``expected_relief`` or ``aversion``; x, y = 5-point cells 0..19 of that
-    prediction and of the actual relief; n = attempts; total = their summed actual relief
-    (a 10-point band is two whole cells, so exact band means follow in Python);
-    ``pair``: x, y = the two chosen measures of one attempt (both recorded).
-    """
+@functools.cache
+def _shapes_statement(x: str, y: str) -> CompoundSelect:
     keys = {*HISTOGRAM_MEASURES, "expected_relief"}
     done: CTE = (
         select(
@@ -208,7 +230,7 @@ def shapes(db: Session, user_id: int, x: str, y: str) -> list[Any]:
             cast(MEASURES[x].column, Double).label("pair_x"),
             cast(MEASURES[y].column, Double).label("pair_y"),
         )
-        .where(_completed(user_id))
+        .where(COMPLETED)
         .cte("done")
     )
     c = done.c
@@ -233,9 +255,26 @@ def shapes(db: Session, user_id: int, x: str, y: str) -> list[Any]:
             .where(c[key].is_not(None), c.relief.is_not(None))
             .group_by(cell_x, cell_y)
         )
+    # The pairs as two aligned arrays in one row (one aggregate pass sees the rows in one
+    # order): thousands of rows become two lists without a Python object per row.
+    xs, ys = func.array_agg(c.pair_x), func.array_agg(c.pair_y)
     parts.append(
-        _row("pair", no_text, c.pair_x, c.pair_y, literal(1), no_number).where(
+        _row("pairs", no_text, no_number, no_number, func.count(), no_number, xs, ys).where(
             c.pair_x.is_not(None), c.pair_y.is_not(None)
         )
     )
-    return list(db.execute(union_all(*parts)).all())
+    return union_all(*parts)
+
+
+def shapes(db: Session, user_id: int, x: str, y: str) -> list[Any]:
+    """Histogram buckets, prediction-vs-outcome grids, and the correlation pairs.
+
+    Rows are (kind, key, x, y, n, total, xs, ys):
+    ``hist``: key = measure, x = bucket 0..9 (10 points wide), n = attempts;
+    ``grid``: key = ``expected_relief`` or ``aversion``; x, y = 5-point cells 0..19 of that
+    prediction and of the actual relief; n = attempts; total = their summed actual relief
+    (a 10-point band is two whole cells, so exact band means follow in Python);
+    ``pairs``: xs, ys = the two chosen measures of every attempt where both are recorded
+    (one row, n = how many; the arrays are null when there are none).
+    """
+    return list(db.execute(_shapes_statement(x, y), {"user_id": user_id}).all())

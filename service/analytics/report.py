@@ -64,7 +64,7 @@ def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[st
         histograms=histograms(by_kind["hist"]),
         predictions=predictions(by_kind["grid"], summary),
         rankings=rankings(queries.per_task(db, user_id)),
-        correlation=correlation(by_kind["pair"], choices),
+        correlation=correlation(by_kind["pairs"], choices),
     )
     page["charts"] = chart_data(page)
     return page
@@ -286,6 +286,13 @@ def rankings(tasks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def number(value: float | None, digits: int = 0) -> str:
+    """A figure for people: rounded to ``digits`` places, "—" when there is none."""
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}"
+
+
 def format_p(p: float | None) -> str:
     if p is None:
         return "—"
@@ -295,8 +302,8 @@ def format_p(p: float | None) -> str:
 
 
 def correlation(pairs: list[Any], choices: Choices) -> dict[str, Any]:
-    xs = [float(row.x) for row in pairs]
-    ys = [float(row.y) for row in pairs]
+    xs: list[float] = pairs[0].xs or [] if pairs else []
+    ys: list[float] = pairs[0].ys or [] if pairs else []
     result = stats.correlate(xs, ys, choices.method)
     bins = stats.bin_means(xs, ys, CORRELATION_BINS)
     x_label = queries.MEASURES[choices.x].label

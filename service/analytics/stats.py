@@ -191,8 +191,11 @@ def bin_means(xs: Sequence[float], ys: Sequence[float], bins: int = 10) -> list[
     width = (high - low) / bins
     sums = [0.0] * bins
     counts = [0] * bins
+    last = bins - 1
     for x, y in zip(xs, ys, strict=True):
-        index = min(int((x - low) / width), bins - 1)
+        index = int((x - low) / width)
+        if index > last:  # only x == high, or a rounding hair below it
+            index = last
         sums[index] += y
         counts[index] += 1
     return [

@@ -87,6 +87,7 @@ def index() -> ResponseReturnValue:
     choices = form.choices()
     page = report.build(database.session(), user.id, user.timezone, choices)
     # A hand-edited URL gets the page with the defaults and a message by the field.
-    return render_template("analytics/index.html", page=page, form=form, choices=choices), (
-        200 if valid else 400
+    html = render_template(
+        "analytics/index.html", page=page, form=form, choices=choices, number=report.number
     )
+    return html, 200 if valid else 400

@@ -10,6 +10,8 @@
   const GREEN = "#116329";
   const RED = "#a40e26";
   const base = { animation: false, responsive: true, maintainAspectRatio: false };
+  // Long day axes: measure a few labels to lay the ticks out, not all (up to years of days).
+  const dayAxis = { ticks: { maxTicksLimit: 8, sampleSize: 8, maxRotation: 0 } };
 
   function draw(id, config) {
     const canvas = document.getElementById(id);
@@ -35,9 +37,10 @@
       ],
     },
     options: Object.assign({}, base, {
+      normalized: true, // one value per day, in order
       interaction: { mode: "index", intersect: false },
       scales: {
-        x: { ticks: { maxTicksLimit: 8 } },
+        x: dayAxis,
         y: scale("Relief per day", { beginAtZero: true }),
         y1: scale("Cumulative", { beginAtZero: true, position: "right",
                                   grid: { drawOnChartArea: false } }),
@@ -54,7 +57,7 @@
       datasets: [{ label: `${trend.label} (${trend.aggregation})`, data: trend.values,
                    borderColor: BLUE, backgroundColor: BLUE, spanGaps: false, pointRadius: 2 }],
     },
-    options: Object.assign({}, base, { scales: { x: { ticks: { maxTicksLimit: 8 } } } }),
+    options: Object.assign({}, base, { normalized: true, scales: { x: dayAxis } }),
   });
 
   // One small histogram per 0–100 measure.
