@@ -233,6 +233,20 @@ def bench_import(c: Context, rows: int = 1_000_000) -> None:
     c.run(f"{_python()} tests/load/bench_import.py --rows {rows}", pty=False)
 
 
+@task(
+    help={
+        "attempts": "attempts for the one person (default 10,000)",
+        "runs": "timed requests/page loads per page (default 30)",
+        "no_browser": "server-side timings only (no gunicorn, no Chromium)",
+    }
+)
+def bench(c: Context, attempts: int = 10_000, runs: int = 30, no_browser: bool = False) -> None:
+    """Time the analytics page and the dashboard for one person (issue 3; scratch database)."""
+    _ensure_assets(c)
+    args = f"--attempts {attempts} --runs {runs}" + (" --no-browser" if no_browser else "")
+    c.run(f"{_python()} tests/load/bench_pages.py {args}", pty=False)
+
+
 # --- capacity (releases/capacity.py, releases/loadtest.py): smoke, load test, the cap gate --
 
 
