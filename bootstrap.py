@@ -18,15 +18,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-LOCK = ROOT / "requirements" / "dev.lock"
+# Running the app needs only the small "local" set; everything else needs the tools too.
+APP_TASKS = {"dev", "serve", "migrate", "assets"}
+LOCAL_LOCK = ROOT / "requirements" / "local.lock"
+DEV_LOCK = ROOT / "requirements" / "dev.lock"
 STAMP = VENV / ".installed-from"
 
 
-def _fingerprint() -> str:
+def _fingerprint(lock: Path) -> str:
     digest = hashlib.sha256()
-    for path in (LOCK, ROOT / "pyproject.toml"):
+    for path in (lock, ROOT / "pyproject.toml"):
         digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return f"{lock.name}:{digest.hexdigest()}"
 
 
 def _run(*args: str) -> None:
@@ -34,16 +37,21 @@ def _run(*args: str) -> None:
     subprocess.run(args, check=True, cwd=ROOT)
 
 
-def ensure_venv() -> Path:
+def ensure_venv(task: str) -> Path:
     python = VENV / "bin" / "python"
     if not python.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
-    wanted = _fingerprint()
-    if not STAMP.exists() or STAMP.read_text() != wanted:
+    installed = STAMP.read_text() if STAMP.exists() else ""
+    # The full tool set also runs the app, so it satisfies the app tasks.
+    accepted = {_fingerprint(DEV_LOCK)}
+    if task in APP_TASKS:
+        accepted.add(_fingerprint(LOCAL_LOCK))
+    if installed not in accepted:
+        lock = LOCAL_LOCK if task in APP_TASKS else DEV_LOCK
         pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
-        _run(*pip, "install", "--require-hashes", "-r", str(LOCK))
+        _run(*pip, "install", "--require-hashes", "-r", str(lock))
         _run(*pip, "install", "--no-deps", "-e", str(ROOT))
-        STAMP.write_text(wanted)
+        STAMP.write_text(_fingerprint(lock))
     return python
 
 
@@ -52,7 +60,7 @@ def main(argv: list[str]) -> int:
         sys.exit("Python 3.10 or newer is needed")
     if not argv:
         sys.exit(__doc__)
-    ensure_venv()
+    ensure_venv(argv[0])
     invoke = VENV / "bin" / "invoke"
     os.chdir(ROOT)
     os.execv(str(invoke), [str(invoke), *argv])

@@ -167,6 +167,7 @@ def lock(c: Context) -> None:
     """Regenerate the locked pins in requirements/ from pyproject.toml (needs uv)."""
     common = "--generate-hashes --universal --python-version 3.10 -q"
     c.run(f"uv pip compile pyproject.toml {common} -o requirements/runtime.lock")
+    c.run(f"uv pip compile pyproject.toml --extra local {common} -o requirements/local.lock")
     c.run(f"uv pip compile pyproject.toml --extra dev {common} -o requirements/dev.lock")
 
 
