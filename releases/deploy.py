@@ -241,12 +241,14 @@ def plan(remote: Remote) -> list[str]:
     current = remote.sudo(f"readlink {APP_ROOT}/current || echo '(none)'").stdout.strip()
     releases = remote.sudo(f"ls -1 {APP_ROOT}/releases 2>/dev/null || true").stdout.split()
     provisioned = remote.exists(ENV_FILE)
-    return [
+    lines = [
         f"server: Python {server.markers['python_version']} ({server.markers['platform_machine']},"
         f" {' '.join(server.libc)})",
         f"current release: {current}; {len(releases)} release(s) on the server",
         "would build the project wheel and a wheelhouse from requirements/runtime.lock",
         f"would install a new release under {APP_ROOT}/releases/, migrate the database, "
         "switch current and restart tas.service",
-        "" if provisioned else f"WARNING: {ENV_FILE} is missing: run invoke provision first",
     ]
+    if not provisioned:
+        lines.append(f"WARNING: {ENV_FILE} is missing: run invoke provision first")
+    return lines

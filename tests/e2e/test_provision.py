@@ -36,6 +36,7 @@ class Server:
     dry_run_on_fresh_box: str
     fresh_box_untouched: bool
     first_provision: str
+    deploy_plan: str
     ca: Path
     address: str
 
@@ -79,7 +80,10 @@ def server(box: vpsbox.VpsBox, pebble: vpsbox.Pebble) -> Server:
     untouched = box.enter(["test", "-e", "/srv/tas"], check=False).returncode != 0
     first = must(invoke("provision", *provision_args))
     must(invoke("deploy-simple", *ssh))
-    return Server(box, ssh, provision_args, dry, untouched, first, pebble.issuer_root, box.address)
+    plan = must(invoke("deploy-simple", *ssh, "--dry-run"))
+    return Server(
+        box, ssh, provision_args, dry, untouched, first, plan, pebble.issuer_root, box.address
+    )
 
 
 def https(server: Server, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -138,6 +142,13 @@ def test_healthz_over_https_answers_with_the_deployed_version(server: Server):
     assert body["status"] == "ok"
     assert body["db"] == "ok"
     assert body["version"] == PROJECT_VERSION
+
+
+def test_deploy_dry_run_names_the_live_release(server: Server):
+    live = server.box.enter(["readlink", "/srv/tas/current"]).stdout.strip()
+    assert live.startswith(f"/srv/tas/releases/{PROJECT_VERSION}-")
+    assert f"current release: {live}; 1 release(s) on the server" in server.deploy_plan
+    assert "Python 3.11" in server.deploy_plan
 
 
 def test_nginx_redirects_http_and_sends_security_headers(server: Server):

@@ -138,10 +138,12 @@ def ensure_image() -> Path:
     with _cache_lock():
         if (unpacked / ".complete").exists():
             return unpacked / "rootfs"
-        if not tarball.exists():
+        if tarball.exists():
+            _unpack(tarball, unpacked)
+        else:
             _prune_other_images(key)
-            _build_tarball(tarball)
-        _unpack(tarball, unpacked)
+            _build(tarball, unpacked)
+        (unpacked / ".complete").write_text(tarball.name + "\n")
     return unpacked / "rootfs"
 
 
@@ -155,7 +157,8 @@ def _prune_other_images(key: str) -> None:
             remove_tree(old)
 
 
-def _build_tarball(tarball: Path) -> None:
+def _build(tarball: Path, unpacked: Path) -> None:
+    """debootstrap the image, cache it as a tarball, and keep the tree as the unpacked copy."""
     started = time.monotonic()
     work = CACHE / f"build-{os.getpid()}"
     remove_tree(work)
@@ -180,6 +183,9 @@ def _build_tarball(tarball: Path) -> None:
             if tar.wait() != 0:
                 raise RuntimeError("tar of the image failed")
         partial.rename(tarball)
+        remove_tree(unpacked)
+        unpacked.mkdir(parents=True)
+        rootfs.rename(unpacked / "rootfs")  # same file system: no second copy to unpack
         _log(f"image cached as {tarball} in {time.monotonic() - started:.0f} s")
     finally:
         remove_tree(work)
@@ -222,7 +228,6 @@ def _unpack(tarball: Path, unpacked: Path) -> None:
     )
     if zstd.wait() != 0:
         raise RuntimeError(f"could not decompress {tarball}")
-    (unpacked / ".complete").write_text(tarball.name + "\n")
 
 
 # --- one box ------------------------------------------------------------------------------
