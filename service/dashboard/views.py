@@ -13,7 +13,6 @@ from wtforms.validators import Optional
 from service import auth
 from service import database
 from service import recommendations
-from service.accounts.forms import ConfirmForm
 from service.attempts.forms import PauseForm
 from service.attempts.services import minutes_so_far
 from service.dashboard import queries
@@ -68,7 +67,6 @@ def index() -> ResponseReturnValue:
             data={"measures": list(chosen.measures), "max_minutes": chosen.max_minutes}
         ),
         pause_form=PauseForm(),
-        button_form=ConfirmForm(),
     )
 
 
