@@ -242,6 +242,12 @@ def install_units(remote: Remote, settings: Settings) -> list[str]:
             changes.append(f"enable and start {unit}")
             if not remote.dry_run:
                 remote.sudo(f"systemctl enable --now {unit}")
+    # Enabled (not started): after a reboot the app starts with the machine instead of on
+    # the first request. The deploy starts it; before the first deploy there is no code.
+    if not remote.ok("systemctl is-enabled --quiet tas.service"):
+        changes.append("enable tas.service")
+        if not remote.dry_run:
+            remote.sudo("systemctl enable tas.service")
     return changes
 
 
