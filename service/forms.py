@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Any
 
 from flask_wtf import FlaskForm
+from wtforms import DecimalField
 from wtforms import Field
+from wtforms import FloatField
+from wtforms import IntegerField
 from wtforms import IntegerRangeField
 from wtforms import SelectMultipleField
 from wtforms import StringField
@@ -13,11 +18,13 @@ from wtforms import widgets
 from wtforms.validators import InputRequired
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
+from wtforms.validators import StopValidation
 from wtforms.validators import ValidationError
 
 from db.models import EMOTION_NAME_MAX
 
 NUL_MESSAGE = "This contains a character that isn't allowed (NUL)."
+NUMBER_MESSAGE = "Enter an ordinary number."
 
 
 def _no_nul(data: Any) -> bool:
@@ -42,6 +49,9 @@ class BaseForm(FlaskForm):
                 unbound_field.field_class, StringField
             ):
                 filters = [_strip, *filters]
+            if issubclass(unbound_field.field_class, DecimalField | FloatField | IntegerField):
+                validators = [_finite_number, *unbound_field.kwargs.get("validators", [])]
+                options = {**options, "validators": validators}
             return unbound_field.bind(form=form, filters=filters, **options)
 
     def validate(self, extra_validators: Any = None) -> bool:
@@ -55,6 +65,20 @@ class BaseForm(FlaskForm):
 
 def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
+
+
+def _finite_number(_form: Any, field: Field) -> None:
+    """Refuse "sNaN", "NaN", "Infinity" and integers too large for a float.
+
+    NumberRange converts to float and raises (a 500) on sNaN and on a 400-digit integer.
+    """
+    if isinstance(field.data, Decimal | float | int) and not isinstance(field.data, bool):
+        try:
+            finite = math.isfinite(float(field.data))
+        except (OverflowError, ValueError):
+            finite = False
+        if not finite:
+            raise StopValidation(NUMBER_MESSAGE)
 
 
 def scale_field(label: str, high: int = 100, **kwargs: Any) -> IntegerRangeField:

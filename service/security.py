@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from flask import Response
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+
+BIGINT_MAX = 2**63 - 1
 
 # Sign-up, sign-in and sign-in-key attempts: enough for a person, too few for guessing.
 AUTH_LIMITS = "10 per minute; 60 per hour"
@@ -45,7 +50,21 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+class RowIdConverter(IntegerConverter):
+    """``<int:...>`` in URLs, capped at PostgreSQL's bigint: a larger id is a 404.
+
+    Without the cap, /tasks/99999999999999999999/edit reached the database and failed
+    with "bigint out of range" (a 500).
+    """
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", BIGINT_MAX)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_app(app: Flask) -> None:
+    # Before the blueprints are registered: their rules pick the converter up then.
+    app.url_map.converters["int"] = RowIdConverter
     proxies = app.config.get("PROXY_COUNT", 0)
     if proxies:
         # Behind nginx: trust its X-Forwarded-* headers (client address, https).
