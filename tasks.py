@@ -413,7 +413,7 @@ def set_cap(
 # --- servers (releases/): provision, a simple deploy, backups -------------------------------
 
 _SSH_HELP = {
-    "host": "server address (SSH)",
+    "host": "server address (SSH); required",
     "user": "SSH user with passwordless sudo (default deploy)",
     "port": "SSH port (default 22)",
     "key_file": "SSH private key (default: ssh-agent and ~/.ssh keys)",
@@ -421,23 +421,12 @@ _SSH_HELP = {
 }
 
 
-def _remote(host: str, user: str, port: int, key_file: str, dry_run: bool = False) -> Any:
-    from releases.remote import Remote
+def _ssh_target(task_name: str, host: str, user: str, port: int, key_file: str) -> Any:
     from releases.remote import SshTarget
-    from releases.remote import connect
 
-    target = SshTarget(host=host, user=user, port=port, key_file=key_file or None)
-    return Remote(connect(target), dry_run=dry_run)
-
-
-def _server_failure(what: str, exc: Exception) -> Exit:
-    from invoke.exceptions import UnexpectedExit
-
-    if isinstance(exc, UnexpectedExit):
-        result = exc.result
-        detail = f"`{result.command}` exited {result.exited}:\n{result.stderr or result.stdout}"
-        return Exit(f"{what} failed: {detail}".rstrip())
-    return Exit(f"{what} failed: {exc}")
+    if not host:
+        raise Exit(f"{task_name}: say which server: --host HOST")
+    return SshTarget(host=host, user=user, port=port, key_file=key_file or None)
 
 
 @task(
@@ -452,7 +441,7 @@ def _server_failure(what: str, exc: Exception) -> Exit:
 )
 def provision(
     c: Context,
-    host: str,
+    host: str = "",
     user: str = "deploy",
     port: int = 22,
     key_file: str = "",
@@ -469,10 +458,10 @@ def provision(
     and database, systemd units (socket-activated gunicorn, nightly backups), nginx and a
     TLS certificate. Each step prints "changed" or "unchanged".
     """
-    from invoke.exceptions import UnexpectedExit
-
     from releases import provision as provisioning
+    from releases.remote import open_remote
 
+    target = _ssh_target("provision", host, user, port, key_file)
     if acme_ca_file and not Path(acme_ca_file).is_file():
         raise Exit(f"provision: no such file {acme_ca_file}")
     settings = provisioning.Settings(
@@ -482,19 +471,17 @@ def provision(
         acme_ca_file=Path(acme_ca_file) if acme_ca_file else None,
         max_users=max_users,
     )
-    remote = _remote(host, user, port, key_file, dry_run)
     try:
-        provisioning.provision(remote, settings)
-    except (UnexpectedExit, RuntimeError) as exc:
-        raise _server_failure("provision", exc) from exc
-    finally:
-        remote.close()
+        with open_remote(target, dry_run=dry_run) as remote:
+            provisioning.provision(remote, settings)
+    except RuntimeError as exc:
+        raise Exit(f"provision failed: {exc}") from exc
 
 
 @task(name="deploy-simple", help=_SSH_HELP)
 def deploy_simple(
     c: Context,
-    host: str,
+    host: str = "",
     user: str = "deploy",
     port: int = 22,
     key_file: str = "",
@@ -504,50 +491,45 @@ def deploy_simple(
 
     The minimal deploy (no lock, health gate or rollback yet). Needs a provisioned server.
     """
-    from invoke.exceptions import UnexpectedExit
-
     from releases import deploy
+    from releases.remote import open_remote
 
-    remote = _remote(host, user, port, key_file, dry_run)
+    target = _ssh_target("deploy-simple", host, user, port, key_file)
     try:
-        if dry_run:
-            for line in deploy.plan(remote):
-                print(line)
-            return
-        _ensure_assets(c)
-        release = deploy.deploy_current_code(remote, ROOT)
-        print(f"deploy-simple: {release} is live on {host}")
-    except (UnexpectedExit, RuntimeError) as exc:
-        raise _server_failure("deploy-simple", exc) from exc
-    finally:
-        remote.close()
+        with open_remote(target, dry_run=dry_run) as remote:
+            if dry_run:
+                print("\n".join(deploy.plan(remote)))
+                return
+            _ensure_assets(c)
+            release = deploy.deploy_current_code(remote, ROOT)
+    except RuntimeError as exc:
+        raise Exit(f"deploy-simple failed: {exc}") from exc
+    print(f"deploy-simple: {release} is live on {host}")
 
 
 @task(help=_SSH_HELP)
 def backup(
     c: Context,
-    host: str,
+    host: str = "",
     user: str = "deploy",
     port: int = 22,
     key_file: str = "",
     dry_run: bool = False,
 ) -> None:
     """Take a verified database backup on the server now (the nightly job, run at once)."""
-    from invoke.exceptions import UnexpectedExit
-
     from releases import backups
+    from releases.remote import open_remote
 
-    remote = _remote(host, user, port, key_file, dry_run)
+    target = _ssh_target("backup", host, user, port, key_file)
     try:
-        existing = backups.list_backups(remote)
-        if dry_run:
-            print(f"backup: would dump the database ({len(existing)} backups on the server)")
-            return
-        print(f"backup: {backups.take_backup(remote)}")
-    except (UnexpectedExit, RuntimeError) as exc:
-        raise _server_failure("backup", exc) from exc
-    finally:
-        remote.close()
+        with open_remote(target, dry_run=dry_run) as remote:
+            existing = backups.list_backups(remote)
+            if dry_run:
+                print(f"backup: would dump the database ({len(existing)} backups on the server)")
+                return
+            print(f"backup: {backups.take_backup(remote)}")
+    except RuntimeError as exc:
+        raise Exit(f"backup failed: {exc}") from exc
 
 
 @task(
@@ -559,8 +541,8 @@ def backup(
 )
 def restore(
     c: Context,
-    host: str,
-    file: str,
+    host: str = "",
+    file: str = "",
     yes: bool = False,
     user: str = "deploy",
     port: int = 22,
@@ -568,24 +550,24 @@ def restore(
     dry_run: bool = False,
 ) -> None:
     """Replace the server's database with a backup. The app is stopped while it runs."""
-    from invoke.exceptions import UnexpectedExit
-
     from releases import backups
+    from releases.remote import open_remote
 
-    remote = _remote(host, user, port, key_file, dry_run)
+    target = _ssh_target("restore", host, user, port, key_file)
+    if not file:
+        raise Exit("restore: say which backup: --file NAME (invoke backup prints names)")
     try:
-        path = backups.resolve_backup(remote, file)
-        if dry_run:
-            print(f"restore: would stop the app and restore the database from {path}")
-            return
-        if not yes:
-            answer = input(f"Replace ALL data on {host} with {path}? Type 'yes' to go on: ")
-            if answer.strip().lower() != "yes":
-                raise Exit("restore: cancelled, nothing changed")
-        print(f"restore: {backups.restore_backup(remote, path)}")
-    except FileNotFoundError as exc:
+        with open_remote(target, dry_run=dry_run) as remote:
+            path = backups.resolve_backup(remote, file)
+            if dry_run:
+                print(f"restore: would stop the app and restore the database from {path}")
+                return
+            if not yes:
+                answer = input(f"Replace ALL data on {host} with {path}? Type 'yes' to go on: ")
+                if answer.strip().lower() != "yes":
+                    raise Exit("restore: cancelled, nothing changed")
+            print(f"restore: {backups.restore_backup(remote, path)}")
+    except backups.BackupNotFound as exc:
         raise Exit(f"restore: {exc}") from exc
-    except (UnexpectedExit, RuntimeError) as exc:
-        raise _server_failure("restore", exc) from exc
-    finally:
-        remote.close()
+    except RuntimeError as exc:
+        raise Exit(f"restore failed: {exc}") from exc

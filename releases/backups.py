@@ -35,11 +35,15 @@ def take_backup(remote: Remote) -> str:
     return new[-1]
 
 
+class BackupNotFound(LookupError):
+    """No such dump in the backup directory."""
+
+
 def resolve_backup(remote: Remote, name: str) -> str:
     """A dump by file name or full path; only files in the backup directory qualify."""
     path = name if name.startswith("/") else f"{BACKUP_DIR}/{name}"
     if str(PurePosixPath(path).parent) != BACKUP_DIR or path not in list_backups(remote):
-        raise FileNotFoundError(f"no backup {name!r} in {BACKUP_DIR} (invoke backup lists them)")
+        raise BackupNotFound(f"no backup {name!r} in {BACKUP_DIR} (invoke backup lists them)")
     return path
 
 

@@ -8,8 +8,10 @@ they would change something.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from importlib import resources
@@ -17,10 +19,16 @@ from pathlib import PurePosixPath
 
 from fabric import Config
 from fabric import Connection
+from invoke.exceptions import UnexpectedExit
 from invoke.runners import Result
+from paramiko.ssh_exception import SSHException
 
 # Placeholders in releases/templates look like {{ name }}; nothing else there uses braces twice.
 _MANAGED = "Managed by `invoke provision` (releases/templates); local edits are overwritten."
+
+
+class ServerError(RuntimeError):
+    """Working on the server failed; the message says where and why (no traceback needed)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +176,28 @@ class Remote:
         return self._scratch
 
     def close(self) -> None:
-        if self._scratch is not None:
-            self.run(f"rm -rf {shlex.quote(self._scratch)}", warn=True)
-            self._scratch = None
+        with contextlib.suppress(Exception):  # the connection may be what failed
+            if self._scratch is not None:
+                self.run(f"rm -rf {shlex.quote(self._scratch)}", warn=True)
+        self._scratch = None
         self.connection.close()
+
+
+@contextlib.contextmanager
+def open_remote(target: SshTarget, *, dry_run: bool = False) -> Iterator[Remote]:
+    """A :class:`Remote` for ``target``, closed afterwards; SSH and command failures become
+    :class:`ServerError` with the failing command and its output."""
+    remote = Remote(connect(target), dry_run=dry_run)
+    where = f"{target.user}@{target.host}:{target.port}"
+    try:
+        yield remote
+    except UnexpectedExit as exc:
+        result = exc.result
+        output = (result.stderr or result.stdout).strip()
+        raise ServerError(
+            f"on {where}, `{result.command}` exited {result.exited}:\n{output}"
+        ) from exc
+    except (OSError, SSHException) as exc:
+        raise ServerError(f"cannot work over SSH on {where}: {exc}") from exc
+    finally:
+        remote.close()

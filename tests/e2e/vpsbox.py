@@ -278,11 +278,12 @@ class VpsBox:
         return self.workdir / "id_ed25519"
 
     def start(self) -> None:
-        self.n = _free_subnet()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        with _cache_lock():  # two sessions at once must not pick the same subnet
+            self.n = _free_subnet()
+            self._make_network()
         self._mount_copy()
         self._personalize()
-        self._make_network()
         self._boot()
 
     def _mount_copy(self) -> None:
