@@ -68,6 +68,8 @@ def start_session(user_id: int) -> None:
     session.clear()
     session.permanent = True
     session["sid"] = token
+    # The page rendered by this same request (the sign-in key page) sees the new person.
+    g.user = db.get(User, user_id)
 
 
 def end_session() -> None:

@@ -63,10 +63,15 @@ def _prediction_form(task: Task, attempt: Attempt | None) -> tuple[PredictionFor
         defaults["emotions"] = services.emotion_ids(db, attempt, "before")
     else:
         defaults = dict(services.slider_defaults(averages, PREDICTION_SCALES))
-        defaults["time_estimate_minutes"] = task.default_estimate_minutes
+        defaults["time_estimate_minutes"] = _plain_number(task.default_estimate_minutes)
     form = PredictionForm(data=defaults)
     form.emotions.choices = emotion_choices(db, auth.user().id)
     return form, averages
+
+
+def _plain_number(value: float | None) -> float | int | None:
+    """45.0 → 45 for the form (a float would show as "45.0")."""
+    return int(value) if value is not None and value.is_integer() else value
 
 
 def _prediction(form: PredictionForm) -> dict[str, Any]:

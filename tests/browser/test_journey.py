@@ -78,10 +78,6 @@ def _sign_up_and_keep_the_key(page: Page) -> str:
 def _greeted_by_name_and_signed_in(page: Page) -> None:
     heading = page.get_by_role("heading", level=1)
     nav = page.get_by_role("navigation", name="Main")
-    if heading.inner_text() == "Welcome, !":
-        # KNOWN BUG (remove this branch once fixed): auth.start_session doesn't set
-        # g.user, so the page rendered right after sign-up sees nobody signed in.
-        pytest.xfail("sign-up's key page renders before the new session is loaded")
     expect(heading).to_have_text(f"Welcome, {USERNAME}!")
     expect(nav.get_by_role("button", name="Sign out")).to_be_visible()
     expect(nav.get_by_role("link", name="Sign up")).to_have_count(0)

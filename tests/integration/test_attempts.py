@@ -217,3 +217,10 @@ def test_times_are_shown_in_the_persons_time_zone(browser, app):
     assert "Wed 01 Jul 2026, 14:00" in browser.client.get(f"/attempts/{attempt_id}").get_data(
         as_text=True
     )
+
+
+def test_the_estimate_defaults_to_the_tasks_estimate_written_plainly(browser):
+    task_id = browser.create_task("Laundry", default_estimate_minutes="100")
+    page = browser.client.get(f"/tasks/{task_id}/initialize").get_data(as_text=True)
+    estimate = re.search(r'<input[^>]*id="time_estimate_minutes"[^>]*>', page).group(0)
+    assert 'value="100"' in estimate
