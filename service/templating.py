@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -47,7 +49,28 @@ def _format_minutes(value: float) -> str:
     return minutes(value)
 
 
+def _static_fingerprint(app: Flask, filename: str) -> str:
+    """A short hash of a static file's content, computed once per process.
+
+    Static URLs carry it as ``?v=``, so nginx can let browsers cache them for a year
+    and a deploy that changes a file changes its URL.
+    """
+    cache: dict[str, str] = app.extensions.setdefault("static_fingerprints", {})
+    if filename not in cache:
+        path = Path(app.static_folder or "", filename)
+        try:
+            cache[filename] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        except OSError:
+            cache[filename] = app.config["VERSION"]
+    return cache[filename]
+
+
 def init_app(app: Flask) -> None:
+    @app.url_defaults
+    def _version_static_urls(endpoint: str, values: dict[str, Any]) -> None:
+        if endpoint == "static" and "filename" in values:
+            values.setdefault("v", _static_fingerprint(app, values["filename"]))
+
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(minutes, "minutes")
     app.add_template_filter(trend_text, "trend_text")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 from flask import Blueprint
@@ -70,3 +71,10 @@ def test_a_page_that_needs_the_database_answers_503_page_when_it_is_down():
     page = response.get_data(as_text=True)
     assert "Temporarily unavailable" in page
     assert "Traceback" not in page and "psycopg" not in page
+
+
+def test_static_urls_carry_a_content_fingerprint_for_long_caching(client):
+    page = client.get("/signin").get_data(as_text=True)
+    css = re.search(r'href="(/static/css/app\.css\?v=[0-9a-f]{12})"', page)
+    assert css, "stylesheet URL has no ?v= fingerprint"
+    assert client.get(css.group(1)).status_code == 200
