@@ -102,7 +102,12 @@ def _expected_stored(field: web.Field, payload: str) -> list[list[str]]:
 
 def _payloads_for(field: web.Field) -> dict[str, str]:
     if field.free_text:
-        return TEXT_PAYLOADS
+        payloads = dict(TEXT_PAYLOADS)
+        if field.maxlength:
+            # One character over the limit the page announces must be refused by the server.
+            payloads["at_limit"] = "x" * field.maxlength
+            payloads["over_limit"] = "y" * (field.maxlength + 1)
+        return payloads
     return NUMBER_FIELD_PAYLOADS if field.kind in ("number", "range") else CHOICE_PAYLOADS
 
 
@@ -295,6 +300,18 @@ def test_every_form_and_field_was_attacked(matrix: Matrix) -> None:
     assert len(matrix.submissions) > 300
 
 
+def test_every_text_field_announces_a_length_limit(matrix: Matrix) -> None:
+    unlimited = [
+        f"{endpoint} {field.name}"
+        for endpoint, form in matrix.forms.items()
+        for field in form.attackable
+        if field.free_text and field.maxlength is None
+    ]
+    assert unlimited == []
+    over = [s for s in matrix.submissions if s.payload.startswith("yy")]
+    assert len(over) >= 10
+
+
 def _failures(matrix: Matrix, check: Callable[[Submission], str | None]) -> list[str]:
     found = []
     for s in matrix.submissions:
@@ -332,6 +349,8 @@ def test_refused_input_changes_nothing(matrix: Matrix) -> None:
             return "refused (400) but the database changed"
         if s.payload == SQL_PAYLOADS["nul"] and s.changed:
             return "a NUL byte got in"  # PostgreSQL text can't hold it: always refused
+        if s.payload.startswith("yy") and s.changed:
+            return "text over the field's maxlength got in"
         return None
 
     failures = _failures(matrix, check)

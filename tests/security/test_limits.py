@@ -1,0 +1,100 @@
+"""Rate limits on everything that guesses or creates accounts, and on field lengths.
+
+The sign-up limit itself is checked in tests/integration/test_accounts.py; here: sign-in,
+sign-in-key regeneration, and that the limit can't be dodged with a forged
+X-Forwarded-For header (directly or behind nginx).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from service import create_app
+from tests.conftest import Browser
+from tests.conftest import app_config
+from tests.security import web
+from tests.security.test_headers import assert_security_headers
+
+ALLOWED_PER_MINUTE = 10
+
+
+@pytest.fixture
+def limited_app(database_url: str) -> Iterator[Flask]:
+    app = create_app(app_config(database_url, RATELIMIT_ENABLED=True))
+    yield app
+    app.extensions["db_engine"].dispose()
+
+
+def _assert_slowed_down(response) -> None:  # type: ignore[no-untyped-def]
+    body = response.get_data(as_text=True)
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+    assert "Slow down" in body and web.leaks(body) == []
+    assert_security_headers(response, "429 page")
+
+
+def test_guessing_sign_in_keys_is_stopped_even_for_the_right_key(limited_app: Flask) -> None:
+    owner = Browser(limited_app.test_client())
+    owner.signup("owner")
+    guesser = Browser(limited_app.test_client())
+    for n in range(ALLOWED_PER_MINUTE):
+        response = guesser.post("/signin", {"username": "owner", "key": f"guess-{n}"})
+        assert response.status_code == 200, n
+    _assert_slowed_down(guesser.post("/signin", {"username": "owner", "key": "guess-x"}))
+    # Once limited, even the right key waits: guessing can't go on at full speed.
+    _assert_slowed_down(guesser.post("/signin", {"username": "owner", "key": owner.key}))
+    # Someone else (another address) can still sign in.
+    elsewhere = Browser(limited_app.test_client())
+    elsewhere.client.environ_base["REMOTE_ADDR"] = "192.0.2.7"
+    assert elsewhere.post("/signin", {"username": "owner", "key": owner.key}).status_code == 302
+
+
+def test_regenerating_the_sign_in_key_is_rate_limited(limited_app: Flask) -> None:
+    person = Browser(limited_app.test_client())
+    person.signup("regen")
+    for n in range(ALLOWED_PER_MINUTE):
+        assert person.post("/account/key").status_code == 200, n
+    _assert_slowed_down(person.post("/account/key"))
+
+
+def test_a_forged_forwarded_for_header_does_not_reset_the_limit(limited_app: Flask) -> None:
+    guesser = Browser(limited_app.test_client())
+    statuses = [
+        guesser.post(
+            "/signin",
+            {"username": "nobody", "key": "x"},
+            headers={"X-Forwarded-For": f"203.0.113.{n}"},
+        ).status_code
+        for n in range(ALLOWED_PER_MINUTE + 1)
+    ]
+    assert statuses[-1] == 429
+
+
+def test_behind_nginx_only_the_address_nginx_saw_counts(database_url: str) -> None:
+    app = create_app(app_config(database_url, RATELIMIT_ENABLED=True, PROXY_COUNT=1))
+    try:
+        guesser = Browser(app.test_client())
+        statuses = []
+        for n in range(ALLOWED_PER_MINUTE + 1):
+            # The client forges the first entry; nginx appends the address it really saw.
+            forwarded = f"198.51.100.{n}, 192.0.2.50"
+            response = guesser.post(
+                "/signin",
+                {"username": "nobody", "key": "x"},
+                headers={"X-Forwarded-For": forwarded},
+            )
+            statuses.append(response.status_code)
+        assert statuses[:-1] == [200] * ALLOWED_PER_MINUTE
+        assert statuses[-1] == 429
+        other = Browser(app.test_client())
+        response = other.post(
+            "/signin",
+            {"username": "nobody", "key": "x"},
+            headers={"X-Forwarded-For": "192.0.2.51"},
+        )
+        assert response.status_code == 200
+    finally:
+        app.extensions["db_engine"].dispose()
