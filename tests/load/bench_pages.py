@@ -251,15 +251,53 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _time(call: Callable[[], Any], runs: int, warmup: int = 3) -> dict[str, float]:
+def _time(
+    call: Callable[[], Any], runs: int, cpu: Callable[[], float] | None = None, warmup: int = 3
+) -> dict[str, float]:
+    """Wall-clock summary of ``runs`` calls, and the mean CPU per call when ``cpu`` is given.
+
+    CPU time (of the app and of its PostgreSQL backends) hardly moves when other jobs
+    share the machine, unlike wall-clock time: it is what a request costs on an idle one.
+    """
     for _ in range(warmup):
         call()
     samples = []
+    cpu_before = cpu() if cpu else 0.0
     for _ in range(runs):
         started = time.perf_counter()
         call()
         samples.append((time.perf_counter() - started) * 1000)
-    return _summary(samples)
+    result = _summary(samples)
+    if cpu:
+        result["cpu"] = (cpu() - cpu_before) / runs * 1000
+    return result
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process from /proc (both in clock ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_pids(url: str) -> list[int]:
+    """The PostgreSQL server processes serving the app's connections to this database."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def _cpu_meter(pids: list[int], include_self: bool = False) -> Callable[[], float]:
+    def total() -> float:
+        own = time.process_time() if include_self else 0.0
+        return own + sum(_process_cpu_seconds(pid) for pid in pids)
+
+    return total
 
 
 def app_config(url: str) -> dict[str, Any]:
@@ -301,7 +339,7 @@ def count_statements(app: Any, client: Any, path: str) -> int:
     return len(seen)
 
 
-def server_side(app: Any, client: Any, runs: int) -> dict[str, dict[str, float]]:
+def server_side(app: Any, client: Any, url: str, runs: int) -> dict[str, dict[str, float]]:
     results = {}
     for path in ("/analytics", "/"):
 
@@ -309,7 +347,9 @@ def server_side(app: Any, client: Any, runs: int) -> dict[str, dict[str, float]]
             response = client.get(path)
             assert response.status_code == 200, response.status_code
 
-        results[path] = _time(get, runs)
+        get()  # opens the pool's connection, so that its backend can be metered
+        cpu = _cpu_meter(_backend_pids(url), include_self=True)
+        results[path] = _time(get, runs, cpu)
         results[path]["statements"] = count_statements(app, client, path)
     return results
 
@@ -324,7 +364,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(url: str) -> Iterator[str]:
+def gunicorn(url: str) -> Iterator[tuple[str, int]]:
     port = _free_port()
     env = {
         **os.environ,
@@ -353,13 +393,20 @@ def gunicorn(url: str) -> Iterator[str]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("gunicorn did not become healthy")
             time.sleep(0.2)
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def http_round_trips(base: str, cookie: str, runs: int) -> dict[str, dict[str, float]]:
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in found]
+
+
+def http_round_trips(
+    base: str, master: int, url: str, cookie: str, runs: int
+) -> dict[str, dict[str, float]]:
     """GET over one keep-alive connection to gunicorn: app time plus loopback HTTP."""
     parsed = urllib.parse.urlsplit(base)
     results = {}
@@ -372,7 +419,9 @@ def http_round_trips(base: str, cookie: str, runs: int) -> dict[str, dict[str, f
             response.read()
             assert response.status == 200, response.status
 
-        results[path] = _time(get, runs)
+        get()
+        cpu = _cpu_meter(_children(master) + _backend_pids(url))
+        results[path] = _time(get, runs, cpu)
         connection.close()
     return results
 
@@ -418,6 +467,11 @@ def browser_timings(base: str, key: str, runs: int) -> tuple[dict[str, Any], str
 # --- report -----------------------------------------------------------------------------------
 
 
+def _load() -> str:
+    """The 1-minute load average: on a shared machine it explains noisy figures."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def _line(kind: str, path: str, figures: dict[str, float]) -> str:
     target = TARGETS_MS.get((kind, path))
     verdict = ""
@@ -426,6 +480,8 @@ def _line(kind: str, path: str, figures: dict[str, float]) -> str:
     extra = "".join(
         f", {name} {int(figures[name])}" for name in ("statements", "canvases") if name in figures
     )
+    if "cpu" in figures:
+        extra += f", CPU {figures['cpu']:.1f} ms/request (app + its PostgreSQL backends)"
     if "response" in figures:
         extra += (
             f"\n{'':14}(medians: HTML received {figures['response']:.0f} ms, DOM parsed "
@@ -447,6 +503,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     options = parser.parse_args()
 
+    print(f"machine: {os.cpu_count()} CPUs, load average {_load()} at the start")
     with scratch_database(options.server, options.keep) as url:
         migrate.upgrade(make_url(url).set(drivername="postgresql+psycopg").render_as_string(False))
         app = create_app(app_config(url))
@@ -461,18 +518,20 @@ def main() -> int:
             f"generated in {seconds:.1f} s"
         )
         print(f"server side, Flask test client in-process ({options.runs} runs after 3 warm-ups):")
-        for path, figures in server_side(app, client, options.runs).items():
+        for path, figures in server_side(app, client, url, options.runs).items():
             print(_line("server", path, figures))
         app.extensions["db_engine"].dispose()
         if options.no_browser:
+            print(f"machine: load average {_load()} at the end")
             return 0
         if not Path(CHROMIUM).exists():
             print(f"browser: skipped, no Chromium at {CHROMIUM}")
             return 0
-        with gunicorn(url) as base:
+        with gunicorn(url) as (base, master):
             browser, cookie = browser_timings(base, key, options.runs)
             print(f"over HTTP, gunicorn 2 sync workers, keep-alive ({options.runs} runs):")
-            for path, figures in http_round_trips(base, cookie, options.runs).items():
+            http_figures = http_round_trips(base, master, url, cookie, options.runs)
+            for path, figures in http_figures.items():
                 print(_line("http", path, figures))
             print(
                 f"headless Chromium, navigation start to load + all charts drawn "
@@ -480,6 +539,7 @@ def main() -> int:
             )
             for path, figures in browser.items():
                 print(_line("browser", path, figures))
+    print(f"machine: load average {_load()} at the end")
     return 0
 
 
