@@ -110,6 +110,29 @@ class User(Base):
     # Per-person recommendation filter (measures and maximum duration).
     preferences: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    # Bumped by statement-level triggers (migration 0002) whenever the person's tasks or
+    # attempts change, in the same transaction: a cached page computed at an older version
+    # is never shown again. Nothing in the app writes it.
+    data_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class PageCache(Base):
+    """The figures a page last computed for a person, valid for one ``data_version``.
+
+    One row per person and page (dashboard, analytics): the key says for which local day,
+    time zone and chart choices ``body`` (JSON) was computed.
+    """
+
+    __tablename__ = "page_cache"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    page: Mapped[str] = mapped_column(Text, primary_key=True)
+    data_version: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
 class UserSession(Base):
