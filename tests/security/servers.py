@@ -37,7 +37,7 @@ class PrivatePostgres:
         from pgserver import _commands  # noqa: PLC0415 - development dependency
         from pgserver import utils  # noqa: PLC0415
 
-        self._commands = _commands
+        self._commands: Any = _commands
         self.base = Path(tempfile.mkdtemp(prefix="tas-faults-"))
         self.base.chmod(0o755)
         self.pgdata = self.base / "pgdata"
@@ -53,7 +53,7 @@ class PrivatePostgres:
             utils.ensure_prefix_permissions(self.pgdata)
             for path in (self.base, self.pgdata):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
-        self._run(_commands.initdb, ["--auth=trust", "--encoding=utf8", "-U", "postgres"])
+        self._run(self._commands.initdb, ["--auth=trust", "--encoding=utf8", "-U", "postgres"])
 
     def _run(self, command: Any, args: list[str], timeout: float = 60) -> None:
         command(args, pgdata=self.pgdata, user=self.user, timeout=timeout)

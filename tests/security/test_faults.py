@@ -64,7 +64,7 @@ class HttpPerson:
 
     def _remember(self, response: requests.Response) -> None:
         if "session" in response.cookies:
-            self.cookie = response.cookies["session"]
+            self.cookie = response.cookies["session"] or ""
 
     def get(self, path: str) -> requests.Response:
         response = requests.get(

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from werkzeug.test import TestResponse
 
 from service import create_app
 from tests.conftest import Browser
@@ -28,7 +29,7 @@ def limited_app(database_url: str) -> Iterator[Flask]:
     app.extensions["db_engine"].dispose()
 
 
-def _assert_slowed_down(response) -> None:  # type: ignore[no-untyped-def]
+def _assert_slowed_down(response: TestResponse) -> None:
     body = response.get_data(as_text=True)
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) > 0

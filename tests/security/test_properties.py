@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -71,7 +72,7 @@ def person(module_app: Flask) -> Browser:
     return someone
 
 
-def _latest_attempt(app: Flask) -> dict[str, object] | None:
+def _latest_attempt(app: Flask) -> dict[str, Any] | None:
     with app.extensions["db_engine"].connect() as conn:
         row = conn.execute(text("SELECT * FROM attempts ORDER BY id DESC LIMIT 1")).mappings()
         found = row.first()
