@@ -23,9 +23,14 @@ from flask import redirect
 from flask import request
 from flask import session
 from flask import url_for
+from sqlalchemy import DateTime
+from sqlalchemy import Text
+from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 
+from db.models import PageCache
 from db.models import User
 from db.models import UserSession
 from db.models import utcnow
@@ -81,16 +86,44 @@ def end_session() -> None:
     session.clear()
 
 
+# The person, and in the same statement this page's cached figures if they were computed
+# at the person's current data version (see service.dashboard.page_cache). Built once.
+_LOAD_USER = (
+    select(User, PageCache.key, PageCache.body)
+    .join(UserSession, UserSession.user_id == User.id)
+    .outerjoin(
+        PageCache,
+        and_(
+            PageCache.user_id == User.id,
+            PageCache.page == bindparam("page", type_=Text),
+            PageCache.data_version == User.data_version,
+        ),
+    )
+    .where(
+        UserSession.token_hash == bindparam("token_hash", type_=Text),
+        UserSession.expires_at > bindparam("now", type_=DateTime(timezone=True)),
+    )
+)
+
+
 def _load_user() -> None:
     g.user = None
     token = session.get("sid")
     if not token or request.endpoint in (None, "static", "health.healthz"):
         return
-    g.user = database.session().scalar(
-        select(User)
-        .join(UserSession, UserSession.user_id == User.id)
-        .where(UserSession.token_hash == token_hash(token), UserSession.expires_at > utcnow())
+    row = (
+        database.session()
+        .execute(
+            _LOAD_USER,
+            {"page": request.endpoint, "token_hash": token_hash(token), "now": utcnow()},
+        )
+        .first()
     )
+    if row is None:
+        return
+    g.user = row[0]
+    g.page_cache_version = row[0].data_version
+    g.page_cache = (row[1], row[2]) if row[1] is not None else None
 
 
 def login_required(view: F) -> F:

@@ -1,17 +1,23 @@
-"""Turns the four queries' rows into what the analytics page shows and charts.
+"""Turns the three queries' rows into what the analytics page shows and charts.
 
 Everything here is plain Python over small aggregated rows (at most a few hundred per
 chart) except the correlation pairs, which are one pair per completed attempt.
+
+The page's figures are plain JSON data (days as ISO dates, the charts' data already
+serialized), so that they can be cached as they are (:mod:`service.dashboard.page_cache`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
+from dataclasses import asdict
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jinja2.utils import htmlsafe_json_dumps
 from sqlalchemy.orm import Session
 
 from service.analytics import queries
@@ -47,8 +53,9 @@ def week_start(timezone: str) -> dt.datetime:
 
 
 def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[str, Any]:
-    """Everything the template needs; four statements at most."""
+    """Everything the template needs (JSON data); three statements at most."""
     summary = queries.summary(db, user_id, week_start(timezone))
+    tasks = summary.pop("tasks")
     page: dict[str, Any] = {"kpis": kpis(summary), "empty": not summary["completed"]}
     if page["empty"]:
         return page
@@ -63,11 +70,23 @@ def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[st
         trend=trend(days, today, choices),
         histograms=histograms(by_kind["hist"]),
         predictions=predictions(by_kind["grid"], summary),
-        rankings=rankings(queries.per_task(db, user_id)),
+        rankings=rankings(tasks),
         correlation=correlation(by_kind["pairs"], choices),
+        bucket_labels=bucket_labels(queries.BUCKET, 10),
     )
-    page["charts"] = chart_data(page)
+    page["charts_json"] = html_safe_json(chart_data(page))
     return page
+
+
+def html_safe_json(data: Any) -> str:
+    """JSON for a ``<script type="application/json">`` block, escaped as ``|tojson`` does
+    (no ``<``, ``>``, ``&`` or ``'``), kept as a string so a cached page needn't re-encode it."""
+    return str(htmlsafe_json_dumps(data, dumps=json.dumps, separators=(",", ":")))
+
+
+def day_text(iso_day: str, fmt: str) -> str:
+    """An ISO date from the figures, formatted for people (``strftime`` codes)."""
+    return dt.date.fromisoformat(iso_day).strftime(fmt)
 
 
 def chart_data(page: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +95,7 @@ def chart_data(page: dict[str, Any]) -> dict[str, Any]:
     return {
         "relief": {k: relief[k] for k in ("labels", "per_day", "cumulative")},
         "trend": {k: trend_[k] for k in ("labels", "values", "label", "aggregation")},
-        "bucket_labels": bucket_labels(queries.BUCKET, 10),
+        "bucket_labels": page["bucket_labels"],
         "histograms": page["histograms"],
         "relief_grid": {
             "points": predictions_["relief_grid"],
@@ -130,12 +149,12 @@ def relief_over_time(days: list[dict[str, Any]], today: dt.date) -> dict[str, An
         "per_day": per_day,
         "cumulative": cumulative,
         "total": running,
-        "first_day": first,
+        "first_day": first.isoformat(),
         "active_days": len(days),
-        "best_day": best["day"],
+        "best_day": best["day"].isoformat(),
         "best_relief": float(best["relief"]),
         "recent": [
-            {"day": d["day"], "completed": d["completed"], "relief": float(d["relief"])}
+            {"day": d["day"].isoformat(), "completed": d["completed"], "relief": float(d["relief"])}
             for d in days[-10:]
         ][::-1],
     }
@@ -155,7 +174,7 @@ def trend(days: list[dict[str, Any]], today: dt.date, choices: Choices) -> dict[
         else:
             # No data that day: a sum is 0, a mean or median doesn't exist (a gap).
             values.append(0.0 if choices.aggregation == "sum" else None)
-    with_data = [(day, float(row["trend"])) for day, row in sorted(by_day.items())]
+    with_data = [(day.isoformat(), float(row["trend"])) for day, row in sorted(by_day.items())]
     return {
         "labels": labels,
         "values": values,
@@ -309,12 +328,12 @@ def correlation(pairs: list[Any], choices: Choices) -> dict[str, Any]:
     x_label = queries.MEASURES[choices.x].label
     y_label = queries.MEASURES[choices.y].label
     return {
-        "result": result,
+        "result": asdict(result),
         "p_text": format_p(result.p),
         "sentence": correlation_sentence(result, x_label, y_label),
         "x_label": x_label,
         "y_label": y_label,
-        "bins": bins,
+        "bins": [asdict(b) for b in bins],
         "points": [
             {"x": x, "y": y}
             for x, y in stats.even_sample(list(zip(xs, ys, strict=True)), SCATTER_LIMIT)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
+from typing import Any
+
 from flask import Blueprint
 from flask import render_template
 from flask import request
@@ -9,10 +12,12 @@ from flask.typing import ResponseReturnValue
 from wtforms import SelectField
 from wtforms.validators import AnyOf
 
+from db.models import User
 from service import auth
 from service import database
 from service.analytics import queries
 from service.analytics import report
+from service.dashboard import page_cache
 from service.forms import BaseForm
 
 bp = Blueprint("analytics", __name__)
@@ -78,16 +83,35 @@ class ChartChoicesForm(BaseForm):
         )
 
 
+def _figures(user: User, choices: report.Choices) -> dict[str, Any]:
+    """The page's figures: cached for the person's current data, else computed and kept."""
+    today = report.local_today(user.timezone)
+    key = page_cache.make_key(today, user.timezone, *astuple(choices))
+    page: dict[str, Any] | None = page_cache.lookup(key)
+    if page is None:
+        db = database.session()
+        page = report.build(db, user.id, user.timezone, choices)
+        # An empty account is cheap to build (one statement); not worth a write.
+        if not page["empty"]:
+            page_cache.store(db, user.id, key, page)
+            database.commit()
+    return page
+
+
 @bp.get("/analytics")
 @auth.login_required
 def index() -> ResponseReturnValue:
     form = ChartChoicesForm(request.args)
     valid = form.validate()
-    user = auth.user()
     choices = form.choices()
-    page = report.build(database.session(), user.id, user.timezone, choices)
+    page = _figures(auth.user(), choices)
     # A hand-edited URL gets the page with the defaults and a message by the field.
     html = render_template(
-        "analytics/index.html", page=page, form=form, choices=choices, number=report.number
+        "analytics/index.html",
+        page=page,
+        form=form,
+        choices=choices,
+        number=report.number,
+        day_text=report.day_text,
     )
     return html, 200 if valid else 400

@@ -12,8 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import BigInteger
+from sqlalchemy import CompoundSelect
 from sqlalchemy import Date
+from sqlalchemy import DateTime
+from sqlalchemy import Double
+from sqlalchemy import Select
+from sqlalchemy import String
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import cast
 from sqlalchemy import func
 from sqlalchemy import literal
@@ -42,13 +49,23 @@ MEANS = {
 }
 
 
-def active_tasks(db: Session, user_id: int) -> list[dict[str, Any]]:
+# Statements are built once, with bound parameters for the person: building and cache-keying
+# them on every request showed up in the dashboard's profile.
+USER_ID = bindparam("user_id", type_=BigInteger)
+TIMEZONE = bindparam("timezone", type_=String)
+SINCE = bindparam("since", type_=DateTime(timezone=True))
+# The timestamps in the figures (stored as ISO text when cached).
+TASK_TIMES = ("last_completed_at",)
+ATTEMPT_TIMES = ("initialized_at", "started_at", "resumed_at", "completed_at")
+
+
+def _active_tasks_statement() -> Select[Any]:
     completed = and_(
         Attempt.task_id == Task.id,
         Attempt.user_id == Task.user_id,
         Attempt.status == "completed",
     )
-    statement = (
+    return (
         select(
             Task.id,
             Task.name,
@@ -57,14 +74,20 @@ def active_tasks(db: Session, user_id: int) -> list[dict[str, Any]]:
             Task.default_estimate_minutes,
             func.count(Attempt.id).label("completed_count"),
             func.max(Attempt.completed_at).label("last_completed_at"),
-            *(func.avg(column).label(f"avg_{key}") for key, column in MEANS.items()),
+            *(cast(func.avg(column), Double).label(f"avg_{key}") for key, column in MEANS.items()),
         )
         .outerjoin(Attempt, completed)
-        .where(Task.user_id == user_id, Task.archived_at.is_(None))
+        .where(Task.user_id == USER_ID, Task.archived_at.is_(None))
         .group_by(Task.id)
         .order_by(func.lower(Task.name))
     )
-    return [dict(row._mapping) for row in db.execute(statement)]
+
+
+ACTIVE_TASKS = _active_tasks_statement()
+
+
+def active_tasks(db: Session, user_id: int) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in db.execute(ACTIVE_TASKS, {"user_id": user_id})]
 
 
 def quick_start(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -72,7 +95,7 @@ def quick_start(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(done, key=lambda t: t["last_completed_at"], reverse=True)[:QUICK_START]
 
 
-def open_and_recent_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
+def _open_and_recent_statement() -> CompoundSelect:
     columns = (
         Attempt.id,
         Attempt.status,
@@ -97,18 +120,24 @@ def open_and_recent_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
     open_ones = (
         select(*columns, literal("open").label("section"))
         .join(Task, joined)
-        .where(Attempt.user_id == user_id, Attempt.status.in_(("initialized", "started", "paused")))
+        .where(Attempt.user_id == USER_ID, Attempt.status.in_(("initialized", "started", "paused")))
         .order_by(Attempt.initialized_at)
     )
     recent = (
         select(*columns, literal("recent").label("section"))
         .join(Task, joined)
-        .where(Attempt.user_id == user_id, Attempt.status == "completed")
+        .where(Attempt.user_id == USER_ID, Attempt.status == "completed")
         .order_by(Attempt.completed_at.desc())
         .limit(RECENT)
     )
-    statement = union_all(open_ones, recent)
-    return [dict(row._mapping) for row in db.execute(statement)]
+    return union_all(open_ones, recent)
+
+
+OPEN_AND_RECENT = _open_and_recent_statement()
+
+
+def open_and_recent_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in db.execute(OPEN_AND_RECENT, {"user_id": user_id})]
 
 
 @dataclass(frozen=True)
@@ -129,27 +158,53 @@ def _trend(value: float, baseline: float | None) -> str:
     return "steady"
 
 
-def daily_totals(db: Session, user_id: int, timezone: str) -> list[dict[str, Any]]:
-    """Minutes and relief score per local day for the last 90 days (zero days included)."""
-    zone = ZoneInfo(timezone)
-    today = dt.datetime.now(zone).date()
-    first_day = today - dt.timedelta(days=HISTORY_DAYS - 1)
-    since = dt.datetime.combine(first_day, dt.time(), zone)
-    local_day = cast(func.timezone(timezone, Attempt.completed_at), Date).label("day")
-    statement = (
+def local_today(timezone: str) -> dt.date:
+    return dt.datetime.now(ZoneInfo(timezone)).date()
+
+
+def with_datetimes(figures: dict[str, Any]) -> dict[str, Any]:
+    """Cached figures (JSON) with their timestamps as datetimes again, as the queries give."""
+    for rows, keys in ((figures["tasks"], TASK_TIMES), (figures["attempts"], ATTEMPT_TIMES)):
+        for row in rows:
+            for key in keys:
+                if row[key] is not None:
+                    row[key] = dt.datetime.fromisoformat(row[key])
+    return figures
+
+
+def _daily_totals_statement() -> Select[dt.date, float, float | None]:
+    local_day = cast(func.timezone(TIMEZONE, Attempt.completed_at), Date).label("day")
+    return (
         select(
             local_day,
             func.coalesce(func.sum(Attempt.minutes_spent), 0).label("minutes"),
             func.coalesce(func.sum(Attempt.relief_duration_score), 0).label("relief_score"),
         )
         .where(
-            Attempt.user_id == user_id,
+            Attempt.user_id == USER_ID,
             Attempt.status == "completed",
-            Attempt.completed_at >= since,
+            Attempt.completed_at >= SINCE,
         )
         .group_by(local_day)
     )
-    by_day = {row.day: row for row in db.execute(statement)}
+
+
+DAILY_TOTALS = _daily_totals_statement()
+
+
+def daily_totals(db: Session, user_id: int, timezone: str, today: dt.date) -> list[dict[str, Any]]:
+    """Minutes and relief score per local day for the last 90 days (zero days included).
+
+    ``today`` is the person's local date, in the time zone of the session (see
+    :func:`local_today`).
+    """
+    first_day = today - dt.timedelta(days=HISTORY_DAYS - 1)
+    params = {
+        "user_id": user_id,
+        "timezone": timezone,
+        "since": dt.datetime.combine(first_day, dt.time(), ZoneInfo(timezone)),
+    }
+    by_day = {row.day: row for row in db.execute(DAILY_TOTALS, params)}
     days = []
     for offset in range(HISTORY_DAYS):
         day = first_day + dt.timedelta(days=offset)

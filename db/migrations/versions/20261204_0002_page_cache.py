@@ -33,6 +33,8 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 irreversible = False
+# Expand only: the previous release's inserts into users get the default data_version.
+compatible_with_previous = True
 
 # The tables whose changes make a person's cached pages out of date.
 VERSIONED_TABLES = ("tasks", "attempts")

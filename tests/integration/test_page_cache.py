@@ -1,0 +1,218 @@
+"""The dashboard and analytics figures are cached per person, and never shown stale.
+
+Whatever changes a person's tasks or attempts (the app's forms, a legacy import's COPY, a
+hand-written UPDATE) shows on the very next view; one person's cached figures never
+reach another; a repeated view without a change costs one statement.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+
+from sqlalchemy import event
+from sqlalchemy import text
+
+import db.legacy
+from db.legacy import import_legacy_folder
+from tests.integration.test_analytics import _attempt
+from tests.integration.test_analytics import _kpi
+from tests.integration.test_analytics import _page
+from tests.integration.test_attempts import OUTCOME
+from tests.integration.test_attempts import PREDICTION
+
+EXAMPLES = db.legacy.__file__.rsplit("/", 1)[0] + "/examples"
+SIMPLE = (40, 50, 60, (20, 20, 20), 10, 10)  # aversion, expected, relief, loads, minutes, est.
+
+
+def _statements(app, client, path: str) -> int:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return len(seen)
+
+
+def _dashboard(client) -> str:
+    response = client.get("/")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def _between(page: str, start: str, end: str) -> str:
+    return html.unescape(page[page.index(start) : page.index(end)])
+
+
+def _done_counts(page: str) -> dict[str, int]:
+    """Task name → "done N×" from the dashboard's task list."""
+    tasks = _between(page, 'id="tasks-heading"', 'id="recent-heading"')
+    rows = re.findall(
+        r'<span class="task-name">([^<]*)</span>\s*<span class="muted">[^<]*done (\d+)×', tasks
+    )
+    return {name: int(count) for name, count in rows}
+
+
+def _sql(app, statement: str, **params):
+    with app.extensions["db_engine"].begin() as conn:
+        return conn.execute(text(statement), params)
+
+
+def test_a_repeated_view_is_served_from_the_cache_with_one_statement(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    for path in ("/", "/analytics"):
+        first = _statements(app, browser.client, path)
+        again = _statements(app, browser.client, path)
+        assert first <= 5
+        assert again == 1  # the session lookup, which brings the cached figures along
+        assert browser.client.get(path).get_data(as_text=True).count("Dishes") >= 1
+
+
+def test_completing_an_attempt_shows_at_once_on_dashboard_and_analytics(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    assert _done_counts(_dashboard(browser.client)) == {"Dishes": 1}
+    assert _kpi(_page(browser.client), "Relief") == "60"
+
+    browser.post(f"/tasks/{task}/initialize", PREDICTION)
+    attempt = browser.latest_id("attempts")
+    ready = _between(_dashboard(browser.client), 'id="ready-heading"', 'id="week-heading"')
+    assert "Dishes" in ready  # the new open attempt, not the cached list without it
+    browser.post(f"/attempts/{attempt}/complete", OUTCOME)  # relief 90, 25 minutes
+
+    page = _dashboard(browser.client)
+    assert _done_counts(page) == {"Dishes": 2}
+    assert "Dishes" not in _between(page, 'id="ready-heading"', 'id="week-heading"')
+    assert "35 min" in _between(page, 'id="week-heading"', 'id="rec-heading"')  # 10 + 25
+    analytics = _page(browser.client)
+    assert _kpi(analytics, "Relief") == "75"  # (60 + 90) / 2
+    assert "2 completed of 2 finished" in analytics
+
+
+def test_editing_archiving_and_cancelling_show_at_once(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    _dashboard(browser.client)
+    _page(browser.client)
+    response = browser.post(
+        f"/tasks/{task}/edit",
+        {"name": "Washing up", "kind": "one-time", "default_estimate_minutes": "30"},
+    )
+    assert response.status_code == 302
+    assert _done_counts(_dashboard(browser.client)) == {"Washing up": 1}
+    ranked = html.unescape(_page(browser.client))
+    assert "Washing up" in ranked and "Dishes" not in ranked
+
+    other = browser.create_task("Taxes")
+    browser.post(f"/tasks/{other}/initialize", PREDICTION)
+    attempt = browser.latest_id("attempts")
+    _page(browser.client)
+    browser.post(f"/attempts/{attempt}/cancel", {"reason": "Later", "completion_percent": "0"})
+    assert "1 completed of 2 finished" in _page(browser.client)
+
+    browser.post(f"/tasks/{other}/archive")
+    assert "Taxes" not in _done_counts(_dashboard(browser.client))
+    assert _kpi(_page(browser.client), "Active tasks") == "1"
+
+
+def test_a_change_made_directly_in_the_database_shows_at_once(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    assert _kpi(_page(browser.client), "Relief") == "60"
+    _dashboard(browser.client)
+    _sql(app, "UPDATE attempts SET actual_relief = 20")
+    assert _kpi(_page(browser.client), "Relief") == "20"
+    _sql(app, "DELETE FROM attempts")
+    assert "Nothing to chart yet" in _page(browser.client)
+    assert _done_counts(_dashboard(browser.client)) == {"Dishes": 0}
+
+
+def test_two_people_never_see_each_others_cached_figures(browser, other_browser, app):
+    mine = browser.create_task("Dishes")
+    _attempt(browser, mine, SIMPLE)
+    theirs = other_browser.create_task("Secret plan")
+    _attempt(other_browser, theirs, (90, 10, 5, (90, 90, 90), 300, 10))
+    for _ in range(2):  # the second round is served from the cache
+        my_page, their_page = _dashboard(browser.client), _dashboard(other_browser.client)
+        assert _done_counts(my_page) == {"Dishes": 1} and "Secret plan" not in my_page
+        assert _done_counts(their_page) == {"Secret plan": 1} and "Dishes" not in their_page
+        my_analytics, their_analytics = _page(browser.client), _page(other_browser.client)
+        assert _kpi(my_analytics, "Relief") == "60" and "Secret plan" not in my_analytics
+        assert _kpi(their_analytics, "Relief") == "5" and "Dishes" not in their_analytics
+
+
+def test_chart_choices_and_time_zone_are_part_of_what_is_cached(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    # Completed at 01:00 UTC today: the same day in Tokyo, the day before in Los Angeles.
+    today = "(now() AT TIME ZONE 'UTC')::date"
+    _sql(app, f"UPDATE attempts SET completed_at = ({today} + time '01:00') AT TIME ZONE 'UTC'")
+    utc_day = _sql(app, f"SELECT to_char({today}, 'Dy DD Mon YYYY')").scalar()
+    la_day = _sql(app, f"SELECT to_char({today} - 1, 'Dy DD Mon YYYY')").scalar()
+
+    def latest_day() -> str:
+        page = html.unescape(_page(browser.client))
+        return re.search(r"<tbody><tr><td>([^<]+)</td><td>1</td>", page).group(1)
+
+    browser.post("/account/timezone", {"timezone": "Asia/Tokyo"})
+    assert latest_day() == utc_day
+    browser.post("/account/timezone", {"timezone": "America/Los_Angeles"})
+    assert latest_day() == la_day
+
+    median = html.unescape(_page(browser.client, "?measure=relief&aggregation=median"))
+    total = html.unescape(_page(browser.client, "?measure=minutes_spent&aggregation=sum"))
+    assert "Median relief per day" in median and "Sum minutes spent per day" in total
+    assert "Sum minutes spent per day" in html.unescape(
+        _page(browser.client, "?measure=minutes_spent&aggregation=sum")
+    )
+
+
+def test_a_legacy_import_shows_on_dashboard_and_analytics_at_once(browser, app, tmp_path):
+    assert "No tasks yet" in _dashboard(browser.client)
+    assert "Nothing to chart yet" in _page(browser.client)
+    user_id = _sql(app, "SELECT id FROM users WHERE username = 'alice'").scalar()
+    folder = tmp_path / "v4-basic"
+    shutil.copytree(f"{EXAMPLES}/v4-basic", folder)
+    report = import_legacy_folder(app.extensions["db_engine"], folder, user_id=user_id)
+    assert report.status == "imported", report.render_text()
+
+    # What the database holds, counted independently of the pages' queries.
+    expected = dict(
+        _sql(
+            app,
+            "SELECT t.name, count(a.id) FILTER (WHERE a.status = 'completed')"
+            " FROM tasks t LEFT JOIN attempts a ON a.task_id = t.id"
+            " WHERE t.archived_at IS NULL GROUP BY t.name",
+        ).all()
+    )
+    completed, finished, relief = _sql(
+        app,
+        "SELECT count(*) FILTER (WHERE status = 'completed'),"
+        " count(*) FILTER (WHERE status IN ('completed', 'cancelled')),"
+        " round(avg(actual_relief) FILTER (WHERE status = 'completed'))"
+        " FROM attempts",
+    ).one()
+    assert completed > 0
+    assert _done_counts(_dashboard(browser.client)) == expected
+    page = _page(browser.client)
+    assert f"{completed} completed of {finished} finished" in page
+    assert _kpi(page, "Active tasks") == str(len(expected))
+    assert _kpi(page, "Relief") == str(relief)
+
+
+def test_deleting_an_account_deletes_its_cached_figures(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    _dashboard(browser.client)
+    _page(browser.client)
+    assert _sql(app, "SELECT count(*) FROM page_cache").scalar() == 2
+    _sql(app, "DELETE FROM users")
+    assert _sql(app, "SELECT count(*) FROM page_cache").scalar() == 0
