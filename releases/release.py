@@ -2,8 +2,8 @@
 
 The manifest (``releases/manifests/<version>.json``) records what a deploy needs to trust
 and to plan with: the commit the release was cut from, the Alembic head it needs, every
-migration with its irreversible flag, and the SHA-256 of the artifact, which a deploy
-rebuilds from the tag and compares.
+migration with its ``irreversible`` and ``compatible_with_previous`` flags, and the SHA-256
+of the artifact, which a deploy rebuilds from the tag and compares.
 """
 
 from __future__ import annotations
@@ -110,13 +110,20 @@ def plan_release(part: str, day: dt.date, root: Path = ROOT) -> ReleasePlan:
 
 
 def migration_chain(root: Path = ROOT) -> list[dict[str, Any]]:
-    """Every migration from head to base with its irreversible flag (for rollback plans)."""
+    """Every migration from head to base with its flags (for rollback plans).
+
+    ``compatible_with_previous`` missing from a migration counts as False: the rollback
+    planner then downgrades instead of trusting older code with the newer schema.
+    """
     script = ScriptDirectory(str(root / "db" / "migrations"))
     return [
         {
             "revision": rev.revision,
             "down_revision": rev.down_revision,
             "irreversible": bool(getattr(rev.module, "irreversible", False)),
+            "compatible_with_previous": bool(
+                getattr(rev.module, "compatible_with_previous", False)
+            ),
         }
         for rev in script.walk_revisions()
     ]

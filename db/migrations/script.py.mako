@@ -13,6 +13,11 @@ Keep every step compatible with the code of the release before this one, and sho
 Write a downgrade that really restores the previous schema, or mark the revision
 irreversible by setting ``irreversible = True`` below and raising in ``downgrade()``:
 the rollback planner reads that flag.
+``compatible_with_previous``: True for an expand step (it only adds: tables, nullable
+columns, indexes, NOT VALID constraints), so code written for the schema before it keeps
+working after it and a rollback can be code-only. Set it to False for a contract step
+(drop, rename, new NOT NULL, type change, tighter constraint): a rollback across it then
+runs this downgrade first.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ down_revision: str | Sequence[str] | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 irreversible = False
+compatible_with_previous = True
 
 
 def upgrade() -> None:
