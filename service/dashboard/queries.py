@@ -2,7 +2,8 @@
 
 Besides loading the session, the page runs exactly three statements: active tasks with
 their per-task means (tasks list, quick start, recommendations), open + recent attempts,
-and the daily totals of the last 90 days.
+and the daily totals of the last 90 days. It runs them only when its cached figures are
+out of date (see :mod:`service.dashboard.page_cache`), and then stores the new ones.
 """
 
 from __future__ import annotations
