@@ -1,10 +1,12 @@
 """Import one legacy data folder for one person, in one transaction.
 
 Files are read in dependency order (emotions, tasks, attempts, prototype logs). Small
-files (emotions, tasks) go through SQLAlchemy Core row by row; attempts are streamed
-into a temporary staging table with ``COPY`` and moved into ``attempts`` with one
-``INSERT ... SELECT ... ON CONFLICT``, so memory stays flat and a million rows take
-seconds, not minutes.
+files (emotions, tasks) go through SQLAlchemy Core row by row. New attempts whose task
+exists are streamed straight into ``attempts`` (and their emotions into
+``attempt_emotions``) with ``COPY``, parsed in a worker process when the file is big
+(see :mod:`db.legacy.attempts`); the other attempts and the prototype logs go through a
+temporary staging table and are moved with one ``INSERT ... SELECT ... ON CONFLICT``.
+Memory stays flat however big the files.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Generator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,12 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
+from db.legacy.attempts import Batch
+from db.legacy.attempts import InstanceSorter
+from db.legacy.attempts import SortingWorker
+from db.legacy.attempts import SortRules
+from db.legacy.attempts import batches
+from db.legacy.attempts import compact_id
 from db.legacy.backup import back_up
 from db.legacy.backup import default_backup_base
 from db.legacy.cells import CellError
@@ -57,7 +66,6 @@ from db.legacy.rows import log_header_problem
 from db.legacy.rows import missing_columns
 from db.legacy.rows import missing_task_key
 from db.legacy.rows import parse_emotion
-from db.legacy.rows import parse_instance
 from db.legacy.rows import parse_log
 from db.legacy.rows import parse_task
 from db.legacy.rows import prototype_task_key
@@ -75,6 +83,11 @@ LOGS = "logs.csv"
 # The order matters: attempts refer to tasks and emotions, logs to task names.
 IMPORTED_FILES = (EMOTIONS, TASKS, INSTANCES, LOGS)
 UNSUPPORTED_FILES = ("user_preferences.csv", "survey_responses.csv")
+# task_instances.csv from this size on is sorted in a worker process (about 20,000 rows;
+# starting the process takes a moment, which smaller files would not win back).
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+# Attempt rows per COPY segment (see _AttemptWriter): a few megabytes of text.
+SEGMENT_ROWS = 20_000
 REFUSED_PREFIX = "refused-"
 REASON_COLUMN = "import_problem"
 
@@ -110,13 +123,6 @@ _STAGE_TYPES = {
     "emotions_after": "text[]",
 }
 _SMALLINT = re.compile(r"expected_|motivation|actual_(relief|cognitive|emotional|physical)")
-# Ids like i1763738425 are kept as ints in the duplicate check: a million of them then
-# cost tens of megabytes instead of a hundred.
-_NUMERIC_ID = re.compile(r"i[1-9][0-9]{0,17}")
-
-
-def _compact(legacy_id: str) -> int | str:
-    return int(legacy_id[1:]) if _NUMERIC_ID.fullmatch(legacy_id) else legacy_id
 
 
 class LegacyImportError(Exception):
@@ -157,14 +163,6 @@ WITH moved AS (
 INSERT INTO legacy_moved (id, legacy_id, created) SELECT id, legacy_id, created FROM moved
 """
 _DIRECT_COLUMNS = ("user_id", "task_id", "legacy_id", *ATTEMPT_VALUE_COLUMNS, "extra")
-_LINKS_SQL = """
-INSERT INTO attempt_emotions (attempt_id, emotion_id, phase, user_id)
-SELECT DISTINCT a.id, e.id, l.phase, :user_id
-FROM legacy_links l
-JOIN attempts a ON a.user_id = :user_id AND a.legacy_id = l.legacy_id
-JOIN emotions e ON e.user_id = :user_id AND lower(e.name) = lower(l.name)
-ON CONFLICT DO NOTHING
-"""
 _EMOTIONS_SQL = """
 INSERT INTO attempt_emotions (attempt_id, emotion_id, phase, user_id)
 SELECT DISTINCT m.id, e.id, :phase, :user_id
@@ -362,28 +360,48 @@ class _Run:
     # --- reading --------------------------------------------------------------------
 
     def _records(self, filename: str) -> Iterator[tuple[Header, Record]]:
-        csv_file = CsvFile(self.source / filename, progress=self.progress)
-        records = csv_file.records()
+        opened = self._open_records(filename)
+        if opened is None:
+            return
+        header, records = opened
         try:
-            first = next(records, None)
-            if first is None:
-                self.report.notes.append(f"{filename}: empty file.")
-                return
-            header = Header.from_cells(first.cells)
-            duplicates = header.duplicates()
-            if duplicates:
-                self._file_problem(filename, first.line, duplicates[0], "column appears twice")
-                return
-            problem = self._header_problem(filename, header)
-            if problem:
-                self._file_problem(filename, first.line, *problem)
-                return
             for record in records:
                 yield header, record
         except FileUnreadable as exc:
             self._file_problem(filename, exc.line, "-", exc.reason + "; the rest is not read")
         finally:
             records.close()
+
+    def _open_records(
+        self, filename: str, *, progress: bool | None = None
+    ) -> tuple[Header, Generator[Record, None, None]] | None:
+        """The file's header and its records after it; None (reported) if unusable."""
+        csv_file = CsvFile(
+            self.source / filename, progress=self.progress if progress is None else progress
+        )
+        records = csv_file.records()
+        try:
+            first = next(records, None)
+            if first is None:
+                self.report.notes.append(f"{filename}: empty file.")
+                records.close()
+                return None
+            header = Header.from_cells(first.cells)
+            duplicates = header.duplicates()
+            problem = (
+                (duplicates[0], "column appears twice")
+                if duplicates
+                else self._header_problem(filename, header)
+            )
+            if problem:
+                self._file_problem(filename, first.line, *problem)
+                records.close()
+                return None
+        except FileUnreadable as exc:
+            self._file_problem(filename, exc.line, "-", exc.reason + "; the rest is not read")
+            records.close()
+            return None
+        return header, records
 
     def _header_problem(self, filename: str, header: Header) -> tuple[str, str] | None:
         if filename == TASKS:
@@ -454,49 +472,78 @@ class _Run:
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
 
     def import_instances(self) -> None:
-        """Stream the attempts straight into ``attempts`` with one COPY.
+        """Sort the attempts (in a worker process for big files) and stream them in.
 
-        PostgreSQL inserts (indexes, foreign keys) while Python parses the next rows.
-        Rows that cannot go in directly (their task must be created first, or they were
-        imported before) are set aside on disk and take the staging path afterwards.
+        Valid rows whose task exists and that were never imported go straight into
+        ``attempts`` with COPY, in segments: each segment's ids are drawn from the
+        table's sequence first, so that its emotions go straight into
+        ``attempt_emotions`` with a second COPY. PostgreSQL inserts while the worker
+        parses the next rows. Rows that cannot go in directly (their task must be
+        created first, or they were imported before) are set aside on disk and take
+        the staging path afterwards.
         """
         counts = self.report.counts(INSTANCES)
-        seen: set[int | str] = set()
-        imported = self._imported_attempt_keys()
+        path = self.source / INSTANCES
+        parallel = path.is_file() and path.stat().st_size >= PARALLEL_MIN_BYTES
+        opened = self._open_records(INSTANCES, progress=False if parallel else None)
+        if opened is None:
+            return
+        header, records = opened
+        rules = SortRules(
+            user_id=self.user_id,
+            timezone=self.tz.key,
+            task_ids={key: ref.id for key, ref in self.tasks.by_legacy.items()},
+            imported=self._imported_attempt_keys(),
+            problems_before=self.report.problem_count,
+            keep_writing=self.report.skip_invalid or self.report.dry_run,
+        )
         flat = _FlatCopies()
-        deleted = direct = 0
-        with _Spool() as later, _LinkSpool() as links:
-            cursor = self._driver().cursor()
-            with cursor.copy(f"COPY attempts ({', '.join(_DIRECT_COLUMNS)}) FROM STDIN") as copy:
-                copy.set_types([_stage_type(c) for c in _DIRECT_COLUMNS])
-                for header, record in self._records(INSTANCES):
-                    try:
-                        # Checked first, so that a repeated id is caught even when its
-                        # first occurrence was refused for another reason.
-                        key = self._check_unique(header, record, seen)
-                        row = parse_instance(header, record.cells, record.line, self.tz)
-                    except CellError as exc:
-                        self._refuse(INSTANCES, header, record, exc)
-                        continue
-                    if row.deleted:
-                        deleted += 1
-                        continue
-                    if not self.writing:
-                        continue
-                    if row.flat_disagrees:
-                        flat.add(record.line)
-                    task = self.tasks.by_legacy.get(
-                        row.task_legacy_id or missing_task_key(row.task_name)
-                    )
-                    if task is None or key in imported:
-                        later.add(row)
-                        continue
-                    copy.write_row(self._direct_row(row, task.id))
-                    links.add(row)
-                    direct += 1
-            counts.created += direct
+        deleted = 0
+        unreadable: tuple[int, str] | None = None
+        writer = _AttemptWriter(self)
+        with _Spool() as later:
+
+            def apply(batch: Batch) -> None:
+                nonlocal deleted
+                for line, cells, column, reason in batch.refused:
+                    self._refuse(INSTANCES, header, Record(line, cells), CellError(reason, column))
+                deleted += batch.deleted
+                if batch.flat_count:
+                    flat.count += batch.flat_count
+                    flat.first = flat.first or batch.flat_first
+                for row in batch.later:
+                    later.add(row)
+                writer.add(batch.direct)
+
+            if parallel:
+                records.close()
+                worker = SortingWorker(path, header, rules, progress=self.progress)
+                rules.imported = set()  # the worker has its copy
+                try:
+                    for batch in worker:
+                        apply(batch)
+                    unreadable = worker.unreadable
+                finally:
+                    worker.close()
+            else:
+                sorter = InstanceSorter(header, rules)
+                try:
+                    for chunk in batches(records):
+                        apply(sorter.sort(chunk))
+                except FileUnreadable as exc:
+                    unreadable = (exc.line, exc.reason)
+                finally:
+                    records.close()
+            writer.finish()
+            if unreadable is not None:
+                line, reason = unreadable
+                self._file_problem(INSTANCES, line, "-", reason + "; the rest is not read")
+            counts.created += writer.written
             if self.writing:
-                self._link_emotions(links)
+                if writer.emotions_created:
+                    self.report.notes.append(
+                        f"{writer.emotions_created} emotion(s) created from attempts."
+                    )
                 self._stage_file(INSTANCES, later.stage_with(self))
         counts.skipped += deleted
         if deleted:
@@ -523,46 +570,7 @@ class _Run:
             # Per statement: Connection.execution_options() would stick to the connection.
             execution_options={"stream_results": True, "yield_per": 10000},
         )
-        return {_compact(legacy_id) for (legacy_id,) in result}
-
-    def _direct_row(self, row: AttemptRow, task_id: int) -> tuple[Any, ...]:
-        values = row.values
-        return (
-            self.user_id,
-            task_id,
-            row.legacy_id,
-            *[values[c] for c in ATTEMPT_VALUE_COLUMNS],
-            json.dumps(row.extra) if row.extra else "{}",
-        )
-
-    def _link_emotions(self, links: _LinkSpool) -> None:
-        """Attach the emotions of the attempts that went in directly."""
-        if not links.count:
-            return
-        self.emotions.note(links.names)
-        created = self.emotions.flush()
-        if created:
-            self.report.notes.append(f"{created} emotion(s) created from attempts.")
-        self.conn.exec_driver_sql(
-            "CREATE TEMP TABLE legacy_links (legacy_id text, phase text, name text) ON COMMIT DROP"
-        )
-        with self._driver().cursor().copy("COPY legacy_links FROM STDIN") as copy:
-            for chunk in links.chunks():
-                copy.write(chunk)
-        self.conn.exec_driver_sql("ANALYZE legacy_links")
-        self.conn.execute(text(_LINKS_SQL), {"user_id": self.user_id})
-
-    @staticmethod
-    def _check_unique(header: Header, record: Record, seen: set[int | str]) -> int | str:
-        position = header.index["instance_id"]
-        legacy_id = record.cells[position].strip() if position < len(record.cells) else ""
-        key = _compact(legacy_id)
-        if not legacy_id:
-            return key
-        if key in seen:
-            raise CellError(f"{legacy_id} appears twice in the file", "instance_id")
-        seen.add(key)
-        return key
+        return {compact_id(legacy_id) for (legacy_id,) in result}
 
     def import_logs(self) -> None:
         seen: set[str] = set()
@@ -727,41 +735,91 @@ class _Spool:
         return write
 
 
-def _copy_text(value: str) -> str:
-    # COPY's text format: backslash escapes for the characters it gives meaning to.
-    return (
-        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )
+class _AttemptWriter:
+    """COPY sorted attempt rows into ``attempts`` and their emotions, segment by segment.
 
+    No other statement can run on the connection while a COPY does, so each segment
+    first creates the emotions it names and draws its ids from the table's sequence,
+    then copies the attempts and their ``attempt_emotions``.
+    """
 
-class _LinkSpool:
-    """(attempt legacy id, phase, emotion name) lines, on disk, ready for COPY."""
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.rows: list[tuple[str, list[str], list[str]]] = []
+        self.written = 0
+        self.emotions_created = 0
+        self._emotion_ids: dict[str, int | None] = {}
+        self._sequence: str | None = None
 
-    def __init__(self) -> None:
-        self._file: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
-        self.count = 0
-        self.names: list[str] = []
-        self._known: set[str] = set()
+    def add(self, rows: list[tuple[str, list[str], list[str]]]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= SEGMENT_ROWS:
+            self.flush()
 
-    def __enter__(self) -> _LinkSpool:
-        return self
+    def finish(self) -> None:
+        self.flush()
 
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        run = self.run
+        cursor = run._driver().cursor()
+        names = [name for _, before, after in rows for name in (*before, *after)]
+        if names:
+            run.emotions.note(names)
+            self.emotions_created += run.emotions.flush()
+            self._resolve(cursor, names)
+        if self._sequence is None:
+            self._sequence = cursor.execute(
+                "SELECT pg_get_serial_sequence('attempts', 'id')"
+            ).fetchone()[0]
+        ids = sorted(
+            id_
+            for (id_,) in cursor.execute(
+                "SELECT nextval(%s) FROM generate_series(1, %s)", (self._sequence, len(rows))
+            )
+        )
+        lines = [f"{id_}\t{line}" for id_, (line, _, _) in zip(ids, rows, strict=True)]
+        with cursor.copy(f"COPY attempts (id, {', '.join(_DIRECT_COLUMNS)}) FROM STDIN") as copy:
+            for start in range(0, len(lines), 1000):
+                copy.write("".join(lines[start : start + 1000]))
+        del lines
+        self.written += len(rows)
+        if names:
+            self._copy_links(cursor, ids, rows)
 
-    def add(self, row: AttemptRow) -> None:
-        for phase, names in (("before", row.emotions_before), ("after", row.emotions_after)):
-            for name in names:
-                self._file.write(f"{_copy_text(row.legacy_id)}\t{phase}\t{_copy_text(name)}\n")
-                self.count += 1
-                if name.lower() not in self._known:
-                    self._known.add(name.lower())
-                    self.names.append(name)
+    def _resolve(self, cursor: Any, names: list[str]) -> None:
+        # As PostgreSQL compares them (lower()), which differs from Python's for a few
+        # letters: the same match a join on lower(name) would make.
+        for name in names:
+            if name not in self._emotion_ids:
+                found = cursor.execute(
+                    "SELECT id FROM emotions WHERE user_id = %s AND lower(name) = lower(%s)",
+                    (self.run.user_id, name),
+                ).fetchone()
+                self._emotion_ids[name] = found[0] if found else None
 
-    def chunks(self) -> Iterator[str]:
-        self._file.seek(0)
-        while chunk := self._file.read(1 << 20):
-            yield chunk
+    def _copy_links(
+        self, cursor: Any, ids: list[int], rows: list[tuple[str, list[str], list[str]]]
+    ) -> None:
+        emotion_ids = self._emotion_ids
+        tail = f"\t{self.run.user_id}\n"
+        lines = []
+        for attempt_id, (_, before, after) in zip(ids, rows, strict=True):
+            for phase, names in (("before", before), ("after", after)):
+                linked: set[int] = set()
+                for name in names:
+                    emotion_id = emotion_ids[name]
+                    if emotion_id is not None and emotion_id not in linked:
+                        linked.add(emotion_id)
+                        lines.append(f"{attempt_id}\t{emotion_id}\t{phase}{tail}")
+        if not lines:
+            return
+        columns = "attempt_id, emotion_id, phase, user_id"
+        with cursor.copy(f"COPY attempt_emotions ({columns}) FROM STDIN") as copy:
+            for start in range(0, len(lines), 5000):
+                copy.write("".join(lines[start : start + 5000]))
 
 
 class _FlatCopies:
