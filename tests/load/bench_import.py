@@ -131,9 +131,23 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds of a PostgreSQL backend, when the server runs on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _server_cpu(pid: int, before: float | None) -> float | None:
+    after = _backend_cpu(pid)
+    return None if after is None or before is None else after - before
 
 
 def child_import(url: str, folder: str, user_id: int) -> None:
@@ -141,6 +155,10 @@ def child_import(url: str, folder: str, user_id: int) -> None:
     from db.legacy import import_legacy_folder
 
     engine = make_engine(url, pool_size=1)
+    # The import runs on the one pooled connection: its backend's CPU is the server's work.
+    with engine.connect() as conn:
+        backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    server_before = _backend_cpu(backend)
     started = time.perf_counter()
     report = import_legacy_folder(
         engine,
@@ -151,9 +169,14 @@ def child_import(url: str, folder: str, user_id: int) -> None:
         progress=False,
     )
     seconds = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = {
         "seconds": seconds,
         "cpu": _cpu_seconds(),
+        # The importer's worker process (parsing), if it started one.
+        "worker_cpu": _cpu_seconds(resource.RUSAGE_CHILDREN),
+        "worker_peak_mb": children.ru_maxrss / 1024,
+        "server_cpu": _server_cpu(backend, server_before),
         "peak_mb": _peak_mb(),
         "files": report.as_dict()["files"],
     }
@@ -168,6 +191,8 @@ def child_copy(url: str, copy_path: str, user_id: int) -> None:
                 "SELECT legacy_id, id FROM tasks WHERE user_id = %s", (user_id,)
             ).fetchall()
         )
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        server_before = _backend_cpu(backend)
         started = time.perf_counter()
         columns = ", ".join(COPY_COLUMNS)
         with (
@@ -182,7 +207,12 @@ def child_copy(url: str, copy_path: str, user_id: int) -> None:
                 copy.write(f"{user_id}\t{task_ids[f't{1700000000 + task}']}\t{rest}")
         conn.commit()
         seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "cpu": _cpu_seconds(), "peak_mb": _peak_mb()}))
+        server = _server_cpu(backend, server_before)
+    print(
+        json.dumps(
+            {"seconds": seconds, "cpu": _cpu_seconds(), "server_cpu": server, "peak_mb": _peak_mb()}
+        )
+    )
 
 
 def _run_child(*args: str) -> dict[str, object]:
@@ -253,13 +283,24 @@ def main() -> None:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     for label, run in (("import:   ", imported), ("bare COPY:", baseline)):
+        worker = ""
+        if run.get("worker_cpu"):
+            worker = (
+                f" + {run['worker_cpu']:.1f} s in its worker process "
+                f"(peak RSS {run['worker_peak_mb']:.0f} MB)"
+            )
+        server = run.get("server_cpu")
+        server_text = f", {server:.1f} s CPU in the server backend" if server is not None else ""
         print(
-            f"{label} {run['seconds']:.1f} s wall, {run['cpu']:.1f} s CPU in the client, "
-            f"peak RSS {run['peak_mb']:.0f} MB"
+            f"{label} {run['seconds']:.1f} s wall, {run['cpu']:.1f} s CPU in the client"
+            f"{worker}{server_text}, peak RSS {run['peak_mb']:.0f} MB"
         )
-    print(f"load average during the run: {os.getloadavg()}")
+    ratio = float(imported["seconds"]) / float(baseline["seconds"])  # type: ignore[arg-type]
+    print(f"import / bare COPY (wall): {ratio:.2f}")
+    print(f"load average after the run: {os.getloadavg()}")
     print(f"counts:    {imported['files']}")
-    ok = float(imported["seconds"]) < TARGET_SECONDS and float(imported["peak_mb"]) < TARGET_MB  # type: ignore[arg-type]
+    peak = max(float(imported["peak_mb"]), float(imported.get("worker_peak_mb") or 0))  # type: ignore[arg-type]
+    ok = float(imported["seconds"]) < TARGET_SECONDS and peak < TARGET_MB  # type: ignore[arg-type]
     print(f"target (< {TARGET_SECONDS} s, < {TARGET_MB} MB): {'met' if ok else 'MISSED'}")
     if not ok:
         raise SystemExit(1)
