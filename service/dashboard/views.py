@@ -19,7 +19,6 @@ from db.models import User
 from service import auth
 from service import database
 from service import recommendations
-from service.attempts.forms import PauseForm
 from service.attempts.services import minutes_so_far
 from service.dashboard import page_cache
 from service.dashboard import queries
@@ -88,7 +87,6 @@ def index() -> ResponseReturnValue:
         measures=recommendations.MEASURES,
         chosen=chosen,
         recommendation_fields=_recommendation_fields(chosen.measures, chosen.max_minutes),
-        pause_form=PauseForm(),
         urls=_url_patterns(),
     )
 
