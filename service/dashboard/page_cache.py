@@ -84,13 +84,16 @@ def _iso(value: object) -> str:
 
 def store(db: Session, user_id: int, key: str, figures: Any) -> None:
     """Keep ``figures`` (JSON-able) for this page's next view; the caller commits."""
+    version = g.get("page_cache_version")
+    if version is None:  # the person wasn't loaded by service.auth (signed in just now)
+        return
     body = json.dumps(figures, separators=(",", ":"), default=_iso)
     db.execute(
         _STORE,
         {
             "user_id": user_id,
             "page": request.endpoint,
-            "data_version": g.page_cache_version,
+            "data_version": version,
             "key": key,
             "body": body,
         },
