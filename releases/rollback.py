@@ -1,0 +1,549 @@
+"""Plan a rollback from the manifests of two releases and the database's revision.
+
+:func:`plan_rollback` is pure: it reads two release manifests (stored on the server beside
+each release) and the revision the database is at, and decides how to get back:
+
+* **code only** — the database is already at the target's revision, or every migration
+  between the two only *expanded* the schema (``compatible_with_previous = True`` in the
+  migration, copied into the manifest by ``invoke release``): code written for an older
+  schema keeps working on the newer one, and the older release's ``/healthz`` answers 200
+  with ``schema_state: "ahead"``. Nothing is lost, nothing waits on the database.
+* **downgrade** — some migration on the path is a *contract* step
+  (``compatible_with_previous = False``, or no flag at all: unknown counts as
+  incompatible) and all of them are reversible: ``alembic downgrade <target revision>``,
+  run from the NEWER release's venv (only it has the down scripts), before switching.
+* **restore backup** — some migration on the path is irreversible: refused unless the
+  operator asks for ``--restore-backup``; then the pre-deploy dump of the deploy that
+  left the target's schema is restored, and every write since that dump is lost.
+* **refused** — anything else (no path between the revisions, the database behind the
+  target, the target is what already runs): said plainly, nothing is done.
+
+Why "compatible" is a flag the author sets and not something derived: whether old code
+survives a new schema depends on what the old code reads and writes, which no tool can
+see from the DDL alone. The migration template asks for expand-then-contract; the flag
+records which of the two a migration is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+if TYPE_CHECKING:
+    from releases.inventory import Release
+    from releases.inventory import ServerState
+    from releases.remote import Remote
+
+CODE_ONLY = "code-only"
+DOWNGRADE = "downgrade"
+RESTORE_BACKUP = "restore-backup"
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Migration:
+    revision: str
+    down_revisions: tuple[str, ...]
+    irreversible: bool
+    compatible_with_previous: bool
+
+    @classmethod
+    def from_manifest(cls, entry: Mapping[str, Any]) -> Migration:
+        down = entry.get("down_revision")
+        if down is None:
+            downs: tuple[str, ...] = ()
+        elif isinstance(down, str):
+            downs = (down,)
+        else:
+            downs = tuple(down)
+        return cls(
+            revision=str(entry["revision"]),
+            down_revisions=downs,
+            irreversible=bool(entry.get("irreversible", False)),
+            # Manifests cut before the flag existed say nothing: treat as a contract step.
+            compatible_with_previous=bool(entry.get("compatible_with_previous", False)),
+        )
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    mode: str
+    from_version: str
+    to_version: str
+    db_revision: str | None
+    target_revision: str | None
+    # Migrations to undo, newest first (empty for a code-only rollback on the same schema).
+    path: tuple[Migration, ...] = ()
+    reason: str = ""
+    backup: str | None = None
+    steps: tuple[str, ...] = field(default=())
+
+    @property
+    def refused(self) -> bool:
+        return self.mode == REFUSED
+
+    def lines(self) -> list[str]:
+        """The plan in words, one line each, for dry runs and for the log."""
+        head = f"rollback {self.from_version} -> {self.to_version}: {self.mode}"
+        out = [head, f"  why: {self.reason}"]
+        if self.path:
+            revisions = ", ".join(
+                m.revision
+                + (" (irreversible)" if m.irreversible else "")
+                + ("" if m.compatible_with_previous else " (contract)")
+                for m in self.path
+            )
+            out.append(f"  migrations between: {revisions}")
+        out += [f"  - {step}" for step in self.steps]
+        return out
+
+
+def _ancestors(revision: str, graph: Mapping[str, Migration]) -> set[str] | None:
+    """``revision`` and every revision below it; None when some revision is unknown."""
+    seen: set[str] = set()
+    todo = [revision]
+    while todo:
+        rev = todo.pop()
+        if rev in seen:
+            continue
+        if rev not in graph:
+            return None
+        seen.add(rev)
+        todo.extend(graph[rev].down_revisions)
+    return seen
+
+
+def _graph(manifests: Iterable[Mapping[str, Any]]) -> dict[str, Migration]:
+    graph: dict[str, Migration] = {}
+    for manifest in manifests:
+        for entry in manifest.get("migrations", []):
+            migration = Migration.from_manifest(entry)
+            graph.setdefault(migration.revision, migration)
+    return graph
+
+
+def plan_rollback(
+    current: Mapping[str, Any],
+    target: Mapping[str, Any],
+    db_revision: str | None,
+    *,
+    restore_backup: bool = False,
+    backup: str | None = None,
+) -> RollbackPlan:
+    """How to go from the release ``current`` (running, on ``db_revision``) to ``target``.
+
+    ``backup`` is the pre-deploy dump recorded when the database left the target's
+    schema (None when no such dump is known); it is used only with ``restore_backup``.
+    """
+    from_version, to_version = str(current["version"]), str(target["version"])
+    target_rev = target.get("alembic_head")
+    base: dict[str, Any] = {
+        "from_version": from_version,
+        "to_version": to_version,
+        "db_revision": db_revision,
+        "target_revision": target_rev,
+    }
+
+    def refuse(reason: str, path: tuple[Migration, ...] = ()) -> RollbackPlan:
+        return RollbackPlan(REFUSED, reason=reason, path=path, **base)
+
+    if from_version == to_version and current.get("commit") == target.get("commit"):
+        return refuse(f"{to_version} is what runs already")
+    switch = f"switch current to {to_version} and restart (connections queue in the socket)"
+    verify = f"check /healthz answers {to_version} through nginx over HTTPS"
+    if db_revision == target_rev:
+        return RollbackPlan(
+            CODE_ONLY,
+            reason=f"the database is at {target_rev}, the revision {to_version} needs",
+            steps=(switch, verify),
+            **base,
+        )
+    if db_revision is None or target_rev is None:
+        return refuse(
+            f"the database is at {db_revision or 'no revision'} and {to_version} needs "
+            f"{target_rev or 'no schema'}: no migration path between them"
+        )
+    # The newer release's manifest knows the migrations between; the target's may know
+    # older ones. Both together are the revision graph.
+    graph = _graph([current, target])
+    db_ancestors = _ancestors(db_revision, graph)
+    if db_ancestors is None:
+        return refuse(
+            f"the database is at {db_revision}, a revision neither {from_version} nor "
+            f"{to_version} knows: plan this rollback by hand"
+        )
+    target_ancestors = _ancestors(target_rev, graph)
+    if target_ancestors is None or target_rev not in db_ancestors:
+        if target_ancestors is not None and db_revision in target_ancestors:
+            return refuse(
+                f"the database ({db_revision}) is older than {to_version} needs "
+                f"({target_rev}): that is an upgrade, not a rollback (invoke deploy)"
+            )
+        return refuse(
+            f"{to_version}'s revision {target_rev} is not below the database's "
+            f"{db_revision}: no downgrade path"
+        )
+    undo = db_ancestors - target_ancestors
+    path = tuple(
+        sorted(
+            (graph[rev] for rev in undo),
+            # Newest first: a revision comes before everything below it.
+            key=lambda m: -len(_ancestors(m.revision, graph) or ()),
+        )
+    )
+    if all(m.compatible_with_previous for m in path):
+        return RollbackPlan(
+            CODE_ONLY,
+            path=path,
+            reason=(
+                f"every migration since {target_rev} only expanded the schema: "
+                f"{to_version} serves it as it is (healthz: schema_state ahead)"
+            ),
+            steps=(switch, verify, f"the database stays at {db_revision}"),
+            **base,
+        )
+    irreversible = [m.revision for m in path if m.irreversible]
+    if not irreversible:
+        return RollbackPlan(
+            DOWNGRADE,
+            path=path,
+            reason=(
+                f"{', '.join(m.revision for m in path if not m.compatible_with_previous)} "
+                f"changed the schema in a way {to_version} cannot serve; every step back "
+                "is reversible"
+            ),
+            steps=(
+                f"alembic downgrade {target_rev} from {from_version}'s venv "
+                "(it has the down scripts), under the migration advisory lock",
+                switch,
+                verify,
+            ),
+            **base,
+        )
+    if not restore_backup:
+        return refuse(
+            f"irreversible migration(s) {', '.join(irreversible)} between {target_rev} and "
+            f"{db_revision}: the schema cannot be taken back. --restore-backup would restore "
+            + (f"the pre-deploy dump {backup}" if backup else "a pre-deploy dump (none known)")
+            + " and lose every write made since it",
+            path,
+        )
+    if backup is None:
+        return refuse(
+            f"irreversible migration(s) {', '.join(irreversible)}, and no pre-deploy dump "
+            f"at {target_rev} is recorded in the deploy log: nothing to restore",
+            path,
+        )
+    return RollbackPlan(
+        RESTORE_BACKUP,
+        path=path,
+        backup=backup,
+        reason=(
+            f"irreversible migration(s) {', '.join(irreversible)}: restoring the dump taken "
+            f"before the database left {target_rev}"
+        ),
+        steps=(
+            switch.split(" and restart")[0],
+            f"stop the app, restore {backup} (every write since the dump is lost), start it",
+            verify,
+        ),
+        **base,
+    )
+
+
+def backup_for(log: Iterable[Mapping[str, Any]], revision: str | None) -> Mapping[str, Any] | None:
+    """The newest deploy-log entry whose pre-deploy dump holds the schema ``revision``."""
+    found = None
+    for entry in log:
+        if (
+            entry.get("event") == "deploy"
+            and entry.get("backup")
+            and entry.get("alembic_before") == revision
+        ):
+            found = entry
+    return found
+
+
+def migrations_between(
+    manifest: Mapping[str, Any], upper: str | None, lower: str | None
+) -> list[Migration] | None:
+    """The migrations above ``lower`` up to ``upper``, newest first (None: no such path)."""
+    if upper == lower:
+        return []
+    graph = _graph([manifest])
+    above = _ancestors(upper, graph) if upper else set()
+    below = _ancestors(lower, graph) if lower else set()
+    if above is None or below is None or (lower and lower not in above):
+        return None
+    return sorted(
+        (graph[rev] for rev in above - below),
+        key=lambda m: -len(_ancestors(m.revision, graph) or ()),
+    )
+
+
+# --- invoke rollback: carry the plan out -----------------------------------------------------
+
+
+class RollbackRefused(RuntimeError):
+    """The rollback was not started; nothing changed. The message says why."""
+
+
+class RollbackFailed(RuntimeError):
+    """The rollback failed and the server was put back on the release it came from."""
+
+
+@dataclass
+class RollbackOptions:
+    to: str = ""
+    host: str = ""
+    repo: Path | None = None
+    restore_backup: bool = False
+    lock_wait: float = 0.0
+    domain: str = ""
+    ca_file: str | None = None
+    health_timeout: float = 60.0
+
+
+# Rows per table, in one statement (query_to_xml runs a count per table).
+_ROW_COUNTS = """
+SELECT table_name || ' ' || (xpath('/row/c/text()', query_to_xml(
+  format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text
+FROM information_schema.tables
+WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> 'alembic_version'
+ORDER BY table_name
+"""
+
+
+def row_counts(remote: Remote) -> dict[str, int]:
+    from releases.provision import DATABASE
+    from releases.shell import sudo_input
+
+    command = f"runuser -u postgres -- psql -X -qtA -d {DATABASE}"
+    result = sudo_input(remote, command, _ROW_COUNTS, warn=True)
+    counts = {}
+    for line in result.stdout.splitlines():
+        name, _, count = line.partition(" ")
+        if count.strip().isdigit():
+            counts[name] = int(count)
+    return counts
+
+
+def dump_time(path: str) -> str:
+    """``/srv/tas/backups/tas-20261127T101500Z.dump`` -> ``2026-11-27T10:15:00Z``."""
+    match = re.search(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z", path)
+    if not match:
+        return "an unknown time"
+    y, mo, d, h, mi, se = match.groups()
+    return f"{y}-{mo}-{d}T{h}:{mi}:{se}Z"
+
+
+def choose_target(state: ServerState, to: str) -> Release:
+    current = state.current_release
+    if current is None:
+        raise RollbackRefused("nothing is deployed: no current release")
+    if to:
+        target = state.find_version(to)
+        if target is None:
+            known = ", ".join(sorted({r.version for r in state.releases})) or "none"
+            raise RollbackRefused(f"no release of {to} on the server (there are: {known})")
+        if target.name == current.name:
+            raise RollbackRefused(f"{target.name} is what runs already")
+        return target
+    candidate = state.release(state.previous)
+    if candidate is None or not candidate.complete or candidate.name == current.name:
+        older = [
+            r
+            for r in state.releases
+            if r.stamp < current.stamp and r.complete and not r.failed and r.manifest
+        ]
+        candidate = older[-1] if older else None
+    if candidate is None:
+        raise RollbackRefused("no previous release on the server to go back to: give --to")
+    return candidate
+
+
+def _plan_for(
+    state: ServerState, options: RollbackOptions, log: list[dict[str, Any]]
+) -> tuple[Release, Release, RollbackPlan]:
+    current = state.current_release
+    if current is None:
+        raise RollbackRefused("nothing is deployed: no current release")
+    target = choose_target(state, options.to)
+    if not current.manifest or not target.manifest:
+        missing = current.name if not current.manifest else target.name
+        raise RollbackRefused(f"{missing} has no manifest.json on the server: cannot plan")
+    found = backup_for(log, target.alembic_head)
+    plan = plan_rollback(
+        current.manifest,
+        target.manifest,
+        state.db_revision,
+        restore_backup=options.restore_backup,
+        backup=str(found["backup"]) if found else None,
+    )
+    return current, target, plan
+
+
+def plan_lines(remote: Remote, options: RollbackOptions) -> list[str]:
+    """``invoke rollback --dry-run``: the plan and the state it was made from."""
+    from releases import lock as deploy_lock
+    from releases.inventory import read_state
+
+    state = read_state(remote)
+    current, target, plan = _plan_for(state, options, deploy_lock.read_log(remote))
+    lines = [
+        f"rollback plan for {options.host or 'the server'} (dry run: nothing is changed)",
+        f"  current: {current.name} (alembic {current.alembic_head}); database at "
+        f"{state.db_revision}",
+        f"  target: {target.name} (alembic {target.alembic_head})"
+        + (f" -- it FAILED before: {target.failed}" if target.failed else ""),
+        f"  lock: {deploy_lock.lock_state(remote).describe()}",
+        *("  " + line for line in plan.lines()),
+    ]
+    if plan.backup and plan.mode in (RESTORE_BACKUP, REFUSED):
+        lines.append(
+            f"  writes that a restore would lose: everything since {dump_time(plan.backup)}"
+        )
+    return lines
+
+
+def run_rollback(
+    remote: Remote, options: RollbackOptions, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Carry out the plan under the deploy lock, health-gated; returns the log entry."""
+    from releases import lock as deploy_lock
+    from releases import steps
+    from releases.deploy import who
+    from releases.inventory import db_revision
+    from releases.inventory import read_state
+
+    run = steps.Steps("rollback", echo)
+    started = time.monotonic()
+    # The lock first, then one look at the server: what is planned is what runs.
+    held = deploy_lock.acquire(
+        remote,
+        {"who": who(), "pid": os.getpid(), "action": "rollback", "version": options.to or "?"},
+        wait=options.lock_wait,
+        echo=run.say,
+    )
+    entry: dict[str, Any] = {"event": "rollback", "who": who(), "host": options.host}
+    try:
+        state = read_state(remote)
+        current, target, plan = _plan_for(state, options, deploy_lock.read_log(remote))
+        for line in plan.lines():
+            run.say(line)
+        if plan.refused:
+            raise RollbackRefused(plan.reason)
+        entry.update(
+            release=target.name,
+            version=target.version,
+            commit=(target.manifest or {}).get("commit"),
+            artifact_sha256=(target.manifest or {}).get("artifact_sha256"),
+            from_release=current.name,
+            from_version=current.version,
+            mode=plan.mode,
+            alembic_before=state.db_revision,
+            backup=plan.backup if plan.mode == RESTORE_BACKUP else None,
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        _execute(remote, options, run, plan, current, target, entry)
+        steps.set_previous(remote, current.path)
+        entry["result"] = "ok"
+    except RollbackFailed as exc:
+        entry.update(result="failed, back on the release it came from", reason=str(exc))
+        raise
+    finally:
+        held.release()
+        entry["steps"] = run.timings
+        entry["duration_s"] = round(time.monotonic() - started, 1)
+        if "release" in entry:
+            entry["alembic_after"] = db_revision(remote)
+            deploy_lock.append_log(remote, entry)
+    if options.host and options.repo is not None:
+        from releases.deploy import DeployRefused
+        from releases.deploy import tag_deployed
+
+        message = f"{target.version} rolled back to on {options.host} by {entry['who']}"
+        try:
+            entry["git_tag"] = tag_deployed(options.repo, options.host, target.version, message)
+            run.say(f"tagged {entry['git_tag']} (local)")
+        except DeployRefused as exc:
+            run.say(f"WARNING: could not move the deployed tag: {exc}")
+    run.say(f"{target.version} is live on {options.host} [{entry['duration_s']:.1f}s]")
+    return entry
+
+
+def _execute(
+    remote: Remote,
+    options: RollbackOptions,
+    run: Any,
+    plan: RollbackPlan,
+    current: Release,
+    target: Release,
+    entry: dict[str, Any],
+) -> None:
+    from releases import steps
+    from releases.backups import restore_backup
+
+    domain = options.domain or steps.site_domain(remote)
+    probe = steps.HttpsProbe(remote, domain, options.ca_file)
+    downgraded = False
+    if plan.mode == DOWNGRADE:
+        assert plan.target_revision is not None
+        with run(f"alembic downgrade {plan.target_revision} from {current.name}'s venv") as note:
+            done = steps.migrate_database(remote, current.path, "downgrade", plan.target_revision)
+            downgraded = True
+            note["detail"] = f"database at {done.after}"
+    with run(f"switch current -> {target.name}" + ("" if plan.backup else " and restart")):
+        steps.switch_current_release(remote, target.path)
+        failure = "" if plan.mode == RESTORE_BACKUP else steps.restart_app(remote)
+    if plan.mode == RESTORE_BACKUP:
+        assert plan.backup is not None
+        with run(f"restore {plan.backup} (the app is stopped meanwhile)") as note:
+            before = row_counts(remote)
+            restore_backup(remote, plan.backup)
+            after = row_counts(remote)
+            lost = {t: before[t] - after.get(t, 0) for t in before if before[t] != after.get(t)}
+            entry["lost_rows"] = lost
+            entry["lost_since"] = dump_time(plan.backup)
+            note["detail"] = (
+                f"writes since {dump_time(plan.backup)} are gone; rows per table, "
+                "before -> after: "
+                + (
+                    ", ".join(f"{t} {before[t]} -> {after.get(t, 0)}" for t in sorted(lost))
+                    or "no difference in row counts"
+                )
+            )
+    with run(f"health gate: {probe.url} must answer {target.version}") as note:
+        if failure:
+            health = steps.Health(False, 0, detail=f"restart failed: {failure}")
+        else:
+            health = steps.wait_for_https_health(
+                probe, target.version, timeout=options.health_timeout
+            )
+        note["detail"] = health.summary()
+    entry["health"] = health.record()
+    if health.ok:
+        return
+    # Put the newer release back as it was: schema up again if we took it down.
+    reason = f"{target.version} failed its health gate: {health.explain()}"
+    run.say(f"FAILED: {reason}; going back to {current.name}")
+    if downgraded and current.alembic_head:
+        with run(f"undo: alembic upgrade {current.alembic_head} from {current.name}'s venv"):
+            steps.migrate_database(remote, current.path, "upgrade", current.alembic_head)
+    with run(f"undo: switch current back to {current.name} and restart"):
+        steps.switch_current_release(remote, current.path)
+        steps.restart_app(remote)
+    with run(f"undo: check {current.version} answers") as note:
+        back = steps.wait_for_https_health(probe, current.version, timeout=options.health_timeout)
+        note["detail"] = back.summary()
+    entry["undo_health"] = back.record()
+    raise RollbackFailed(reason + f"; back on {current.name}: {back.summary()}")
