@@ -507,6 +507,197 @@ def deploy_simple(
     print(f"deploy-simple: {release} is live on {host}")
 
 
+# --- releases to a server (releases/deploy.py, rollback.py, lock.py): deploy, roll back ------
+
+_RELEASE_HELP = {
+    **_SSH_HELP,
+    "dry_run": "connect, look, print the plan; change nothing",
+    "lock_wait": "seconds to wait for another deploy's lock (default 0: refuse at once)",
+    "domain": "the site's domain for the HTTPS health check (default: nginx's server_name)",
+    "ca_file": "PEM CA to trust for the HTTPS health check (a test CA; default: system's)",
+    "repo": "the git repository with the release tags and manifests (default: this one)",
+    "health_timeout": "seconds the new release has to answer /healthz (default 60)",
+}
+
+
+_SSH_ONLY_HELP = {k: v for k, v in _SSH_HELP.items() if k != "dry_run"}
+
+
+def _release_repo(repo: str) -> Path:
+    path = Path(repo).resolve() if repo else ROOT
+    if not (path / ".git").exists():
+        raise Exit(f"no git repository at {path}")
+    return path
+
+
+@task(
+    help={
+        **_RELEASE_HELP,
+        "version": "the release to deploy, x.y.z (default: the newest manifest)",
+        "keep": "releases kept on the server (default 5; current/previous/in use are kept)",
+        "canary": "start the release on a temporary socket first (default on; --no-canary)",
+    }
+)
+def deploy(
+    c: Context,
+    host: str = "",
+    version: str = "",
+    dry_run: bool = False,
+    lock_wait: int = 0,
+    keep: int = 5,
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
+    domain: str = "",
+    ca_file: str = "",
+    repo: str = "",
+    canary: bool = True,
+    health_timeout: int = 60,
+) -> None:
+    """Deploy a tagged release: rebuilt artifact (hash-checked), new venv, backup + migrate
+    when needed, canary, atomic switch, restart without failed requests, HTTPS health gate.
+
+    A failed health gate switches back (and downgrades the schema) by itself. One JSON line
+    per deploy in /srv/tas/shared/deploys.log; the local tag deployed/<host> follows.
+    """
+    from releases import deploy as deploying
+    from releases.lock import LockHeld
+    from releases.remote import open_remote
+
+    target = _ssh_target("deploy", host, user, port, key_file)
+    if ca_file and not Path(ca_file).is_file():
+        raise Exit(f"deploy: no such file {ca_file}")
+    options = deploying.DeployOptions(
+        version=version,
+        repo=_release_repo(repo),
+        host=host,
+        lock_wait=lock_wait,
+        keep=keep,
+        domain=domain,
+        ca_file=ca_file or None,
+        canary=canary,
+        health_timeout=health_timeout,
+    )
+    try:
+        with open_remote(target, dry_run=dry_run) as remote:
+            if dry_run:
+                print("\n".join(deploying.plan_deploy(remote, options)))
+                return
+            deploying.deploy_release(remote, options)
+    except (deploying.DeployRefused, LockHeld) as exc:
+        raise Exit(f"deploy refused: {exc}") from exc
+    except deploying.DeployFailed as exc:
+        raise Exit(f"deploy FAILED and was undone: {exc}") from exc
+    except RuntimeError as exc:
+        raise Exit(f"deploy failed: {exc}") from exc
+
+
+@task(
+    help={
+        **_RELEASE_HELP,
+        "to": "the version to go back to (default: the release that ran before)",
+        "restore_backup": "when a migration on the way is irreversible: restore the "
+        "pre-deploy dump (writes since it are lost)",
+    }
+)
+def rollback(
+    c: Context,
+    host: str = "",
+    to: str = "",
+    dry_run: bool = False,
+    restore_backup: bool = False,
+    lock_wait: int = 0,
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
+    domain: str = "",
+    ca_file: str = "",
+    repo: str = "",
+    health_timeout: int = 60,
+) -> None:
+    """Go back to an earlier release on the server, schema-aware, health-gated.
+
+    Plans from both releases' manifests: code only when the schema is the same or only grew
+    compatibly; alembic downgrade from the newer release first otherwise; refused across an
+    irreversible migration unless --restore-backup. Same lock, health gate and log as deploy.
+    """
+    from releases import rollback as rolling
+    from releases.lock import LockHeld
+    from releases.remote import open_remote
+
+    target = _ssh_target("rollback", host, user, port, key_file)
+    if ca_file and not Path(ca_file).is_file():
+        raise Exit(f"rollback: no such file {ca_file}")
+    options = rolling.RollbackOptions(
+        to=to,
+        host=host,
+        repo=_release_repo(repo),
+        restore_backup=restore_backup,
+        lock_wait=lock_wait,
+        domain=domain,
+        ca_file=ca_file or None,
+        health_timeout=health_timeout,
+    )
+    try:
+        with open_remote(target, dry_run=dry_run) as remote:
+            if dry_run:
+                print("\n".join(rolling.plan_lines(remote, options)))
+                return
+            rolling.run_rollback(remote, options)
+    except (rolling.RollbackRefused, LockHeld) as exc:
+        raise Exit(f"rollback refused: {exc}") from exc
+    except rolling.RollbackFailed as exc:
+        raise Exit(f"rollback FAILED: {exc}") from exc
+    except RuntimeError as exc:
+        raise Exit(f"rollback failed: {exc}") from exc
+
+
+@task(name="releases", help=_SSH_ONLY_HELP)
+def releases_table(
+    c: Context, host: str = "", user: str = "deploy", port: int = 22, key_file: str = ""
+) -> None:
+    """The releases on the server: version, deployed at, Alembic revision, current/failed."""
+    from releases import inventory
+    from releases.lock import read_log
+    from releases.remote import open_remote
+
+    target = _ssh_target("releases", host, user, port, key_file)
+    try:
+        with open_remote(target) as remote:
+            lines = inventory.table(inventory.read_state(remote), read_log(remote))
+    except RuntimeError as exc:
+        raise Exit(f"releases failed: {exc}") from exc
+    print("\n".join(lines))
+
+
+@task(help={**_SSH_ONLY_HELP, "reason": "why the lock is removed (logged on the server); required"})
+def unlock(
+    c: Context,
+    host: str = "",
+    reason: str = "",
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
+) -> None:
+    """Force-release the deploy lock (a stale one); the reason goes into the deploy log."""
+    from releases.deploy import who
+    from releases.lock import force_unlock
+    from releases.remote import open_remote
+
+    target = _ssh_target("unlock", host, user, port, key_file)
+    if not reason.strip():
+        raise Exit("unlock: say why: --reason TEXT (it is logged on the server)")
+    try:
+        with open_remote(target) as remote:
+            state = force_unlock(remote, reason.strip(), who())
+    except RuntimeError as exc:
+        raise Exit(f"unlock failed: {exc}") from exc
+    if not state.held:
+        print("unlock: the deploy lock was not held; nothing to do")
+    else:
+        print(f"unlock: removed the lock ({state.describe()}); logged: {reason.strip()}")
+
+
 @task(help=_SSH_HELP)
 def backup(
     c: Context,

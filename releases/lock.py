@@ -1,0 +1,211 @@
+"""The deploy lock: one deploy or rollback at a time per server, and never a silent stale one.
+
+Taking it is an atomic ``mkdir /srv/tas/shared/deploy.lock`` on the server (two deploys
+racing cannot both succeed). Inside: ``info.json`` (who, from which machine and process,
+when, what) and ``session`` — the PID and start time of the server's ``sshd`` process
+serving the holder's SSH connection. While that connection lives the lock is held; when it
+is gone (a laptop closed mid-deploy) the lock is *stale*, and so is one older than
+``stale_after`` seconds. A stale lock is reported, never taken over silently:
+``invoke unlock --reason`` removes it and writes the reason into the deploy log.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from releases.provision import APP_ROOT
+from releases.remote import Remote
+from releases.shell import sudo_input
+
+LOCK_DIR = f"{APP_ROOT}/shared/deploy.lock"
+DEPLOY_LOG = f"{APP_ROOT}/shared/deploys.log"
+STALE_AFTER = 30 * 60
+
+# Runs as root on the server: take the lock, then record the holder's SSH session (the
+# first sshd ancestor of this shell; its start time tells a reused PID apart).
+_ACQUIRE = """
+mkdir {lock} 2>/dev/null || exit 75
+cat > {lock}/info.json
+p=$$
+while [ "$p" -gt 1 ]; do
+  case "$(cat /proc/$p/comm)" in sshd*) break ;; esac
+  p=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f2)
+done
+echo "$p $(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f20)" > {lock}/session
+"""
+
+# Runs as root on the server: what the lock directory says, and whether its session lives.
+_STATUS = r"""
+import json, os, sys, time
+d = sys.argv[1]
+out = {"held": os.path.isdir(d)}
+if out["held"]:
+    out["age"] = time.time() - os.stat(d).st_mtime
+    try:
+        out["info"] = json.load(open(os.path.join(d, "info.json")))
+    except (OSError, ValueError):
+        out["info"] = None
+    alive = None
+    try:
+        pid, start = open(os.path.join(d, "session")).read().split()
+        with open(f"/proc/{pid}/stat") as f:
+            alive = f.read().rsplit(") ", 1)[1].split()[19] == start
+    except FileNotFoundError:
+        alive = False if os.path.exists(os.path.join(d, "session")) else None
+    except (OSError, ValueError, IndexError):
+        alive = False
+    out["session_alive"] = alive
+print(json.dumps(out))
+"""
+
+
+class LockHeld(RuntimeError):
+    """Someone else holds the deploy lock (or a stale lock is in the way)."""
+
+
+@dataclass(frozen=True)
+class LockState:
+    held: bool
+    info: dict[str, Any] | None = None
+    age: float = 0.0
+    # None while the holder is still writing its session file.
+    session_alive: bool | None = None
+
+    def stale(self, stale_after: float = STALE_AFTER) -> str:
+        """Why the lock is stale, or "" when its holder is still there."""
+        if not self.held:
+            return ""
+        if self.session_alive is False:
+            return "the holder's SSH session is gone"
+        if self.age > stale_after:
+            return f"it is older than {stale_after / 60:.0f} minutes"
+        if self.info is None and self.age > 60:
+            return "it has no holder information"
+        return ""
+
+    def describe(self, stale_after: float = STALE_AFTER) -> str:
+        if not self.held:
+            return "free"
+        info = self.info or {}
+        holder = (
+            f"{info.get('who', '?')} (pid {info.get('pid', '?')}) "
+            f"{info.get('action', 'deploy')} {info.get('version', '?')} "
+            f"since {info.get('started', '?')} ({self.age:.0f}s ago)"
+        )
+        why = self.stale(stale_after)
+        return f"held by {holder}" + (f"; STALE: {why}" if why else "")
+
+
+def lock_state(remote: Remote) -> LockState:
+    result = sudo_input(remote, f"python3 - {shlex.quote(LOCK_DIR)}", _STATUS)
+    data = json.loads(result.stdout)
+    return LockState(
+        held=data["held"],
+        info=data.get("info"),
+        age=float(data.get("age", 0.0)),
+        session_alive=data.get("session_alive"),
+    )
+
+
+@dataclass
+class DeployLock:
+    """Held for one deploy or rollback; :meth:`release` removes it only if it is ours."""
+
+    remote: Remote
+    info: dict[str, Any]
+    token: str
+
+    def release(self) -> None:
+        q = shlex.quote(LOCK_DIR)
+        self.remote.sudo(
+            f"grep -qF {shlex.quote(self.token)} {q}/info.json 2>/dev/null && rm -rf {q} || true"
+        )
+
+
+def acquire(
+    remote: Remote,
+    info: dict[str, Any],
+    *,
+    wait: float = 0,
+    stale_after: float = STALE_AFTER,
+    echo: Callable[[str], None] = print,
+    poll: float = 1.0,
+) -> DeployLock:
+    """Take the lock, polling for up to ``wait`` seconds while someone else holds it.
+
+    A stale lock is never taken over: the error says why it is stale and how to remove it.
+    """
+    token = secrets.token_hex(8)
+    info = {**info, "token": token, "started": _now()}
+    deadline = time.monotonic() + wait
+    announced = False
+    while True:
+        script = _ACQUIRE.format(lock=shlex.quote(LOCK_DIR))
+        result = sudo_input(remote, script, json.dumps(info), warn=True)
+        if result.exited == 0:
+            return DeployLock(remote, info, token)
+        if result.exited != 75:
+            raise RuntimeError(f"taking the deploy lock failed: {result.stderr.strip()}")
+        state = lock_state(remote)
+        if not state.held:
+            continue  # released between our mkdir and our look: try again at once
+        why = state.stale(stale_after)
+        if why:
+            raise LockHeld(
+                f"the deploy lock is stale ({why}): {state.describe(stale_after)}. "
+                f"If nobody is deploying, remove it: invoke unlock --host ... --reason '...'"
+            )
+        if time.monotonic() >= deadline:
+            waited = f" after waiting {wait:.0f}s" if wait else ""
+            raise LockHeld(f"another deploy is running{waited}: lock {state.describe(stale_after)}")
+        if not announced:
+            echo(f"lock: {state.describe(stale_after)}; waiting up to {wait:.0f}s")
+            announced = True
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+
+def force_unlock(remote: Remote, reason: str, who: str) -> LockState:
+    """Remove the lock whoever holds it, and log who did it, why, and what it said."""
+    state = lock_state(remote)
+    if not state.held:
+        return state
+    entry = {
+        "event": "unlock",
+        "at": _now(),
+        "who": who,
+        "reason": reason,
+        "holder": state.info,
+        "stale": state.stale() or None,
+        "lock_age_s": round(state.age, 1),
+    }
+    append_log(remote, entry)
+    remote.sudo(f"rm -rf {shlex.quote(LOCK_DIR)}")
+    return state
+
+
+def append_log(remote: Remote, entry: dict[str, Any]) -> None:
+    """One JSON line in the server's deploy log (root-owned, readable by the tas group)."""
+    line = json.dumps(entry, sort_keys=True) + "\n"
+    log = shlex.quote(DEPLOY_LOG)
+    sudo_input(remote, f"touch {log} && chmod 640 {log} && chgrp tas {log} && cat >> {log}", line)
+
+
+def read_log(remote: Remote) -> list[dict[str, Any]]:
+    text = remote.read(DEPLOY_LOG) or ""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,165 @@
+"""The pure parts of deploy: cleanup choice, undo order, health answers, lock staleness."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from releases.deploy import undo_plan
+from releases.inventory import Release
+from releases.inventory import ServerState
+from releases.inventory import releases_to_delete
+from releases.inventory import table
+from releases.lock import LockState
+from releases.steps import _parse
+
+
+def release(name: str, head: str | None = "0001", failed: str | None = None) -> Release:
+    manifest = {"version": name.split("-")[0], "alembic_head": head} if head else None
+    return Release(name=name, manifest=manifest, deploy=None, failed=failed, complete=True)
+
+
+RELEASES = [release(f"0.{i}.0-2026112{i}T100000Z") for i in range(1, 8)]
+
+
+def names(releases: list[Release]) -> list[str]:
+    return [r.name for r in releases]
+
+
+# --- cleanup ----------------------------------------------------------------------------
+
+
+def test_cleanup_deletes_the_oldest_beyond_keep():
+    doomed = releases_to_delete(RELEASES, 5, [RELEASES[-1].name, RELEASES[-2].name])
+    assert names(doomed) == names(RELEASES[:2])
+
+
+def test_cleanup_never_deletes_current_previous_or_one_in_use():
+    current, previous, in_use = RELEASES[0].name, RELEASES[1].name, RELEASES[2].name
+    doomed = releases_to_delete(RELEASES, 2, [current, previous, in_use, None])
+    assert names(doomed) == names(RELEASES[3:5])
+
+
+def test_cleanup_keeps_at_least_one_and_nothing_when_few():
+    assert releases_to_delete(RELEASES[:3], 5, []) == []
+    assert names(releases_to_delete(RELEASES[:3], 0, [])) == names(RELEASES[:2])
+
+
+# --- undoing a failed deploy --------------------------------------------------------------
+
+
+def manifest(*migrations: dict[str, Any]) -> dict[str, Any]:
+    return {"version": "2.0.0", "alembic_head": migrations[0]["revision"], "migrations": migrations}
+
+
+BASE = {"revision": "0001", "down_revision": None, "compatible_with_previous": True}
+OLD = release("1.0.0-20261120T100000Z")
+
+
+def kinds(actions: list[tuple[str, str]]) -> list[str]:
+    return [kind for kind, _ in actions]
+
+
+def test_without_a_migration_undo_is_switch_back_and_verify():
+    actions = undo_plan(manifest(BASE), OLD, "0001", "0001", switched=True)
+    assert kinds(actions) == ["switch", "verify"]
+    assert "1.0.0-20261120T100000Z" in actions[0][1]
+
+
+def test_a_contract_migration_is_downgraded_before_switching_back():
+    new = {"revision": "0002", "down_revision": "0001", "compatible_with_previous": False}
+    actions = undo_plan(manifest(new, BASE), OLD, "0001", "0002", switched=True)
+    assert kinds(actions) == ["downgrade", "switch", "verify"]
+    assert actions[0][1] == "alembic downgrade 0001 from the new release's venv"
+
+
+def test_an_expand_migration_is_downgraded_after_the_old_release_serves_again():
+    new = {"revision": "0002", "down_revision": "0001", "compatible_with_previous": True}
+    actions = undo_plan(manifest(new, BASE), OLD, "0001", "0002", switched=True)
+    assert kinds(actions) == ["switch", "verify", "downgrade"]
+
+
+def test_an_irreversible_migration_stays_and_says_so():
+    new = {
+        "revision": "0002",
+        "down_revision": "0001",
+        "irreversible": True,
+        "compatible_with_previous": True,
+    }
+    actions = undo_plan(manifest(new, BASE), OLD, "0001", "0002", switched=True)
+    assert kinds(actions) == ["switch", "verify", "note"]
+    assert "the schema stays at 0002" in actions[-1][1]
+
+
+def test_before_the_switch_only_the_schema_is_undone():
+    new = {"revision": "0002", "down_revision": "0001", "compatible_with_previous": False}
+    assert kinds(undo_plan(manifest(new, BASE), OLD, "0001", "0002", switched=False)) == [
+        "downgrade"
+    ]
+    assert kinds(undo_plan(manifest(BASE), OLD, "0001", "0001", switched=False)) == ["note"]
+
+
+def test_a_first_deploy_has_nothing_to_switch_back_to():
+    actions = undo_plan(manifest(BASE), None, None, "0001", switched=True)
+    assert kinds(actions) == ["downgrade", "note"]
+    assert "alembic downgrade base" in actions[0][1]
+
+
+# --- health answers -------------------------------------------------------------------------
+
+
+def answer(body: dict[str, Any], code: int) -> str:
+    return json.dumps(body) + f"\n{code}"
+
+
+def test_health_needs_200_ok_and_the_expected_version():
+    good = {"status": "ok", "version": "1.2.0", "schema": "0002", "schema_state": "current"}
+    assert _parse(answer(good, 200), 0, "1.2.0").ok
+    wrong = _parse(answer({**good, "version": "1.1.0"}, 200), 0, "1.2.0")
+    assert not wrong.ok and wrong.detail == "answers version 1.1.0"
+    behind = _parse(answer({"status": "error", "version": "1.2.0"}, 503), 22, "1.2.0")
+    assert not behind.ok and behind.status == 503
+    assert "HTTP 503" in behind.summary()
+    silent = _parse("\n000", 28, "1.2.0")
+    assert not silent.ok and "no answer" in silent.detail
+
+
+# --- the lock ------------------------------------------------------------------------------
+
+
+def test_a_lock_whose_ssh_session_is_gone_or_too_old_is_stale():
+    info = {"who": "ana@laptop", "pid": 7, "action": "deploy", "version": "1.2.0"}
+    live = LockState(held=True, info=info, age=30, session_alive=True)
+    assert live.stale() == ""
+    assert live.describe().startswith("held by ana@laptop (pid 7) deploy 1.2.0")
+    gone = LockState(held=True, info=info, age=30, session_alive=False)
+    assert gone.stale() == "the holder's SSH session is gone"
+    assert "STALE" in gone.describe()
+    old = LockState(held=True, info=info, age=4000, session_alive=True)
+    assert "older than 30 minutes" in old.stale()
+    assert LockState(held=False).describe() == "free"
+    # Being taken right now (no info yet) is not stale.
+    assert LockState(held=True, info=None, age=1, session_alive=None).stale() == ""
+
+
+# --- invoke releases --------------------------------------------------------------------------
+
+
+def test_the_releases_table_marks_current_previous_and_failed():
+    releases = [
+        release("0.1.0-20261120T100000Z"),
+        release("0.2.0-20261121T100000Z", head="0002"),
+        release("0.2.1-20261122T100000Z", head="0002", failed="the health gate failed"),
+    ]
+    state = ServerState(
+        releases=releases,
+        current="0.2.0-20261121T100000Z",
+        previous="0.1.0-20261120T100000Z",
+        db_ok=True,
+        db_revision="0002",
+    )
+    lines = table(state)
+    assert lines[0].split() == ["release", "version", "deployed", "at", "alembic", "state"]
+    assert lines[1].startswith("0.2.1-20261122T100000Z") and "failed: the health gate" in lines[1]
+    assert lines[2].endswith("current") and lines[3].endswith("previous")
+    assert lines[-1].startswith("database at 0002")
