@@ -12,6 +12,7 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 from typing import TypeVar
 from typing import cast
@@ -28,6 +29,7 @@ from sqlalchemy import Text
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import delete
+from sqlalchemy import inspect
 from sqlalchemy import select
 
 from db.models import PageCache
@@ -124,6 +126,23 @@ def _load_user() -> None:
     g.user = row[0]
     g.page_cache_version = row[0].data_version
     g.page_cache = (row[1], row[2]) if row[1] is not None else None
+
+
+def keep_user_for_error_page() -> None:
+    """Swap the signed-in user for a plain copy of the fields pages show.
+
+    Error handlers roll the session back, which expires every loaded object; reading the
+    user's name afterwards would go back to the database — the very thing that may have
+    just failed. A copy made from the already-loaded state needs no database at all.
+    """
+    user = g.get("user")
+    if isinstance(user, User):
+        loaded = inspect(user).dict
+        g.user = SimpleNamespace(
+            id=loaded.get("id"),
+            username=loaded.get("username", ""),
+            timezone=loaded.get("timezone", "UTC"),
+        )
 
 
 def login_required(view: F) -> F:

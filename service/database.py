@@ -10,6 +10,7 @@ from flask import Flask
 from flask import current_app
 from flask import g
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
@@ -46,7 +47,11 @@ def commit() -> None:
 
 def rollback() -> None:
     if "db_session" in g:
-        g.db_session.rollback()
+        try:
+            g.db_session.rollback()
+        except SQLAlchemyError:
+            # The connection died with the error being handled; the pool replaces it.
+            g.db_session.invalidate()
 
 
 def _close_session(_exc: BaseException | None) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from service import auth
 from service import database
 
 MESSAGES = {
@@ -40,8 +41,13 @@ def render_error(status: int, detail: str | None = None) -> ResponseReturnValue:
     return page, status
 
 
-def _http_error(exc: HTTPException) -> ResponseReturnValue:
+def _forget_request_work() -> None:
+    auth.keep_user_for_error_page()
     database.rollback()
+
+
+def _http_error(exc: HTTPException) -> ResponseReturnValue:
+    _forget_request_work()
     status = exc.code or 500
     # Only 400s carry a message written for people (e.g. "The CSRF token is missing.").
     detail = exc.description if status == 400 else None
@@ -49,13 +55,13 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
 
 
 def _database_unavailable(exc: Exception) -> ResponseReturnValue:
-    database.rollback()
+    _forget_request_work()
     current_app.logger.warning("database unavailable: %s", exc)
     return render_error(503)
 
 
 def _unexpected(exc: Exception) -> ResponseReturnValue:
-    database.rollback()
+    _forget_request_work()
     current_app.logger.exception("unhandled error", exc_info=exc)
     return render_error(500)
 

@@ -134,6 +134,13 @@ class Gunicorn:
         self.output.seek(0)
         return self.output.read().decode(errors="replace")[-5000:]
 
+    def errors(self) -> str:
+        """The first unexpected error in the server's output (traceback included), if any."""
+        self.output.seek(0)
+        text = self.output.read().decode(errors="replace")
+        first = text.find("ERROR:")
+        return text[first : first + 6000] if first >= 0 else "(no error logged)"
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
