@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+# Checks the token of every POST before any view runs, so one-button views need no form.
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 

@@ -129,9 +129,6 @@ def change_timezone() -> ResponseReturnValue:
 @auth.login_required
 @limiter.limit(AUTH_LIMITS)
 def regenerate_key() -> ResponseReturnValue:
-    form = ConfirmForm()
-    if not form.validate_on_submit():
-        return redirect(url_for("accounts.account"))
     key = services.regenerate_key(auth.user())
     database.commit()
     return render_template("accounts/key.html", key=key, new_account=False)

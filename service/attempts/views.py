@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-from flask import abort
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -16,7 +15,6 @@ from db.models import Attempt
 from db.models import Task
 from service import auth
 from service import database
-from service.accounts.forms import ConfirmForm
 from service.attempts import services
 from service.attempts.forms import OUTCOME_LABELS
 from service.attempts.forms import PHYSICAL_CONTEXTS
@@ -119,8 +117,6 @@ def initialize(task_id: int) -> ResponseReturnValue:
 @auth.login_required
 def quick_initialize(task_id: int) -> ResponseReturnValue:
     """One click: a prediction made of your averages for this task (editable later)."""
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
     db = database.session()
     task = get_task_or_404(db, auth.user().id, task_id)
     averages = services.task_averages(db, auth.user().id, task.id)
@@ -176,8 +172,6 @@ def show(attempt_id: int) -> ResponseReturnValue:
 @bp.post("/attempts/<int:attempt_id>/start")
 @auth.login_required
 def start(attempt_id: int) -> ResponseReturnValue:
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
     attempt, task = _owned_attempt(attempt_id)
     resuming = attempt.status == "paused"
     try:

@@ -60,9 +60,6 @@ def add() -> ResponseReturnValue:
 @bp.post("/<int:emotion_id>/delete")
 @auth.login_required
 def remove(emotion_id: int) -> ResponseReturnValue:
-    form = ConfirmForm()
-    if not form.validate_on_submit():
-        abort(400)
     result = database.session().execute(
         delete(Emotion).where(Emotion.id == emotion_id, Emotion.user_id == auth.user().id)
     )

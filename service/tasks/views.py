@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-from flask import abort
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -83,8 +82,6 @@ def edit(task_id: int) -> ResponseReturnValue:
 @bp.post("/<int:task_id>/archive")
 @auth.login_required
 def archive(task_id: int) -> ResponseReturnValue:
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
     task = services.get_task_or_404(database.session(), auth.user().id, task_id)
     services.archive_task(task)
     database.commit()
@@ -95,8 +92,6 @@ def archive(task_id: int) -> ResponseReturnValue:
 @bp.post("/<int:task_id>/restore")
 @auth.login_required
 def restore(task_id: int) -> ResponseReturnValue:
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
     task = services.get_task_or_404(database.session(), auth.user().id, task_id)
     services.restore_task(task)
     database.commit()
