@@ -45,7 +45,10 @@ def parse_number(text: str) -> float | None:
     if not text:
         return None
     if _NUMBER.fullmatch(text):
-        return float(text)
+        number = float(text)
+        if math.isinf(number):  # "1e999": a float can't hold it
+            raise CellError(f"{shorten(text)} is too large a number")
+        return number
     if text in _NAN:
         return None
     raise CellError(f"{shorten(text)} is not a number")
@@ -190,4 +193,6 @@ def text_value(value: Any, key: str, limit: int) -> str | None:
     text = str(value)
     if len(text) > limit:
         raise CellError(f"{key} is {len(text)} characters long, at most {limit} allowed")
+    if "\x00" in text:  # PostgreSQL text can't hold NUL: refuse here, with the line
+        raise CellError(f"{key} contains a NUL character")
     return text

@@ -214,18 +214,16 @@ def test_the_legacy_csv_reader_reads_records_or_says_the_file_is_unreadable(
         assert record.line >= 1 and all(isinstance(c, str) for c in record.cells)
 
 
-# Found by this suite and reported to the legacy importer's owner (db/legacy is theirs):
-# these are accepted as "valid" today and only fail later, in PostgreSQL or in a chart.
+# Found by this suite: both used to pass as "valid" and failed later, in PostgreSQL or in a
+# chart; the parser now refuses them with the line and column like any other bad cell.
 
 
-@pytest.mark.xfail(strict=True, reason="db/legacy: 1e999 is read as infinity (reported)")
 def test_legacy_numbers_too_large_for_a_float_are_refused() -> None:
     header = Header.from_cells(["task_id", "name", "default_estimate_minutes"])
     with pytest.raises(CellError):
         parse_task(header, ["t1", "Gym", "1e999"], 2, UTC)
 
 
-@pytest.mark.xfail(strict=True, reason="db/legacy: NUL escapes in JSON cells pass (reported)")
 def test_legacy_json_cells_with_nul_characters_are_refused() -> None:
     # PostgreSQL text can't hold NUL: such a row fails at insert time instead of here.
     actual = json.dumps({"actual_relief": 50, "notes": "a\u0000b"})
