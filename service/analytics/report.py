@@ -84,6 +84,18 @@ def html_safe_json(data: Any) -> str:
     return str(htmlsafe_json_dumps(data, dumps=json.dumps, separators=(",", ":")))
 
 
+_HTML_IN_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "'": "\\u0027"})
+
+
+def still_html_safe(charts_json: str) -> str:
+    """Chart JSON read back from the cache, escaped again before the page writes it raw.
+
+    :func:`html_safe_json` wrote it without those characters, so this changes nothing;
+    it keeps the page safe even if a cache row was altered in the database.
+    """
+    return charts_json.translate(_HTML_IN_JSON)
+
+
 def day_text(iso_day: str, fmt: str) -> str:
     """An ISO date from the figures, formatted for people (``strftime`` codes)."""
     return dt.date.fromisoformat(iso_day).strftime(fmt)

@@ -122,7 +122,8 @@ def _recommendation_fields(measures: tuple[str, ...], max_minutes: float | None)
         data={"measures": list(measures), "max_minutes": max_minutes}, meta={"csrf": False}
     )
     field = get_template_attribute("_macros.html", "field")
-    return Markup(field(form.measures) + field(form.max_minutes))
+    fields: Markup = field(form.measures) + field(form.max_minutes)  # macros give Markup
+    return fields
 
 
 @bp.post("/recommendations")
