@@ -216,3 +216,17 @@ def test_deleting_an_account_deletes_its_cached_figures(browser, app):
     assert _sql(app, "SELECT count(*) FROM page_cache").scalar() == 2
     _sql(app, "DELETE FROM users")
     assert _sql(app, "SELECT count(*) FROM page_cache").scalar() == 0
+
+
+def test_an_altered_cache_row_cannot_inject_markup_into_the_page(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    _page(browser.client)
+    _sql(
+        app,
+        "UPDATE page_cache SET body = jsonb_set(body::jsonb, '{charts_json}',"
+        ' to_jsonb(\'{"x":"</script><script>alert(1)</script>"}\'::text))::text',
+    )
+    page = _page(browser.client)
+    assert "<script>alert(1)" not in page
+    assert "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)" in page
