@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-04 09:00:00.000000+00:00
+Create Date: 2026-11-27 09:55:00.000000+00:00
 
 MIGRATIONS RUN WHILE THE PREVIOUS RELEASE IS STILL SERVING.
 Keep every step compatible with the code of the release before this one, and short-locking:
