@@ -680,6 +680,7 @@ def deploy_release(
         _deploy_locked(job)
     finally:
         held.release()
+        entry.setdefault("result", "interrupted")  # Ctrl-C or a lost connection
         entry["duration_s"] = round(time.monotonic() - started, 1)
         entry["steps"] = run.timings
         entry["alembic_after"] = job.after

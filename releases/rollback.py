@@ -460,6 +460,11 @@ def run_rollback(
     except RollbackFailed as exc:
         entry.update(result="failed, back on the release it came from", reason=str(exc))
         raise
+    except Exception as exc:
+        # A step failed before the switch: the newer release still runs, and a failed
+        # downgrade rolled back with its transaction (CONCURRENTLY steps excepted).
+        entry.update(result="failed", reason=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
     finally:
         held.release()
         entry["steps"] = run.timings
