@@ -194,10 +194,33 @@ def _download_wheels(
     )
 
 
+def copy_checkout(project: Path, target: Path) -> None:
+    """The checkout as git sees it (tracked and new files, ignored ones left out) plus the
+    vendored browser libraries. Building from the checkout itself would reuse setuptools'
+    ``build/`` directory, which keeps files since deleted or renamed (a migration that
+    moved would then ship twice)."""
+    listed = subprocess.run(
+        ["git", "-C", str(project), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        source = project / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    vendor = Path("service") / "static" / "vendor"
+    if (project / vendor).is_dir():
+        shutil.copytree(project / vendor, target / vendor, dirs_exist_ok=True)
+
+
 def build_artifacts(project: Path, server: ServerPython, out: Path) -> Path:
     """Build ``out/dist/<project>.whl`` and ``out/wheelhouse/``; return the wheel."""
     dist = out / "dist"
-    _pip("wheel", "--no-deps", "-w", str(dist), str(project))
+    with tempfile.TemporaryDirectory(prefix="tas-checkout-") as tmp:
+        copy_checkout(project, Path(tmp))
+        _pip("wheel", "--no-deps", "-w", str(dist), tmp)
     lock = (project / "requirements" / "runtime.lock").read_text()
     build_wheelhouse(lock, server, out / "wheelhouse")
     (wheel,) = dist.glob("*.whl")
@@ -275,21 +298,11 @@ def deploy_current_code(remote: Remote, project: Path, echo: Callable[[str], Non
             path = f"{RELEASES_DIR}/{release}"
             with run(f"upload to {path}"):
                 steps.upload_bundle(remote, bundle, path)
-        with run("install the release venv"):
-            steps.install_dependencies(remote, path)
-            steps.install_app(remote, path, wheel.name)
-        with run("migrate the database") as note:
-            migrated = steps.migrate_database(remote, path, "upgrade", "head")
-            note["detail"] = f"{migrated.before} -> {migrated.after}"
-        with run(f"switch current -> {release} and restart") as note:
-            before = read_state(remote).current
-            steps.switch_current_release(remote, path)
-            failure = steps.restart_app(remote)
-            if failure:
-                raise RuntimeError(f"systemctl restart tas.service failed: {failure}")
-            note["detail"] = f"healthz: {steps.wait_for_socket_health(remote)}"
-            if before and before != release:
-                steps.set_previous(remote, f"{RELEASES_DIR}/{before}")
+        try:
+            _install_migrate_switch(remote, run, path, release, wheel.name)
+        except Exception as exc:
+            steps.mark_failed(remote, path, f"{type(exc).__name__}: {exc}")
+            raise
         steps.write_json(
             remote,
             f"{path}/deploy.json",
@@ -298,6 +311,26 @@ def deploy_current_code(remote: Remote, project: Path, echo: Callable[[str], Non
     finally:
         held.release()
     return release
+
+
+def _install_migrate_switch(
+    remote: Remote, run: steps.Steps, path: str, release: str, wheel_name: str
+) -> None:
+    with run("install the release venv"):
+        steps.install_dependencies(remote, path)
+        steps.install_app(remote, path, wheel_name)
+    with run("migrate the database") as note:
+        migrated = steps.migrate_database(remote, path, "upgrade", "head")
+        note["detail"] = f"{migrated.before} -> {migrated.after}"
+    with run(f"switch current -> {release} and restart") as note:
+        before = read_state(remote).current
+        steps.switch_current_release(remote, path)
+        failure = steps.restart_app(remote)
+        if failure:
+            raise RuntimeError(f"systemctl restart tas.service failed: {failure}")
+        note["detail"] = f"healthz: {steps.wait_for_socket_health(remote)}"
+        if before and before != release:
+            steps.set_previous(remote, f"{RELEASES_DIR}/{before}")
 
 
 def plan(remote: Remote) -> list[str]:
