@@ -57,13 +57,19 @@ class _Visitor:
 
     def __init__(self, base: str, verify: bool | str) -> None:
         self.base = base.rstrip("/")
+        # Passed with every request: requests ignores a session's own `verify` when
+        # REQUESTS_CA_BUNDLE is set in the environment.
+        self.verify = verify
         self.http = requests.Session()
-        self.http.verify = verify
         self.http.headers["User-Agent"] = "tas-smoke/1"
         self.token = ""
+        self.page = self.base + "/"
 
     def get(self, path: str, *, expect: int = 200, contains: str = "") -> str:
-        response = self.http.get(self.base + path, timeout=TIMEOUT, allow_redirects=False)
+        response = self.http.get(
+            self.base + path, timeout=TIMEOUT, allow_redirects=False, verify=self.verify
+        )
+        self.page = self.base + path
         return self._check("GET", path, response, expect, contains)
 
     def post(
@@ -72,8 +78,11 @@ class _Visitor:
         response = self.http.post(
             self.base + path,
             data={"csrf_token": self.token, **data},
+            # Over HTTPS the CSRF check also wants a same-site Referer, as browsers send.
+            headers={"Referer": self.page},
             timeout=TIMEOUT,
             allow_redirects=False,
+            verify=self.verify,
         )
         return self._check("POST", path, response, expect, contains)
 
