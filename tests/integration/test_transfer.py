@@ -13,7 +13,8 @@ from sqlalchemy import text
 from tests.integration.test_attempts import OUTCOME
 from tests.integration.test_attempts import PREDICTION
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "legacy-data"
+# Copies of the shared legacy-data examples kept in the repository (db/legacy/examples).
+FIXTURES = Path(__file__).resolve().parents[2] / "db" / "legacy" / "examples"
 
 
 def _zip_folder(folder: Path, prefix: str = "") -> io.BytesIO:
