@@ -101,17 +101,7 @@ ATTEMPT_VALUE_COLUMNS = (
     "completion_percent",
     "notes",
     "cancel_reason",
-    "stress",
-    "net_wellbeing",
-    "net_wellbeing_normalized",
-    "stress_efficiency",
-    "relief_surprise",
-    "delay_minutes",
-    "procrastination_score",
-    "proactive_score",
-    "time_accuracy",
-    "behavioral_score",
-    "relief_duration_score",
+    *MEASURE_COLUMNS,
 )
 _NO_MEASURES: dict[str, Any] = dict.fromkeys(MEASURE_COLUMNS)
 

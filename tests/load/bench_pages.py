@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from db import migrate  # noqa: E402
+from db.measures import MEASURE_COLUMNS  # noqa: E402
 from db.measures import AttemptFacts  # noqa: E402
 from db.measures import compute_measures  # noqa: E402
 from service import create_app  # noqa: E402
@@ -71,19 +72,6 @@ TARGETS_MS = {
 }
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 KEY = re.compile(r'id="signin-key">([^<]+)<')
-MEASURE_COLUMNS = (
-    "stress",
-    "net_wellbeing",
-    "net_wellbeing_normalized",
-    "stress_efficiency",
-    "relief_surprise",
-    "delay_minutes",
-    "procrastination_score",
-    "proactive_score",
-    "time_accuracy",
-    "behavioral_score",
-    "relief_duration_score",
-)
 ATTEMPT_COLUMNS = (
     "user_id",
     "task_id",
