@@ -163,10 +163,22 @@ def remove_users(database_url: str, prefix: str) -> int:
     import psycopg
 
     pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    with psycopg.connect(_libpq_url(database_url)) as conn:
-        deleted = conn.execute("DELETE FROM users WHERE username LIKE %s", (pattern,)).rowcount
-        conn.commit()
-    return deleted
+    # Requests still in flight when locust stops can write for these accounts; their
+    # triggers and the cascading delete may then deadlock. PostgreSQL aborts one side:
+    # wait for the stragglers and try again.
+    for attempt in range(5):
+        try:
+            with psycopg.connect(_libpq_url(database_url)) as conn:
+                deleted = conn.execute(
+                    "DELETE FROM users WHERE username LIKE %s", (pattern,)
+                ).rowcount
+                conn.commit()
+            return deleted
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 4:
+                raise
+            time.sleep(2)
+    return 0
 
 
 # --- the plan the locustfile follows ---------------------------------------------------------
