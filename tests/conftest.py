@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from db import migrate
@@ -198,3 +199,19 @@ def other_browser(app: Flask) -> Browser:
     person = Browser(app.test_client())
     person.signup("mallory")
     return person
+
+
+def count_statements(app: Flask, client: FlaskClient, path: str) -> tuple[int, int]:
+    """GET ``path`` and return its status and how many SQL statements the request ran."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        status = client.get(path).status_code
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return status, len(statements)

@@ -7,8 +7,9 @@ import math
 import re
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy import text
+
+from tests.conftest import count_statements
 
 # Three completed attempts and one cancelled one, chosen so every KPI is easy by hand.
 #   aversion, expected relief, relief, loads (mental, emotional, physical), minutes, estimate
@@ -104,21 +105,6 @@ def _section(page: str, heading_id: str) -> str:
     start = page.index(f'id="{heading_id}"')
     end = page.find("</section>", start)
     return html.unescape(page[start:end])
-
-
-def _count_statements(app, client, path: str) -> tuple[int, int]:
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    engine = app.extensions["db_engine"]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        status = client.get(path).status_code
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    return status, len(statements)
 
 
 def test_analytics_needs_a_signed_in_person(client):
@@ -341,22 +327,22 @@ FROM tasks t, generate_series(1, 50) n;
 
 def test_analytics_runs_at_most_5_statements_whatever_the_data_size(browser, app):
     _known_data(browser, app)
-    status, small = _count_statements(app, browser.client, "/analytics")
+    status, small = count_statements(app, browser.client, "/analytics")
     assert status == 200
     with app.extensions["db_engine"].begin() as conn:
         for statement in GENERATE_HISTORY.strip().split(";\n"):
             conn.execute(text(statement))
-    status, large = _count_statements(
+    status, large = count_statements(
         app, browser.client, "/analytics?measure=stress&aggregation=median&method=spearman"
     )
     assert status == 200
     assert large <= 5  # the session lookup + 4 of the page's own
     assert large == small
-    status, bad = _count_statements(app, browser.client, "/analytics?window=1")
+    status, bad = count_statements(app, browser.client, "/analytics?window=1")
     assert status == 400 and bad <= 5
 
 
 def test_empty_analytics_runs_two_statements(browser):
     app = browser.client.application
-    status, count = _count_statements(app, browser.client, "/analytics")
+    status, count = count_statements(app, browser.client, "/analytics")
     assert status == 200 and count == 2

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import event
 from sqlalchemy import text
 
+from tests.conftest import count_statements
 from tests.integration.test_attempts import OUTCOME
 from tests.integration.test_attempts import PREDICTION
 
@@ -25,18 +25,9 @@ FROM tasks t, generate_series(1, :per_task) n;
 
 
 def _count_statements(app, client, path: str) -> int:
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    engine = app.extensions["db_engine"]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        assert client.get(path).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    return len(statements)
+    status, count = count_statements(app, client, path)
+    assert status == 200
+    return count
 
 
 def _generate(app, tasks: int, per_task: int) -> None:

@@ -11,11 +11,11 @@ import html
 import re
 import shutil
 
-from sqlalchemy import event
 from sqlalchemy import text
 
 import db.legacy
 from db.legacy import import_legacy_folder
+from tests.conftest import count_statements
 from tests.integration.test_analytics import _attempt
 from tests.integration.test_analytics import _kpi
 from tests.integration.test_analytics import _page
@@ -27,18 +27,9 @@ SIMPLE = (40, 50, 60, (20, 20, 20), 10, 10)  # aversion, expected, relief, loads
 
 
 def _statements(app, client, path: str) -> int:
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    engine = app.extensions["db_engine"]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        assert client.get(path).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    return len(seen)
+    status, count = count_statements(app, client, path)
+    assert status == 200
+    return count
 
 
 def _dashboard(client) -> str:
