@@ -6,6 +6,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from flask import render_template
 from flask_wtf import FlaskForm
 from wtforms import DecimalField
 from wtforms import Field
@@ -61,6 +62,12 @@ class BaseForm(FlaskForm):
                 field.errors = [*field.errors, NUL_MESSAGE]
                 valid = False
         return valid
+
+
+def render_form(template: str, form: FlaskForm, **context: Any) -> tuple[str, int]:
+    """Show a form page: 200 when first opened, 400 when a submission was refused."""
+    status = 400 if form.is_submitted() else 200
+    return render_template(template, form=form, **context), status
 
 
 def _strip(value: Any) -> Any:

@@ -60,6 +60,13 @@ def slider_defaults(averages: dict[str, float | None], fields: tuple[str, ...]) 
     return defaults
 
 
+def default_prediction(task: Task, averages: dict[str, float | None]) -> dict[str, Any]:
+    """A new attempt's prediction: the person's averages for the task, else 50; its estimate."""
+    prediction: dict[str, Any] = dict(slider_defaults(averages, PREDICTION_SCALES))
+    prediction["time_estimate_minutes"] = task.default_estimate_minutes
+    return prediction
+
+
 def set_emotions(db: Session, attempt: Attempt, phase: str, emotion_ids: list[int]) -> None:
     db.execute(
         delete(AttemptEmotion).where(

@@ -10,7 +10,6 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from db.models import OUTCOME_SCALES
-from db.models import PREDICTION_SCALES
 from db.models import Attempt
 from db.models import Task
 from service import auth
@@ -26,6 +25,7 @@ from service.attempts.forms import PredictionForm
 from service.emotions.services import chosen_emotion_ids
 from service.emotions.services import emotion_choices
 from service.forms import parse_new_emotions
+from service.forms import render_form
 from service.tasks.services import get_task_or_404
 
 bp = Blueprint("attempts", __name__)
@@ -60,8 +60,8 @@ def _prediction_form(task: Task, attempt: Attempt | None) -> tuple[PredictionFor
         defaults: dict[str, Any] = {f: getattr(attempt, f) for f in services.PREDICTION_FIELDS}
         defaults["emotions"] = services.emotion_ids(db, attempt, "before")
     else:
-        defaults = dict(services.slider_defaults(averages, PREDICTION_SCALES))
-        defaults["time_estimate_minutes"] = _plain_number(task.default_estimate_minutes)
+        defaults = services.default_prediction(task, averages)
+        defaults["time_estimate_minutes"] = _plain_number(defaults["time_estimate_minutes"])
     form = PredictionForm(data=defaults)
     form.emotions.choices = emotion_choices(db, auth.user().id)
     return form, averages
@@ -83,16 +83,15 @@ def _prediction(form: PredictionForm) -> dict[str, Any]:
 def _render_prediction(
     form: PredictionForm, averages: dict[str, Any], task: Task, attempt: Attempt | None
 ) -> ResponseReturnValue:
-    status = 400 if form.is_submitted() else 200
-    return render_template(
+    return render_form(
         "attempts/prediction.html",
-        form=form,
+        form,
         averages=averages,
         task=task,
         attempt=attempt,
         labels=PREDICTION_LABELS,
         contexts=PHYSICAL_CONTEXTS,
-    ), status
+    )
 
 
 @bp.route("/tasks/<int:task_id>/initialize", methods=["GET", "POST"])
@@ -120,10 +119,8 @@ def quick_initialize(task_id: int) -> ResponseReturnValue:
     db = database.session()
     task = get_task_or_404(db, auth.user().id, task_id)
     averages = services.task_averages(db, auth.user().id, task.id)
-    prediction: dict[str, Any] = dict(services.slider_defaults(averages, PREDICTION_SCALES))
-    prediction["time_estimate_minutes"] = task.default_estimate_minutes
     try:
-        services.initialize_attempt(db, task, prediction)
+        services.initialize_attempt(db, task, services.default_prediction(task, averages))
     except services.AttemptStateError as error:
         return _refused(error)
     database.commit()
@@ -228,16 +225,15 @@ def complete(attempt_id: int) -> ResponseReturnValue:
         database.commit()
         flash(f"Completed “{task.name}”. Well done.")
         return redirect(url_for("dashboard.index"))
-    status = 400 if form.is_submitted() else 200
-    return render_template(
+    return render_form(
         "attempts/complete.html",
-        form=form,
+        form,
         task=task,
         attempt=attempt,
         averages=averages,
         labels=OUTCOME_LABELS,
         tracked=tracked,
-    ), status
+    )
 
 
 @bp.route("/attempts/<int:attempt_id>/cancel", methods=["GET", "POST"])
@@ -267,5 +263,4 @@ def cancel(attempt_id: int) -> ResponseReturnValue:
         database.commit()
         flash(f"Cancelled “{task.name}”.")
         return redirect(url_for("dashboard.index"))
-    status = 400 if form.is_submitted() else 200
-    return render_template("attempts/cancel.html", form=form, task=task, attempt=attempt), status
+    return render_form("attempts/cancel.html", form, task=task, attempt=attempt)

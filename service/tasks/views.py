@@ -17,6 +17,7 @@ from service.accounts.forms import ConfirmForm
 from service.emotions.services import chosen_emotion_ids
 from service.emotions.services import emotion_choices
 from service.forms import parse_new_emotions
+from service.forms import render_form
 from service.tasks import services
 from service.tasks.forms import TaskForm
 
@@ -58,8 +59,7 @@ def new() -> ResponseReturnValue:
         database.commit()
         flash(f"Created “{task.name}”.")
         return redirect(url_for("dashboard.index"))
-    status = 400 if form.is_submitted() else 200
-    return render_template("tasks/form.html", form=form, task=None), status
+    return render_form("tasks/form.html", form, task=None)
 
 
 @bp.route("/<int:task_id>/edit", methods=["GET", "POST"])
@@ -75,8 +75,7 @@ def edit(task_id: int) -> ResponseReturnValue:
         else:
             flash("Nothing changed.")
         return redirect(url_for("dashboard.index"))
-    status = 400 if form.is_submitted() else 200
-    return render_template("tasks/form.html", form=form, task=task), status
+    return render_form("tasks/form.html", form, task=task)
 
 
 @bp.post("/<int:task_id>/archive")
