@@ -256,7 +256,9 @@ class Attempt(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # No key of its own to users: the composite key to the person's task implies one
+    # (and cascades through it), and each key costs a query per inserted row.
+    user_id: Mapped[int] = mapped_column(BigInteger)
     task_id: Mapped[int] = mapped_column(BigInteger)
     task_version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(Text, server_default="initialized")

@@ -121,3 +121,33 @@ def test_scales_outside_0_to_100_are_refused_by_the_database(database_url):
             assert "expected_relief_range" in str(exc)
         else:
             raise AssertionError("expected_relief = 101 was accepted")
+
+
+def test_an_attempt_needs_a_task_of_its_own_person_and_goes_with_the_person(database_url):
+    # Since 0003 attempts have no key of their own to users: the key to the person's
+    # task stands for it.
+    libpq = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(libpq) as conn:
+        ann, ben = (
+            conn.execute(
+                "INSERT INTO users (username, signin_key_hash) VALUES (%s, 'x') RETURNING id",
+                (name,),
+            ).fetchone()[0]
+            for name in ("ann", "ben")
+        )
+        task_id = conn.execute(
+            "INSERT INTO tasks (user_id, name) VALUES (%s, 'write') RETURNING id", (ann,)
+        ).fetchone()[0]
+        insert = "INSERT INTO attempts (user_id, task_id, task_version) VALUES (%s, %s, 1)"
+        for stranger in (ben, ben + 1000):  # another person's, nobody's
+            try:
+                with conn.transaction():
+                    conn.execute(insert, (stranger, task_id))
+            except psycopg.errors.ForeignKeyViolation:
+                pass
+            else:
+                raise AssertionError(f"an attempt of user {stranger} on ann's task was accepted")
+        conn.execute(insert, (ann, task_id))
+        conn.execute("DELETE FROM users WHERE id = %s", (ann,))
+        left = conn.execute("SELECT count(*) FROM attempts WHERE task_id = %s", (task_id,))
+        assert left.fetchone()[0] == 0
