@@ -17,17 +17,17 @@ dumpers would send for them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from db.legacy.cells import _TIMESTAMP
 from db.legacy.cells import CellError
 from db.legacy.cells import json_number
 from db.legacy.cells import names_from_json
 from db.legacy.cells import parse_number
-from db.legacy.cells import text_value
 from db.legacy.reader import Header
 from db.legacy.rows import ATTEMPT_VALUE_COLUMNS
 from db.legacy.rows import INSTANCE_REQUIRED
@@ -59,11 +59,20 @@ for _m in range(-24 * 60 + 1, 24 * 60):
     _OFFSETS[dt.timedelta(minutes=_m)] = f"{_sign}{abs(_m) // 60:02d}:{abs(_m) % 60:02d}"
 _NO_MEASURES = (None,) * 11
 _NULL = "\\N"
+_MINUTES_MAX = 2.0**63
 _NO_MEASURES_TEXT = "\t".join([_NULL] * 11)
 
 
 class Fallback(Exception):
     """The fast path gives up on this row: the precise parser decides."""
+
+
+def _text(value: Any, limit: int) -> str:
+    """A free-text JSON value that needs no message: anything else takes the precise path
+    (which also reads numbers as text, as :func:`~db.legacy.cells.text_value` does)."""
+    if type(value) is not str or len(value) > limit or "\x00" in value:
+        raise Fallback
+    return value
 
 
 def _score(value: Any, high: float = 100) -> int | None:
@@ -178,8 +187,10 @@ class FastInstances:
             number = cached  # type: ignore[assignment]
         else:
             raise Fallback
-        if not 0 <= number < math.inf:
-            raise Fallback  # negative or infinite: refused by the precise path
+        if not 0 <= number < _MINUTES_MAX:
+            # Negative or infinite: refused by the precise path. Huge: orjson reads an
+            # integer beyond 64 bits as a float; the precise path reads it exactly.
+            raise Fallback
         return number
 
     def _flat_number(self, text: str) -> float | None:
@@ -235,10 +246,15 @@ class FastInstances:
         started = stamp(c[self.i_started])
         completed = stamp(c[self.i_completed])
         cancelled = stamp(c[self.i_cancelled])
-        text = c[self.i_predicted]
-        predicted = json.loads(text) if text else {}
-        text = c[self.i_actual]
-        actual = json.loads(text) if text else {}
+        # orjson reads what json.dumps wrote, faster; it refuses NaN and a few other
+        # things the standard module accepts, which then take the precise path.
+        try:
+            text = c[self.i_predicted]
+            predicted = orjson.loads(text) if text else {}
+            text = c[self.i_actual]
+            actual = orjson.loads(text) if text else {}
+        except orjson.JSONDecodeError:
+            raise Fallback from None
         if type(predicted) is not dict or type(actual) is not dict:
             raise Fallback
 
@@ -255,12 +271,12 @@ class FastInstances:
         estimate = self._minutes_of(get("estimate") if value is None else value)
         context = get("physical_context")
         if context is not None:
-            context = text_value(context, "physical_context", CONTEXT_MAX)
+            context = _text(context, CONTEXT_MAX)
             if context in _NONE_CONTEXTS:
                 context = None
         description = get("description")
         if description is not None:
-            description = text_value(description, "description", DESCRIPTION_MAX)
+            description = _text(description, DESCRIPTION_MAX)
         description = description or ""
         emotions = get("emotions")
         before = _emotion_names(names_from_json(emotions), "emotions") if emotions else []
@@ -281,15 +297,16 @@ class FastInstances:
                     value = get("duration_minutes")
             spent = self._minutes_of(value)
             notes = get("notes")
-            notes = (text_value(notes, "notes", NOTES_MAX) or "") if notes is not None else ""
+            notes = _text(notes, NOTES_MAX) if notes is not None else ""
             reason = get("reason_for_canceling")
             if reason is not None:
-                reason = text_value(reason, "reason_for_canceling", NOTES_MAX)
+                reason = _text(reason, NOTES_MAX)
             emotions = get("emotions")
             if emotions:
                 after = _emotion_names(names_from_json(emotions), "emotions")
-            extra = get("extra") or {}
-            if type(extra) is not dict:
+            if get("extra"):
+                # Kept as read, so the precise path's json module reads it (orjson
+                # reads integers beyond 64 bits as floats).
                 raise Fallback
         else:
             relief = actual_cognitive = actual_emotional = actual_physical = None

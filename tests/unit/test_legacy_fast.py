@@ -36,6 +36,8 @@ numbers = st.one_of(
     st.integers(min_value=-5, max_value=205),
     st.floats(min_value=-5, max_value=205),
     st.sampled_from([float("nan"), 0.5, 44.5, 99.5, 100.0, "20", " 7.5 ", "", "x", True, None]),
+    # Integers beyond 64 bits: orjson reads them as floats, json exactly.
+    st.sampled_from([10**30, 2**64 + 1, -(10**30)]),
 )
 stamps = st.one_of(
     st.just(""),
@@ -83,11 +85,11 @@ actual = st.fixed_dictionaries(
         "time_actual_minutes": numbers,
         "actual_time": numbers,
         "duration_minutes": numbers,
-        "notes": st.sampled_from(["", "ok", "line\r\nbreak", None, 7]),
+        "notes": st.sampled_from(["", "ok", "line\r\nbreak", None, 7, 10**30, "\ud800"]),
         "reason_for_canceling": st.sampled_from(["", "tired", None]),
         "cancelled": st.sampled_from([True, False, "yes"]),
         "emotions": names,
-        "extra": st.sampled_from([{}, {"k": "v"}, [], None]),
+        "extra": st.sampled_from([{}, {"k": "v"}, [], None, {"n": 10**30}]),
     },
 )
 rows = st.fixed_dictionaries(
@@ -190,3 +192,37 @@ def test_copy_text_of_numbers_is_exact(value):
     number, null, escaped, integer = text.split("\t")
     assert (float(number) == value) or (math.isnan(value) and number == "nan")
     assert (null, escaped, integer) == ("\\N", "a\\\\b\\tc", "7")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("time_actual_minutes", float("nan")),  # json.dumps writes NaN; orjson refuses it
+        ("time_actual_minutes", 10**30),  # orjson would read a float
+        ("notes", 10**30),  # as text: 1000…0, not 1e+30
+        ("notes", "\ud800"),  # a lone surrogate: orjson refuses it
+        ("extra", {"blocker_type": "tired", "n": 2**70}),
+    ],
+)
+def test_values_orjson_reads_differently_take_the_precise_path(key, value):
+    values = {
+        "instance_id": "i1",
+        "task_id": "t1",
+        "task_name": "Gym",
+        "task_version": "1",
+        "created_at": "2025-11-21 16:51",
+        "predicted": json.dumps({"expected_relief": 20}),
+        "actual": json.dumps({"actual_relief": 40, key: value}),
+        "is_completed": "True",
+        "is_deleted": "False",
+        "status": "completed",
+    }
+    cells = [values.get(name, "") for name in V4]
+    header = Header.from_cells(V4)
+    with pytest.raises(Fallback):
+        FastInstances(header, ZONES[0]).parse(cells)
+    row = parse_instance(header, cells, 2, ZONES[0])  # and the precise path reads it
+    if key == "notes" and isinstance(value, int):
+        assert row.values["notes"] == str(value)
+    if key == "extra":
+        assert row.extra == value
