@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import threading
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
@@ -58,12 +59,21 @@ def compact_id(legacy_id: str) -> int | str:
 class Batch:
     """What became of a run of consecutive records, in file order.
 
-    ``direct``: COPY text of rows for ``attempts`` (every column after ``id``) with the
-    emotion names felt before and after; ``later``: rows for the staging path;
-    ``refused``: ``(line, cells, column, reason)``.
+    ``direct``: COPY text lines of rows for ``attempts`` (every column after ``id``,
+    each with its line end); ``links``: the emotions felt in those rows, as a flat array
+    of ``(row in direct, phase, name number)`` triples (phase 0 = before, 1 = after);
+    ``names``: the emotion names the sorter numbered first in this batch (numbers count
+    on from the previous batch's); ``later``: rows for the staging path; ``refused``:
+    ``(line, cells, column, reason)``.
+
+    Plain strings and an array of integers, not a tuple and two lists per row: this
+    travels pickled between two processes, and unpickling a million small objects cost
+    the importer more than all the rest of its work on them.
     """
 
-    direct: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+    direct: list[str] = field(default_factory=list)
+    links: array[int] = field(default_factory=lambda: array("q"))
+    names: list[str] = field(default_factory=list)
     later: list[AttemptRow] = field(default_factory=list)
     refused: list[tuple[int, list[str], str, str]] = field(default_factory=list)
     deleted: int = 0
@@ -94,6 +104,8 @@ class InstanceSorter:
         self.refused = 0
         self._id_position = header.index["instance_id"]
         self._prefix = f"{rules.user_id}\t"
+        # Each distinct emotion name of a direct row gets a number, once per file.
+        self._name_numbers: dict[str, int] = {}
 
     @property
     def writing(self) -> bool:
@@ -165,15 +177,24 @@ class InstanceSorter:
                 continue
             if fields is None:
                 fields = copy_fields(row_values(row))  # type: ignore[arg-type]
+            if before or after:
+                self._link(batch, len(batch.direct), before, after)
             batch.direct.append(
-                (
-                    f"{prefix}{task_id}\t{copy_text(legacy_id)}\t{fields}\t"
-                    f"{copy_text(json.dumps(extra)) if extra else '{}'}\n",
-                    before,
-                    after,
-                )
+                f"{prefix}{task_id}\t{copy_text(legacy_id)}\t{fields}\t"
+                f"{copy_text(json.dumps(extra)) if extra else '{}'}\n"
             )
         return batch
+
+    def _link(self, batch: Batch, row: int, before: list[str], after: list[str]) -> None:
+        numbers = self._name_numbers
+        links = batch.links
+        for phase, names in ((0, before), (1, after)):
+            for name in names:
+                number = numbers.get(name)
+                if number is None:
+                    number = numbers[name] = len(numbers)
+                    batch.names.append(name)
+                links.extend((row, phase, number))
 
 
 def batches(records: Iterator[Record], size: int = BATCH_ROWS) -> Iterator[list[Record]]:
@@ -200,7 +221,7 @@ _END = "end"
 _BATCH = "batch"
 _FAILED = "failed"
 # Batches read ahead of the importer (about a megabyte of text each).
-QUEUE_BATCHES = 8
+QUEUE_BATCHES = 24
 
 
 def sort_file(path: str, header_cells: list[str], rules: SortRules, progress: bool) -> None:

@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import time
+from array import array
 from collections.abc import Generator
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -162,6 +163,8 @@ WITH moved AS (
 )
 INSERT INTO legacy_moved (id, legacy_id, created) SELECT id, legacy_id, created FROM moved
 """
+# attempt_emotions.phase by the sorter's phase numbers.
+PHASES = ("before", "after")
 _DIRECT_COLUMNS = ("user_id", "task_id", "legacy_id", *ATTEMPT_VALUE_COLUMNS, "extra")
 _EMOTIONS_SQL = """
 INSERT INTO attempt_emotions (attempt_id, emotion_id, phase, user_id)
@@ -513,7 +516,7 @@ class _Run:
                     flat.first = flat.first or batch.flat_first
                 for row in batch.later:
                     later.add(row)
-                writer.add(batch.direct)
+                writer.add(batch)
 
             if parallel:
                 records.close()
@@ -745,31 +748,39 @@ class _AttemptWriter:
 
     def __init__(self, run: _Run) -> None:
         self.run = run
-        self.rows: list[tuple[str, list[str], list[str]]] = []
+        self.lines: list[str] = []
+        # (first row of the batch in the segment, its links) per batch with links.
+        self.links: list[tuple[int, array[int]]] = []
         self.written = 0
         self.emotions_created = 0
-        self._emotion_ids: dict[str, int | None] = {}
+        # By the sorter's name numbers: the names, and their emotions' ids once resolved.
+        self._names: list[str] = []
+        self._emotion_ids: list[int | None] = []
         self._sequence: str | None = None
 
-    def add(self, rows: list[tuple[str, list[str], list[str]]]) -> None:
-        self.rows.extend(rows)
-        if len(self.rows) >= SEGMENT_ROWS:
+    def add(self, batch: Batch) -> None:
+        self._names.extend(batch.names)
+        if batch.links:
+            self.links.append((len(self.lines), batch.links))
+        self.lines.extend(batch.direct)
+        if len(self.lines) >= SEGMENT_ROWS:
             self.flush()
 
     def finish(self) -> None:
         self.flush()
 
     def flush(self) -> None:
-        rows, self.rows = self.rows, []
-        if not rows:
+        lines, self.lines = self.lines, []
+        links, self.links = self.links, []
+        if not lines:
             return
         run = self.run
         cursor = run._driver().cursor()
-        names = [name for _, before, after in rows for name in (*before, *after)]
-        if names:
-            run.emotions.note(names)
+        new_names = self._names[len(self._emotion_ids) :]
+        if new_names:
+            run.emotions.note(new_names)
             self.emotions_created += run.emotions.flush()
-            self._resolve(cursor, names)
+            self._resolve(cursor, new_names)
         if self._sequence is None:
             self._sequence = cursor.execute(
                 "SELECT pg_get_serial_sequence('attempts', 'id')"
@@ -777,43 +788,48 @@ class _AttemptWriter:
         ids = sorted(
             id_
             for (id_,) in cursor.execute(
-                "SELECT nextval(%s) FROM generate_series(1, %s)", (self._sequence, len(rows))
+                "SELECT nextval(%s) FROM generate_series(1, %s)", (self._sequence, len(lines))
             )
         )
-        lines = [f"{id_}\t{line}" for id_, (line, _, _) in zip(ids, rows, strict=True)]
+        text = [f"{id_}\t{line}" for id_, line in zip(ids, lines, strict=True)]
         with cursor.copy(f"COPY attempts (id, {', '.join(_DIRECT_COLUMNS)}) FROM STDIN") as copy:
-            for start in range(0, len(lines), 1000):
-                copy.write("".join(lines[start : start + 1000]))
-        del lines
-        self.written += len(rows)
-        if names:
-            self._copy_links(cursor, ids, rows)
+            for start in range(0, len(text), 1000):
+                copy.write("".join(text[start : start + 1000]))
+        del text
+        self.written += len(lines)
+        if links:
+            self._copy_links(cursor, ids, links)
 
     def _resolve(self, cursor: Any, names: list[str]) -> None:
         # As PostgreSQL compares them (lower()), which differs from Python's for a few
         # letters: the same match a join on lower(name) would make.
         for name in names:
-            if name not in self._emotion_ids:
-                found = cursor.execute(
-                    "SELECT id FROM emotions WHERE user_id = %s AND lower(name) = lower(%s)",
-                    (self.run.user_id, name),
-                ).fetchone()
-                self._emotion_ids[name] = found[0] if found else None
+            found = cursor.execute(
+                "SELECT id FROM emotions WHERE user_id = %s AND lower(name) = lower(%s)",
+                (self.run.user_id, name),
+            ).fetchone()
+            self._emotion_ids.append(found[0] if found else None)
 
-    def _copy_links(
-        self, cursor: Any, ids: list[int], rows: list[tuple[str, list[str], list[str]]]
-    ) -> None:
+    def _copy_links(self, cursor: Any, ids: list[int], links: list[tuple[int, array[int]]]) -> None:
         emotion_ids = self._emotion_ids
         tail = f"\t{self.run.user_id}\n"
         lines = []
-        for attempt_id, (_, before, after) in zip(ids, rows, strict=True):
-            for phase, names in (("before", before), ("after", after)):
-                linked: set[int] = set()
-                for name in names:
-                    emotion_id = emotion_ids[name]
-                    if emotion_id is not None and emotion_id not in linked:
-                        linked.add(emotion_id)
-                        lines.append(f"{attempt_id}\t{emotion_id}\t{phase}{tail}")
+        for first, triples in links:
+            # Two names of one row and phase may be the same emotion (lower case).
+            linked: set[int] = set()
+            last = (-1, -1)
+            numbers = iter(triples)
+            for row, phase, number in zip(numbers, numbers, numbers, strict=True):
+                emotion_id = emotion_ids[number]
+                if emotion_id is None:
+                    continue
+                if (row, phase) != last:
+                    last = (row, phase)
+                    linked = set()
+                elif emotion_id in linked:
+                    continue
+                linked.add(emotion_id)
+                lines.append(f"{ids[first + row]}\t{emotion_id}\t{PHASES[phase]}{tail}")
         if not lines:
             return
         columns = "attempt_id, emotion_id, phase, user_id"
