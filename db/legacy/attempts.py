@@ -10,8 +10,8 @@ same line for line however the work was spread.
 
 Big files are sorted in a worker process (:class:`SortingWorker`) that reads the file
 itself, while the importer streams the results into PostgreSQL: the two cores of a
-small server then parse and insert at the same time. At most a few batches are on
-their way between them, so memory stays flat.
+small server then parse and insert at the same time. At most a few dozen batches are
+on their way between them, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -220,7 +220,9 @@ def batches(records: Iterator[Record], size: int = BATCH_ROWS) -> Iterator[list[
 _END = "end"
 _BATCH = "batch"
 _FAILED = "failed"
-# Batches read ahead of the importer (about a megabyte of text each).
+# Batches read ahead of the importer (about half a megabyte of text each). More than one
+# COPY segment (importer.SEGMENT_ROWS / BATCH_ROWS = 10 batches): while PostgreSQL takes
+# a segment, the worker parses the whole next one instead of waiting for room.
 QUEUE_BATCHES = 24
 
 

@@ -215,6 +215,10 @@ def child_copy(url: str, copy_path: str, user_id: int) -> None:
     )
 
 
+def _load(figures: tuple[float, float, float] | None = None) -> str:
+    return " ".join(f"{x:.2f}" for x in figures or os.getloadavg())
+
+
 def _run_child(*args: str) -> dict[str, object]:
     result = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=False
@@ -268,6 +272,7 @@ def main() -> None:
                 f"generated {args.rows:,} attempts ({size:.0f} MB) in "
                 f"{time.perf_counter() - started:.1f} s"
             )
+            load_before = os.getloadavg()
             imported = _run_child("--child", "import", "--url", url, "--path", str(folder),
                                   "--user", str(users[0]))  # fmt: skip
             # The baseline account needs the same tasks; importing tasks.csv alone is quick.
@@ -297,7 +302,7 @@ def main() -> None:
         )
     ratio = float(imported["seconds"]) / float(baseline["seconds"])  # type: ignore[arg-type]
     print(f"import / bare COPY (wall): {ratio:.2f}")
-    print(f"load average after the run: {os.getloadavg()}")
+    print(f"load average before the import: {_load(load_before)}, after the COPY: {_load()}")
     print(f"counts:    {imported['files']}")
     peak = max(float(imported["peak_mb"]), float(imported.get("worker_peak_mb") or 0))  # type: ignore[arg-type]
     ok = float(imported["seconds"]) < TARGET_SECONDS and peak < TARGET_MB  # type: ignore[arg-type]
