@@ -40,6 +40,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         VERSION=package_version(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # The cookie holds a random token whose lifetime the server keeps (user_sessions);
+        # re-signing and re-sending it with every response bought nothing and cost CPU.
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_USERS=25,
         DB_POOL_SIZE=5,
         MAX_UPLOAD_MB=20,

@@ -2,6 +2,12 @@
 
 Views call :func:`commit` once, after the work is done; anything not committed is rolled
 back when the request ends (including on errors), so a failed request changes nothing.
+
+Requests that only read (GET and HEAD) run their statements in autocommit mode instead:
+no BEGIN and no ROLLBACK round trip to PostgreSQL around them, which was a third of the
+database work of a cached page. They lose nothing by it: under READ COMMITTED each
+statement takes its own snapshot inside a transaction too, and the one write a page may
+make (its cache row) is a single statement.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 from flask import Flask
 from flask import current_app
 from flask import g
+from flask import has_request_context
+from flask import request
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -17,11 +25,16 @@ from sqlalchemy.orm import sessionmaker
 from db.engine import make_engine
 from db.engine import make_session_factory
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
 
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])
     app.extensions["db_engine"] = engine
     app.extensions["db_sessionmaker"] = make_session_factory(engine)
+    app.extensions["db_read_sessionmaker"] = make_session_factory(
+        engine.execution_options(isolation_level="AUTOCOMMIT")
+    )
     app.teardown_appcontext(_close_session)
 
 
@@ -33,7 +46,10 @@ def engine() -> Engine:
 def session() -> Session:
     """The request's session, opened on first use."""
     if "db_session" not in g:
-        factory: sessionmaker[Session] = current_app.extensions["db_sessionmaker"]
+        reads_only = has_request_context() and request.method in READ_METHODS
+        factory: sessionmaker[Session] = current_app.extensions[
+            "db_read_sessionmaker" if reads_only else "db_sessionmaker"
+        ]
         g.db_session = factory()
     result: Session = g.db_session
     return result

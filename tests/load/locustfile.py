@@ -1,10 +1,11 @@
 """Light users of the Task Aversion System, for ``invoke loadtest`` (not collected by pytest).
 
-Each virtual user is one seeded account (``releases.loadtest.seed_users``): it signs in
-once with its key, then, with 5–15 s of think time between actions (``TAS_LOAD_THINK_*``),
-does what a person does, weighted like real use: looks at the dashboard most, then
-initializes, starts and completes attempts, reads analytics, edits a task, visits the
-account page, and now and then signs out and in again. Every page is checked for its
+Each virtual user is one seeded account (``releases.loadtest.seed_users``): it signs in once
+with its key, then, with 5–15 s of think time between actions (``TAS_LOAD_THINK_*``) and
+again while it fills in a form (between loading the form and sending it: nobody submits six
+sliders in no time), does what a person does, weighted like real use: looks at the dashboard
+most, then initializes, starts and completes attempts, reads analytics, edits a task, visits
+the account page, and now and then signs out and in again. Every page is checked for its
 status and content; a POST must answer with the redirect the browser follows (the follow-up
 dashboard is its own request, as in a browser).
 
@@ -123,8 +124,13 @@ class LightUser(FastHttpUser):
                 return False
             return True
 
+    def fill_in(self) -> None:
+        """A person reading and filling in the form just loaded: think time."""
+        self.wait()
+
     def sign_in(self) -> None:
         self._page("/signin", "/signin", must_contain='name="key"')
+        self.fill_in()
         data = {"username": self.username, "key": self.key}
         if not self._post("/signin", "/signin [POST]", data):
             raise RuntimeError(f"{self.username} could not sign in")
@@ -157,6 +163,7 @@ class LightUser(FastHttpUser):
             )
         }
         prediction.update(time_estimate_minutes="25", physical_context="Home", description="")
+        self.fill_in()
         if self._post(path, "/tasks/[id]/initialize [POST]", prediction):
             self.dashboard()
 
@@ -185,6 +192,7 @@ class LightUser(FastHttpUser):
             )
         }
         outcome.update(completion_percent="100", minutes_spent="20", notes="")
+        self.fill_in()
         if self._post(path, "/attempts/[id]/complete [POST]", outcome):
             self.dashboard()
 
@@ -217,6 +225,7 @@ class LightUser(FastHttpUser):
             "default_estimate_minutes": str(random.choice((15, 20, 25, 30))),
             "description": f"edited by the load test {random.randint(1, 9999)}",
         }
+        self.fill_in()
         if self._post(path, "/tasks/[id]/edit [POST]", data):
             self.dashboard()
 

@@ -1,0 +1,265 @@
+"""CPU per request for the load test's journey steps, measured in process (issue 7).
+
+    .venv/bin/python tests/load/profile_requests.py [--users 20] [--rounds 5] [--profile OUT]
+
+Seeds ``--users`` accounts like ``invoke loadtest`` does (six tasks, ~42 completed
+attempts each) in a scratch database on 127.0.0.1:5432, then, for every account in turn,
+replays the locustfile's steps through Flask's test client with production-like settings
+(CSRF on, rate limits on, secure cookies, proxy headers): sign-in form and POST, dashboard,
+initialize form and POST, start, complete form and POST, analytics, task edit form and POST,
+account, sign out. For every step it reports the median app CPU (``process_time``) and the
+PostgreSQL backend's CPU (from ``/proc``) per request, so a change in the request path can be
+compared on a machine shared with others (CPU, unlike wall time, barely moves with load).
+
+``--profile OUT`` also writes a cProfile of all requests to OUT (``python -m pstats OUT``).
+Not collected by pytest; numbers go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import re
+import secrets
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "load"))
+
+from bench_pages import _backend_pids  # noqa: E402
+from bench_pages import _process_cpu_seconds  # noqa: E402
+from bench_pages import scratch_database  # noqa: E402
+from werkzeug.datastructures import Headers  # noqa: E402
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+from db import migrate  # noqa: E402
+from releases.loadtest import address_for  # noqa: E402
+from releases.loadtest import load_user_key  # noqa: E402
+from releases.loadtest import load_username  # noqa: E402
+from releases.loadtest import seed_users  # noqa: E402
+from service import create_app  # noqa: E402
+
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+TASK_IDS = re.compile(r'href="/tasks/(\d+)/initialize"')
+STARTABLE = re.compile(r'action="/attempts/(\d+)/start"')
+COMPLETABLE = re.compile(r'href="/attempts/(\d+)/complete"')
+PREFIX = "prof"
+
+
+SESSION_COOKIE = re.compile(r"(?:^|,\\s*)session=([^;,]*)")
+
+
+class Client:
+    """Calls the WSGI app the way gunicorn does, timing only the app's own work.
+
+    Flask's test client costs as much CPU as a cheap page itself (building the request,
+    cookie jar, response wrapper); here the request's environ is built before the timer
+    starts and the body is only joined, so the figures are the app's, plus PostgreSQL's.
+    """
+
+    def __init__(self, app: Any, backend_pids: Callable[[], list[int]], headers: dict[str, str]):
+        self.app = app
+        self.backend_pids = backend_pids
+        self.headers = headers
+        self.cookie = ""
+        self.app_cpu: dict[str, list[float]] = defaultdict(list)
+        self.server_cpu: dict[str, list[float]] = defaultdict(list)
+
+    def _server(self) -> float:
+        return sum(_process_cpu_seconds(pid) for pid in self.backend_pids())
+
+    def request(self, name: str, method: str, path: str, data: dict[str, str] | None = None):
+        headers = dict(self.headers)
+        if self.cookie:
+            headers["Cookie"] = f"session={self.cookie}"
+        environ = EnvironBuilder(
+            path=path, method=method, data=data, headers=headers, base_url="https://localhost"
+        ).get_environ()
+        seen: list[Any] = []
+
+        def start_response(status: str, response_headers: Any, exc_info: Any = None) -> None:
+            seen.extend((status, response_headers))
+
+        server = self._server()
+        app = time.process_time()
+        body = b"".join(self.app(environ, start_response))
+        self.app_cpu[name].append(time.process_time() - app)
+        self.server_cpu[name].append(self._server() - server)
+        status, response_headers = int(seen[0].split()[0]), Headers(seen[1])
+        for value in response_headers.getlist("Set-Cookie"):
+            found = SESSION_COOKIE.search(value)
+            if found:
+                self.cookie = found.group(1)
+        return status, body.decode()
+
+
+def journey(
+    app: Any,
+    backend_pids: Callable[[], list[int]],
+    number: int,
+    secret: str,
+    clients: dict[int, Client],
+) -> None:
+    username = load_username(PREFIX, number)
+    headers = {
+        "X-Forwarded-For": address_for(number),
+        "X-Forwarded-Proto": "https",
+        # Flask-WTF checks the referrer of HTTPS form posts, as browsers send it.
+        "Referer": "https://localhost/",
+    }
+    client = clients.setdefault(number, Client(app, backend_pids, headers))
+    token = ""
+
+    def page(path: str, name: str) -> str:
+        nonlocal token
+        status, text = client.request(name, "GET", path)
+        assert status == 200, (name, status)
+        found = CSRF.search(text)
+        if found:
+            token = found.group(1)
+        return text
+
+    def post(path: str, name: str, data: dict[str, str]) -> None:
+        status, _ = client.request(name, "POST", path, {"csrf_token": token, **data})
+        assert status == 302, (name, status)
+
+    page("/signin", "GET /signin")
+    post("/signin", "POST /signin", {"username": username, "key": load_user_key(secret, username)})
+    dashboard = page("/", "GET / (after a write)")
+    dashboard = page("/", "GET / (repeated)")
+    task_id = TASK_IDS.findall(dashboard)[0]
+    page(f"/tasks/{task_id}/initialize", "GET initialize")
+    scales = {
+        name: "50"
+        for name in (
+            "expected_aversion",
+            "expected_relief",
+            "expected_cognitive_load",
+            "expected_emotional_load",
+            "expected_physical_load",
+            "motivation",
+        )
+    }
+    post(
+        f"/tasks/{task_id}/initialize",
+        "POST initialize",
+        {**scales, "time_estimate_minutes": "25", "physical_context": "Home", "description": ""},
+    )
+    dashboard = page("/", "GET / (after a write)")
+    attempt = STARTABLE.findall(dashboard)[0]
+    post(f"/attempts/{attempt}/start", "POST start", {})
+    dashboard = page("/", "GET / (after a write)")
+    attempt = COMPLETABLE.findall(dashboard)[0]
+    page(f"/attempts/{attempt}/complete", "GET complete")
+    outcome = {
+        name: "60"
+        for name in (
+            "actual_relief",
+            "actual_cognitive_load",
+            "actual_emotional_load",
+            "actual_physical_load",
+        )
+    }
+    post(
+        f"/attempts/{attempt}/complete",
+        "POST complete",
+        {**outcome, "completion_percent": "100", "minutes_spent": "20", "notes": ""},
+    )
+    page("/", "GET / (after a write)")
+    page("/analytics", "GET /analytics (after a write)")
+    page("/analytics", "GET /analytics (repeated)")
+    page(f"/tasks/{task_id}/edit", "GET edit")
+    post(
+        f"/tasks/{task_id}/edit",
+        "POST edit",
+        {
+            "name": "Answer email",
+            "kind": "routine",
+            "default_estimate_minutes": "20",
+            "description": f"edited {secrets.token_hex(4)}",
+        },
+    )
+    page("/account", "GET /account")
+    post("/signout", "POST /signout", {})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", help="write a cProfile of every request to this file")
+    args = parser.parse_args()
+
+    secret = secrets.token_hex(16)
+    with scratch_database(args.server, keep=False) as url:
+        sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+        migrate.upgrade(sa_url)
+        seed_users(sa_url, prefix=PREFIX, count=args.users, secret=secret, history=42)
+        os.environ.update(
+            APP_ENV="production",
+            SECRET_KEY=secrets.token_hex(32),
+            DATABASE_URL=sa_url,
+            PROXY_COUNT="1",
+            MAX_USERS=str(args.users + 10),
+            LOG_LEVEL="WARNING",
+        )
+        app = create_app()
+        pids: list[int] = []
+
+        def backend_pids() -> list[int]:
+            if not pids:
+                pids.extend(_backend_pids(url))
+            return pids
+
+        clients: dict[int, Client] = {}
+        profiler = cProfile.Profile() if args.profile else None
+        for round_number in range(args.rounds):
+            if profiler and round_number == 1:  # the first round warms caches up
+                profiler.enable()
+            for number in range(args.users):
+                journey(app, backend_pids, number, secret, clients)
+                if round_number == 0 and number == 0:
+                    pids.clear()  # the pool has opened its connection by now
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        app.extensions["db_engine"].dispose()
+        with psycopg.connect(url) as conn:
+            attempts = conn.execute("SELECT count(*) FROM attempts").fetchone()
+    count = attempts[0] if attempts else 0
+    print(f"{args.users} accounts x {args.rounds} rounds, {count} attempts")
+    print(f"{'step':34} {'app CPU ms':>10} {'PG CPU ms':>10} {'total':>8}  (app: median, PG: mean)")
+    total_app = total_server = 0.0
+    app_cpu: dict[str, list[float]] = defaultdict(list)
+    server_cpu: dict[str, list[float]] = defaultdict(list)
+    for client in clients.values():
+        for name, values in client.app_cpu.items():
+            app_cpu[name] += values
+            server_cpu[name] += client.server_cpu[name]
+    for name in app_cpu:
+        app_ms = statistics.median(app_cpu[name]) * 1000
+        server_ms = statistics.mean(server_cpu[name]) * 1000
+        total_app += sum(app_cpu[name])
+        total_server += sum(server_cpu[name])
+        print(f"{name:34} {app_ms:10.2f} {server_ms:10.2f} {app_ms + server_ms:8.2f}")
+    count = sum(len(v) for v in app_cpu.values())
+    print(
+        f"all {count} requests: app {total_app / count * 1000:.2f} ms,"
+        f" PostgreSQL {total_server / count * 1000:.2f} ms per request (means)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
