@@ -367,7 +367,7 @@ def loadtest(
 def set_cap(
     c: Context,
     host: str,
-    users: int,
+    users: str,
     force: bool = False,
     reason: str = "",
     reports_dir: str = "",
@@ -389,13 +389,18 @@ def set_cap(
     from releases.remote import SshTarget
     from releases.remote import connect
 
+    # invoke hands over a required option as text (it infers types from defaults only).
+    try:
+        cap = int(users.strip())
+    except ValueError:
+        raise Exit(f"set-cap: --users must be a whole number, got {users!r}") from None
     if force and not reason.strip():
         raise Exit("set-cap: --force needs --reason: say why the gate is overridden")
     reports = capacity.load_reports(Path(reports_dir) if reports_dir else capacity.REPORTS_DIR)
     target = SshTarget(host=host, user=user, port=port, key_file=key_file or None)
     remote = Remote(connect(target), dry_run=dry_run)
     try:
-        decision, lines = capacity.set_cap(remote, users, reports, force=force, reason=reason)
+        decision, lines = capacity.set_cap(remote, cap, reports, force=force, reason=reason)
     except capacity.CapRefused as exc:
         raise Exit(f"set-cap: {exc}") from exc
     except UnexpectedExit as exc:

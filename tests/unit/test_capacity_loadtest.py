@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,8 @@ from releases.capacity import Report
 from releases.loadtest import LoadSettings
 from service.accounts.services import key_hash as app_key_hash
 from service.accounts.services import new_signin_key
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_settings_travel_to_locust_workers_through_the_environment():
@@ -209,3 +214,17 @@ def test_a_dry_run_decides_and_describes_but_writes_nothing():
     assert "MAX_USERS=25\n" in server.files[capacity.ENV_FILE]
     assert any(line.startswith("would write MAX_USERS=30") for line in lines)
     assert not any("restart" in c for c in server.commands)
+
+
+def test_set_cap_from_the_command_line_refuses_a_cap_that_is_not_a_number():
+    """The operator's typo gets a sentence before anything connects anywhere."""
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "set-cap", "--host", "192.0.2.1", "--users", "lots"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "set-cap: --users must be a whole number, got 'lots'" in result.stderr
+    assert "Traceback" not in result.stderr
