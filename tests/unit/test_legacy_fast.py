@@ -20,15 +20,9 @@ from db.legacy.fast import row_values
 from db.legacy.reader import Header
 from db.legacy.rows import ATTEMPT_VALUE_COLUMNS
 from db.legacy.rows import parse_instance
+from tests.unit.test_legacy_parsing import V1
+from tests.unit.test_legacy_parsing import V4
 
-V1 = (
-    "instance_id,task_id,task_name,task_version,created_at,initialized_at,started_at,"
-    "completed_at,predicted,actual,procrastination_score,proactive_score,is_completed,is_deleted"
-).split(",")
-V4 = V1 + (
-    "cancelled_at,status,duration_minutes,relief_score,cognitive_load,emotional_load,"
-    "environmental_effect,skills_improved,behavioral_deviation,net_relief,delay_minutes"
-).split(",")
 TIMES = [c for c in ATTEMPT_VALUE_COLUMNS if c.endswith("_at")]
 ZONES = [ZoneInfo(z) for z in ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")]
 
