@@ -53,6 +53,17 @@ def test_guessing_sign_in_keys_is_stopped_even_for_the_right_key(limited_app: Fl
     assert elsewhere.post("/signin", {"username": "owner", "key": owner.key}).status_code == 302
 
 
+def test_a_limited_address_still_reads_pages_while_its_posts_wait(limited_app: Flask) -> None:
+    """The limits guard form posts; reading the sign-in form itself is never slowed down."""
+    guesser = Browser(limited_app.test_client())
+    for n in range(ALLOWED_PER_MINUTE):
+        guesser.post("/signin", {"username": "nobody", "key": f"guess-{n}"})
+    _assert_slowed_down(guesser.post("/signin", {"username": "nobody", "key": "guess-x"}))
+    for _ in range(3 * ALLOWED_PER_MINUTE):
+        assert guesser.client.get("/signin").status_code == 200
+        assert guesser.client.head("/signin").status_code == 200
+
+
 def test_regenerating_the_sign_in_key_is_rate_limited(limited_app: Flask) -> None:
     person = Browser(limited_app.test_client())
     person.signup("regen")
