@@ -25,6 +25,7 @@ import hmac
 import json
 import math
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -45,6 +46,13 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "tests" / "load" / "locustfile.py"
 KEY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 ENV_PREFIX = "TAS_LOAD_"
+
+# What the load tools read from the app's pages and answers (smoke, locustfile, profiler).
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+TASK_IDS = re.compile(r'href="/tasks/(\d+)/initialize"')
+STARTABLE = re.compile(r'action="/attempts/(\d+)/start"')
+COMPLETABLE = re.compile(r'href="/attempts/(\d+)/complete"')
+SESSION_COOKIE = re.compile(r"(?:^|,\s*)session=([^;,]*)")
 
 
 # --- the accounts ----------------------------------------------------------------------------

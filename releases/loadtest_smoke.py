@@ -21,7 +21,8 @@ from typing import Any
 
 import requests
 
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+from releases.loadtest import CSRF
+
 SIGNIN_KEY = re.compile(r'<code id="signin-key">([^<]+)</code>')
 SIGNED_IN = 'action="/signout"'
 TIMEOUT = 15

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from db import migrate
 from db.embedded import embedded_server_url
+from releases.loadtest import CSRF
 from service import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,13 +142,10 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-CSRF_PATTERN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
 def csrf_token(client: FlaskClient, path: str = "/signin") -> str:
     """The session's CSRF token, read from a real form the way a browser gets it."""
     page = client.get(path).get_data(as_text=True)
-    match = CSRF_PATTERN.search(page)
+    match = CSRF.search(page)
     assert match, f"no CSRF token on {path}"
     return match.group(1)
 

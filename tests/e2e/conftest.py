@@ -7,6 +7,8 @@ and say why; with ``CI_REQUIRE_ALL=1`` (CI) a missing prerequisite is a failure 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import vpsbox
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DOMAIN = "taskaversionsystem.test"
 
@@ -63,3 +67,27 @@ def pebble(box: vpsbox.VpsBox, request: pytest.FixtureRequest) -> vpsbox.Pebble:
     request.addfinalizer(server.close)
     server.start()
     return server
+
+
+def invoke(*args: str, stdin: str = "", timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run an invoke task the way an operator does, from the repository root; print what it
+    said and how long it took (kept as ``result.took`` for the timing tables)."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    took = time.monotonic() - started
+    print(f"[e2e] invoke {args[0]}: {took:.1f} s (exit {result.returncode})")
+    print(result.stdout, result.stderr, sep="\n")
+    result.took = took  # type: ignore[attr-defined]
+    return result
+
+
+def must(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout

@@ -30,7 +30,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -51,6 +50,8 @@ from releases.remote import SshTarget
 from releases.remote import connect
 from tests.e2e import vpsbox
 from tests.e2e.conftest import DOMAIN
+from tests.e2e.conftest import invoke
+from tests.e2e.conftest import must
 
 pytestmark = pytest.mark.e2e
 
@@ -97,27 +98,6 @@ class Site:
     v1_revision: str
     person: _Visitor | None = None
     notes: dict[str, Any] = field(default_factory=dict)
-
-
-def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    took = time.monotonic() - started
-    print(f"[e2e] invoke {' '.join(args[:1])}: {took:.1f} s (exit {result.returncode})")
-    print(result.stdout, result.stderr, sep="\n")
-    result.took = took  # type: ignore[attr-defined]
-    return result
-
-
-def must(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ import tomllib
 
 from tests.e2e import vpsbox
 from tests.e2e.conftest import DOMAIN
+from tests.e2e.conftest import invoke
+from tests.e2e.conftest import must
 
 pytestmark = pytest.mark.e2e
 
@@ -39,27 +40,6 @@ class Server:
     deploy_plan: str
     ca: Path
     address: str
-
-
-def invoke(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """Run an invoke task the way an operator does, from the repository root."""
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    print(f"[e2e] invoke {args[0]}: {time.monotonic() - started:.1f} s (exit {result.returncode})")
-    print(result.stdout, result.stderr, sep="\n")
-    return result
-
-
-def must(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,7 @@ from db import migrate  # noqa: E402
 from db.measures import MEASURE_COLUMNS  # noqa: E402
 from db.measures import AttemptFacts  # noqa: E402
 from db.measures import compute_measures  # noqa: E402
+from releases.loadtest import CSRF  # noqa: E402
 from service import create_app  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -70,7 +71,6 @@ TARGETS_MS = {
     ("browser", "/analytics"): 400,
     ("browser", "/"): 200,
 }
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 KEY = re.compile(r'id="signin-key">([^<]+)<')
 ATTEMPT_COLUMNS = (
     "user_id",

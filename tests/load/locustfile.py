@@ -33,6 +33,11 @@ from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import WorkerRunner
 
+from releases.loadtest import COMPLETABLE
+from releases.loadtest import CSRF
+from releases.loadtest import SESSION_COOKIE
+from releases.loadtest import STARTABLE
+from releases.loadtest import TASK_IDS
 from releases.loadtest import LoadSettings
 from releases.loadtest import address_for
 from releases.loadtest import load_user_key
@@ -41,12 +46,7 @@ from releases.loadtest import marks
 from releases.loadtest import target_users
 
 SETTINGS = LoadSettings.from_env()
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-TASK_IDS = re.compile(r'href="/tasks/(\d+)/initialize"')
-STARTABLE = re.compile(r'action="/attempts/(\d+)/start"')
-COMPLETABLE = re.compile(r'href="/attempts/(\d+)/complete"')
 SIGNED_IN = 'action="/signout"'
-SESSION_COOKIE = re.compile(r"(?:^|,\s*)session=([^;,]*)")
 _numbers = itertools.count()
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import os
-import re
 import secrets
 import statistics
 import sys
@@ -43,20 +42,18 @@ from werkzeug.datastructures import Headers  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from db import migrate  # noqa: E402
+from releases.loadtest import COMPLETABLE  # noqa: E402
+from releases.loadtest import CSRF  # noqa: E402
+from releases.loadtest import SESSION_COOKIE  # noqa: E402
+from releases.loadtest import STARTABLE  # noqa: E402
+from releases.loadtest import TASK_IDS  # noqa: E402
 from releases.loadtest import address_for  # noqa: E402
 from releases.loadtest import load_user_key  # noqa: E402
 from releases.loadtest import load_username  # noqa: E402
 from releases.loadtest import seed_users  # noqa: E402
 from service import create_app  # noqa: E402
 
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-TASK_IDS = re.compile(r'href="/tasks/(\d+)/initialize"')
-STARTABLE = re.compile(r'action="/attempts/(\d+)/start"')
-COMPLETABLE = re.compile(r'href="/attempts/(\d+)/complete"')
 PREFIX = "prof"
-
-
-SESSION_COOKIE = re.compile(r"(?:^|,\\s*)session=([^;,]*)")
 
 
 class Client:

@@ -12,7 +12,6 @@ The database here is a private server (see servers.py), never the host's shared 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import threading
 import time
@@ -24,6 +23,7 @@ import pytest
 import requests
 
 from db import migrate
+from releases.loadtest import CSRF
 from tests.security.servers import Gunicorn
 from tests.security.servers import PrivatePostgres
 
@@ -32,7 +32,6 @@ pytest.importorskip("pgserver")
 # A correctness bound, not a benchmark: a request must never hang while the database is
 # away (connect_timeout=3 and pool_timeout=5 in db/engine.py).
 MAX_SECONDS = 10
-TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +76,7 @@ class HttpPerson:
         return response
 
     def token(self, path: str) -> str:
-        match = TOKEN.search(self.get(path).text)
+        match = CSRF.search(self.get(path).text)
         assert match, path
         return match.group(1)
 
