@@ -3,6 +3,11 @@
 The cookie holds a random token; the database keeps only its SHA-256 in
 ``user_sessions``. Sign-in creates a new token (the session id changes), sign-out and
 account deletion delete the row, so a stolen old cookie is worthless.
+
+Every request but static files looks the person up, so the lookup is one SQL statement
+sent as written through the request's connection (no statement to compile, no ORM object to
+build and track), giving a plain :class:`CurrentUser`. A view that changes the person's
+row loads it with :func:`user_row`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Callable
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any
 from typing import TypeVar
 from typing import cast
@@ -24,15 +29,8 @@ from flask import redirect
 from flask import request
 from flask import session
 from flask import url_for
-from sqlalchemy import DateTime
-from sqlalchemy import Text
-from sqlalchemy import and_
-from sqlalchemy import bindparam
 from sqlalchemy import delete
-from sqlalchemy import inspect
-from sqlalchemy import select
 
-from db.models import PageCache
 from db.models import User
 from db.models import UserSession
 from db.models import utcnow
@@ -46,16 +44,39 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def current_user() -> User | None:
-    return cast(User | None, g.get("user"))
+@dataclass(frozen=True)
+class CurrentUser:
+    """The signed-in person, as pages and views read them."""
+
+    id: int
+    username: str
+    timezone: str
+    preferences: dict[str, Any]
+    data_version: int
+
+    @classmethod
+    def of(cls, row: User) -> CurrentUser:
+        return cls(row.id, row.username, row.timezone, row.preferences, row.data_version)
 
 
-def user() -> User:
+def current_user() -> CurrentUser | None:
+    return cast(CurrentUser | None, g.get("user"))
+
+
+def user() -> CurrentUser:
     """The signed-in user (only call from views behind ``login_required``)."""
     found = current_user()
     if found is None:
         abort(401)
     return found
+
+
+def user_row() -> User:
+    """The signed-in person's row, for a view that changes it (the view commits)."""
+    row = database.session().get(User, user().id)
+    if row is None:  # deleted by another request since this one looked them up
+        abort(401)
+    return row
 
 
 def start_session(user_id: int) -> None:
@@ -76,7 +97,8 @@ def start_session(user_id: int) -> None:
     session.permanent = True
     session["sid"] = token
     # The page rendered by this same request (the sign-in key page) sees the new person.
-    g.user = db.get(User, user_id)
+    row = db.get(User, user_id)
+    g.user = CurrentUser.of(row) if row is not None else None
 
 
 def end_session() -> None:
@@ -89,23 +111,15 @@ def end_session() -> None:
 
 
 # The person, and in the same statement this page's cached figures if they were computed
-# at the person's current data version (see service.dashboard.page_cache). Built once.
-_LOAD_USER = (
-    select(User, PageCache.key, PageCache.body)
-    .join(UserSession, UserSession.user_id == User.id)
-    .outerjoin(
-        PageCache,
-        and_(
-            PageCache.user_id == User.id,
-            PageCache.page == bindparam("page", type_=Text),
-            PageCache.data_version == User.data_version,
-        ),
-    )
-    .where(
-        UserSession.token_hash == bindparam("token_hash", type_=Text),
-        UserSession.expires_at > bindparam("now", type_=DateTime(timezone=True)),
-    )
-)
+# at the person's current data version (see service.dashboard.page_cache).
+_LOAD_USER = """
+SELECT u.id, u.username, u.timezone, u.preferences, u.data_version, p.key, p.body
+FROM user_sessions s
+JOIN users u ON u.id = s.user_id
+LEFT JOIN page_cache p
+  ON p.user_id = u.id AND p.page = %(page)s AND p.data_version = u.data_version
+WHERE s.token_hash = %(token_hash)s AND s.expires_at > now()
+"""
 
 
 def _load_user() -> None:
@@ -115,34 +129,15 @@ def _load_user() -> None:
         return
     row = (
         database.session()
-        .execute(
-            _LOAD_USER,
-            {"page": request.endpoint, "token_hash": token_hash(token), "now": utcnow()},
-        )
-        .first()
+        .connection()
+        .exec_driver_sql(_LOAD_USER, {"page": request.endpoint, "token_hash": token_hash(token)})
+        .fetchone()
     )
     if row is None:
         return
-    g.user = row[0]
-    g.page_cache_version = row[0].data_version
-    g.page_cache = (row[1], row[2]) if row[1] is not None else None
-
-
-def keep_user_for_error_page() -> None:
-    """Swap the signed-in user for a plain copy of the fields pages show.
-
-    Error handlers roll the session back, which expires every loaded object; reading the
-    user's name afterwards would go back to the database — the very thing that may have
-    just failed. A copy made from the already-loaded state needs no database at all.
-    """
-    user = g.get("user")
-    if isinstance(user, User):
-        loaded = inspect(user).dict
-        g.user = SimpleNamespace(
-            id=loaded.get("id"),
-            username=loaded.get("username", ""),
-            timezone=loaded.get("timezone", "UTC"),
-        )
+    g.user = CurrentUser(*row[:5])
+    g.page_cache_version = row[4]
+    g.page_cache = (row[5], row[6]) if row[5] is not None else None
 
 
 def login_required(view: F) -> F:

@@ -11,7 +11,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from service import auth
 from service import database
 
 MESSAGES = {
@@ -42,7 +41,6 @@ def render_error(status: int, detail: str | None = None) -> ResponseReturnValue:
 
 
 def _forget_request_work() -> None:
-    auth.keep_user_for_error_page()
     database.rollback()
 
 

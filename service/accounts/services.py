@@ -115,6 +115,6 @@ def regenerate_key(user: User) -> str:
     return key
 
 
-def delete_account(db: Session, user: User) -> None:
+def delete_account(db: Session, user_id: int) -> None:
     # Every person-owned table cascades from users, sessions included.
-    db.execute(delete(User).where(User.id == user.id))
+    db.execute(delete(User).where(User.id == user_id))

@@ -119,7 +119,7 @@ def change_timezone() -> ResponseReturnValue:
             key_form=ConfirmForm(),
             delete_form=DeleteAccountForm(),
         ), 400
-    auth.user().timezone = form.timezone.data or "UTC"
+    auth.user_row().timezone = form.timezone.data or "UTC"
     database.commit()
     flash(f"Times are now shown in {form.timezone.data}.")
     return redirect(url_for("accounts.account"))
@@ -129,7 +129,7 @@ def change_timezone() -> ResponseReturnValue:
 @auth.login_required
 @limiter.limit(AUTH_LIMITS)
 def regenerate_key() -> ResponseReturnValue:
-    key = services.regenerate_key(auth.user())
+    key = services.regenerate_key(auth.user_row())
     database.commit()
     return render_template("accounts/key.html", key=key, new_account=False)
 
@@ -140,7 +140,7 @@ def delete_account() -> ResponseReturnValue:
     user = auth.user()
     form = DeleteAccountForm()
     if form.validate_on_submit() and (form.confirm.data or "").lower() == user.username.lower():
-        services.delete_account(database.session(), user)
+        services.delete_account(database.session(), user.id)
         auth.end_session()
         database.commit()
         flash("Your account and all its data are deleted.")

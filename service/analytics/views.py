@@ -12,7 +12,6 @@ from flask.typing import ResponseReturnValue
 from wtforms import SelectField
 from wtforms.validators import AnyOf
 
-from db.models import User
 from service import auth
 from service import database
 from service.accounts.forms import SelectRenderedOnce
@@ -85,7 +84,7 @@ class ChartChoicesForm(BaseForm):
         )
 
 
-def _figures(user: User, choices: report.Choices) -> dict[str, Any]:
+def _figures(user: auth.CurrentUser, choices: report.Choices) -> dict[str, Any]:
     """The page's figures: cached for the person's current data, else computed and kept."""
     today = report.local_today(user.timezone)
     key = page_cache.make_key(today, user.timezone, *astuple(choices))

@@ -2,8 +2,8 @@
 
 Besides loading the session, the page runs exactly three statements: active tasks with
 their per-task means (tasks list, quick start, recommendations), open + recent attempts,
-and the daily totals of the last 90 days. It runs them only when its cached figures are
-out of date (see :mod:`service.dashboard.page_cache`), and then stores the new ones.
+and the daily totals of the last 90 days. It runs them only when its cached page is out of
+date (see :mod:`service.dashboard.page_cache`), and then stores the new page.
 """
 
 from __future__ import annotations
@@ -55,9 +55,6 @@ MEANS = {
 USER_ID = bindparam("user_id", type_=BigInteger)
 TIMEZONE = bindparam("timezone", type_=String)
 SINCE = bindparam("since", type_=DateTime(timezone=True))
-# The timestamps in the figures (stored as ISO text when cached).
-TASK_TIMES = ("last_completed_at",)
-ATTEMPT_TIMES = ("initialized_at", "started_at", "resumed_at", "completed_at")
 
 
 def _active_tasks_statement() -> Select[Any]:
@@ -161,16 +158,6 @@ def _trend(value: float, baseline: float | None) -> str:
 
 def local_today(timezone: str) -> dt.date:
     return dt.datetime.now(ZoneInfo(timezone)).date()
-
-
-def with_datetimes(figures: dict[str, Any]) -> dict[str, Any]:
-    """Cached figures (JSON) with their timestamps as datetimes again, as the queries give."""
-    for rows, keys in ((figures["tasks"], TASK_TIMES), (figures["attempts"], ATTEMPT_TIMES)):
-        for row in rows:
-            for key in keys:
-                if row[key] is not None:
-                    row[key] = dt.datetime.fromisoformat(row[key])
-    return figures
 
 
 def _daily_totals_statement() -> Select[dt.date, float, float | None]:

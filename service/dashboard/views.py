@@ -15,11 +15,9 @@ from wtforms import DecimalField
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 
-from db.models import User
 from service import auth
 from service import database
 from service import recommendations
-from service.attempts.services import minutes_so_far
 from service.dashboard import page_cache
 from service.dashboard import queries
 from service.forms import BaseForm
@@ -40,55 +38,55 @@ class RecommendationForm(BaseForm):
     )
 
 
-def _figures(user: User) -> dict[str, Any]:
-    """Tasks, open and recent attempts, daily totals: cached for the person's current data."""
-    today = queries.local_today(user.timezone)
-    key = page_cache.make_key(today, user.timezone)
-    figures: dict[str, Any] | None = page_cache.lookup(key)
-    if figures is not None:
-        return queries.with_datetimes(figures)
-    db = database.session()
-    figures = {
-        "tasks": queries.active_tasks(db, user.id),
-        "attempts": queries.open_and_recent_attempts(db, user.id),
-        "days": queries.daily_totals(db, user.id, user.timezone, today),
-    }
-    page_cache.store(db, user.id, key, figures)
-    database.commit()
-    return figures
-
-
 @bp.get("/")
 def index() -> ResponseReturnValue:
+    """The dashboard, kept whole in the page cache until the person's data changes.
+
+    A repeated view is the session lookup plus filling in the page's holes: rendering the
+    page was most of a repeated view's cost, and the dashboard is most of what people load.
+    """
     user = auth.current_user()
     if user is None:
         return render_template("dashboard/welcome.html")
-    figures = _figures(user)
-    tasks, attempts, days = figures["tasks"], figures["attempts"], figures["days"]
     chosen = recommendations.Filter.from_preferences(user.preferences)
+    today = queries.local_today(user.timezone)
+    # Everything the page shows besides the person's tasks and attempts (their data version).
+    key = page_cache.make_key(today, user.timezone, user.username, chosen)
+    page = page_cache.cached_page(key)
+    if page is not None:
+        return page
+    db = database.session()
+    tasks = queries.active_tasks(db, user.id)
+    attempts = queries.open_and_recent_attempts(db, user.id)
+    days = queries.daily_totals(db, user.id, user.timezone, today)
     open_attempts = [a for a in attempts if a["section"] == "open"]
     running = next((a for a in open_attempts if a["status"] == "started"), None)
-    return render_template(
-        "dashboard/index.html",
-        running=running,
-        running_elapsed=(
-            minutes_so_far(running["status"], running["resumed_at"], running["minutes_spent"])
-            if running
-            else None
-        ),
-        ready=[a for a in open_attempts if a is not running],
-        recent=[a for a in attempts if a["section"] == "recent"],
-        tasks=tasks,
-        quick_start=queries.quick_start(tasks),
-        week_minutes=queries.this_week(days, "minutes"),
-        week_relief=queries.this_week(days, "relief_score"),
-        days=days,
-        recommended=recommendations.recommend(tasks, chosen),
-        measures=recommendations.MEASURES,
-        chosen=chosen,
-        recommendation_fields=_recommendation_fields(chosen.measures, chosen.max_minutes),
-        urls=_url_patterns(),
+
+    def render(holes: page_cache.Holes) -> str:
+        return render_template(
+            "dashboard/index.html",
+            running=running,
+            ready=[a for a in open_attempts if a is not running],
+            recent=[a for a in attempts if a["section"] == "recent"],
+            tasks=tasks,
+            quick_start=queries.quick_start(tasks),
+            week_minutes=queries.this_week(days, "minutes"),
+            week_relief=queries.this_week(days, "relief_score"),
+            days=days,
+            recommended=recommendations.recommend(tasks, chosen),
+            measures=recommendations.MEASURES,
+            chosen=chosen,
+            recommendation_fields=_recommendation_fields(chosen.measures, chosen.max_minutes),
+            urls=_url_patterns(),
+            **holes.context(),
+        )
+
+    timer = (
+        (running["status"], running["resumed_at"], running["minutes_spent"]) if running else None
     )
+    page = page_cache.store_page(db, user.id, key, render, timer)
+    database.commit()
+    return page
 
 
 # An id no row has, replaced by %d to turn one url_for into a pattern for every row.
@@ -133,7 +131,7 @@ def save_recommendation_filter() -> ResponseReturnValue:
     if not form.validate_on_submit():
         flash(" ".join(e for f in form for e in f.errors) or "Please try again.", "error")
         return redirect(url_for("dashboard.index") + "#recommendations")
-    user = auth.user()
+    user = auth.user_row()
     chosen = recommendations.Filter(
         tuple(form.measures.data or recommendations.DEFAULT_MEASURES),
         float(form.max_minutes.data) if form.max_minutes.data is not None else None,
