@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Any
 
 from flask import abort
+from sqlalchemy import BigInteger
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
@@ -34,8 +36,21 @@ class AttemptStateError(Exception):
     """The attempt can't make that move from where it is; the message says why."""
 
 
+# The form pages' statements, built once with bound parameters (building one per request,
+# twelve averages and all, cost more than running it).
+_USER_ID = bindparam("user_id", type_=BigInteger)
+_ATTEMPT = select(Attempt).where(
+    Attempt.id == bindparam("attempt_id", type_=BigInteger), Attempt.user_id == _USER_ID
+)
+_AVERAGED = (*PREDICTION_SCALES, *OUTCOME_SCALES, "completion_percent")
+_AVERAGES = select(*(func.avg(getattr(Attempt, c)).label(c) for c in _AVERAGED)).where(
+    Attempt.user_id == _USER_ID, Attempt.task_id == bindparam("task_id", type_=BigInteger)
+)
+_RUNNING = select(Attempt).where(Attempt.user_id == _USER_ID, Attempt.status == "started")
+
+
 def get_attempt_or_404(db: Session, user_id: int, attempt_id: int) -> Attempt:
-    attempt = db.scalar(select(Attempt).where(Attempt.id == attempt_id, Attempt.user_id == user_id))
+    attempt = db.scalar(_ATTEMPT, {"attempt_id": attempt_id, "user_id": user_id})
     if attempt is None:
         abort(404)
     return attempt
@@ -43,12 +58,7 @@ def get_attempt_or_404(db: Session, user_id: int, attempt_id: int) -> Attempt:
 
 def task_averages(db: Session, user_id: int, task_id: int) -> dict[str, float | None]:
     """The person's averages for this task: the defaults of the sliders."""
-    columns = [*PREDICTION_SCALES, *OUTCOME_SCALES, "completion_percent"]
-    row = db.execute(
-        select(*(func.avg(getattr(Attempt, c)).label(c) for c in columns)).where(
-            Attempt.user_id == user_id, Attempt.task_id == task_id
-        )
-    ).one()
+    row = db.execute(_AVERAGES, {"user_id": user_id, "task_id": task_id}).one()
     return {c: (float(v) if v is not None else None) for c, v in row._mapping.items()}
 
 
@@ -116,7 +126,7 @@ def apply_prediction(attempt: Attempt, prediction: dict[str, Any]) -> None:
 
 
 def running_attempt(db: Session, user_id: int) -> Attempt | None:
-    return db.scalar(select(Attempt).where(Attempt.user_id == user_id, Attempt.status == "started"))
+    return db.scalar(_RUNNING, {"user_id": user_id})
 
 
 def start_attempt(db: Session, attempt: Attempt, task_name: str) -> None:

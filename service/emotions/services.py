@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sqlalchemy import BigInteger
+from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -13,13 +15,16 @@ from db.models import Emotion
 STARTER_EMOTIONS = ("Anxious", "Bored", "Calm", "Excited", "Frustrated", "Motivated", "Tired")
 
 
+# Every form with emotions lists them: built once.
+_CHOICES = (
+    select(Emotion.id, Emotion.name)
+    .where(Emotion.user_id == bindparam("user_id", type_=BigInteger))
+    .order_by(func.lower(Emotion.name))
+)
+
+
 def emotion_choices(db: Session, user_id: int) -> list[tuple[int, str]]:
-    rows = db.execute(
-        select(Emotion.id, Emotion.name)
-        .where(Emotion.user_id == user_id)
-        .order_by(func.lower(Emotion.name))
-    )
-    return [(row.id, row.name) for row in rows]
+    return [(row.id, row.name) for row in db.execute(_CHOICES, {"user_id": user_id})]
 
 
 def ensure_emotions(db: Session, user_id: int, names: Iterable[str]) -> list[int]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort
+from sqlalchemy import BigInteger
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,11 +14,16 @@ from db.models import TaskEmotion
 from db.models import utcnow
 
 EDITABLE = ("name", "description", "kind", "default_estimate_minutes")
+# Built once: nearly every task and attempt page loads its task this way.
+_TASK = select(Task).where(
+    Task.id == bindparam("task_id", type_=BigInteger),
+    Task.user_id == bindparam("user_id", type_=BigInteger),
+)
 
 
 def get_task_or_404(db: Session, user_id: int, task_id: int) -> Task:
     """The person's own task, or 404 (also for someone else's id: no hint it exists)."""
-    task = db.scalar(select(Task).where(Task.id == task_id, Task.user_id == user_id))
+    task = db.scalar(_TASK, {"task_id": task_id, "user_id": user_id})
     if task is None:
         abort(404)
     return task

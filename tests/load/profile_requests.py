@@ -9,7 +9,8 @@ replays the locustfile's steps through Flask's test client with production-like 
 initialize form and POST, start, complete form and POST, analytics, task edit form and POST,
 account, sign out. For every step it reports the median app CPU (``process_time``) and the
 PostgreSQL backend's CPU (from ``/proc``) per request, so a change in the request path can be
-compared on a machine shared with others (CPU, unlike wall time, barely moves with load).
+compared on a machine shared with others (CPU, unlike wall time, barely moves with load),
+and their mean weighted like the load test's traffic (``LOAD_MIX``).
 
 ``--profile OUT`` also writes a cProfile of all requests to OUT (``python -m pstats OUT``).
 Not collected by pytest; numbers go to docs/benchmarks.md.
@@ -54,6 +55,27 @@ from releases.loadtest import seed_users  # noqa: E402
 from service import create_app  # noqa: E402
 
 PREFIX = "prof"
+# How often each step comes up in the load test's traffic: requests per 22 actions of the
+# locustfile's task weights (dashboard 10, initialize 3, start 2, complete 2, analytics 2,
+# edit 1, account 1, sign out and in 1; each POST followed by the dashboard it redirects to).
+# Analytics is counted half after a write, half repeated.
+LOAD_MIX = {
+    "GET /signin": 1,
+    "POST /signin": 1,
+    "GET / (after a write)": 8,
+    "GET / (repeated)": 11,
+    "GET initialize": 3,
+    "POST initialize": 3,
+    "POST start": 2,
+    "GET complete": 2,
+    "POST complete": 2,
+    "GET /analytics (after a write)": 1,
+    "GET /analytics (repeated)": 1,
+    "GET edit": 1,
+    "POST edit": 1,
+    "GET /account": 1,
+    "POST /signout": 1,
+}
 
 
 class Client:
@@ -254,6 +276,13 @@ def main() -> int:
     print(
         f"all {count} requests: app {total_app / count * 1000:.2f} ms,"
         f" PostgreSQL {total_server / count * 1000:.2f} ms per request (means)"
+    )
+    weight = sum(LOAD_MIX.values())
+    mix_app = sum(statistics.median(app_cpu[k]) * w for k, w in LOAD_MIX.items()) / weight
+    mix_server = sum(statistics.mean(server_cpu[k]) * w for k, w in LOAD_MIX.items()) / weight
+    print(
+        f"in the load test's mix: app {mix_app * 1000:.2f} ms,"
+        f" PostgreSQL {mix_server * 1000:.2f} ms per request"
     )
     return 0
 
