@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import abort
 from sqlalchemy import BigInteger
+from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
@@ -39,9 +40,6 @@ class AttemptStateError(Exception):
 # The form pages' statements, built once with bound parameters (building one per request,
 # twelve averages and all, cost more than running it).
 _USER_ID = bindparam("user_id", type_=BigInteger)
-_ATTEMPT = select(Attempt).where(
-    Attempt.id == bindparam("attempt_id", type_=BigInteger), Attempt.user_id == _USER_ID
-)
 _AVERAGED = (*PREDICTION_SCALES, *OUTCOME_SCALES, "completion_percent")
 _AVERAGES = select(*(func.avg(getattr(Attempt, c)).label(c) for c in _AVERAGED)).where(
     Attempt.user_id == _USER_ID, Attempt.task_id == bindparam("task_id", type_=BigInteger)
@@ -49,11 +47,19 @@ _AVERAGES = select(*(func.avg(getattr(Attempt, c)).label(c) for c in _AVERAGED))
 _RUNNING = select(Attempt).where(Attempt.user_id == _USER_ID, Attempt.status == "started")
 
 
-def get_attempt_or_404(db: Session, user_id: int, attempt_id: int) -> Attempt:
-    attempt = db.scalar(_ATTEMPT, {"attempt_id": attempt_id, "user_id": user_id})
-    if attempt is None:
+_ATTEMPT_AND_TASK = (
+    select(Attempt, Task)
+    .join(Task, and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id))
+    .where(Attempt.id == bindparam("attempt_id", type_=BigInteger), Attempt.user_id == _USER_ID)
+)
+
+
+def get_attempt_and_task_or_404(db: Session, user_id: int, attempt_id: int) -> tuple[Attempt, Task]:
+    """The person's own attempt and its task, in one statement (or 404)."""
+    row = db.execute(_ATTEMPT_AND_TASK, {"attempt_id": attempt_id, "user_id": user_id}).first()
+    if row is None:
         abort(404)
-    return attempt
+    return row[0], row[1]
 
 
 def task_averages(db: Session, user_id: int, task_id: int) -> dict[str, float | None]:
@@ -77,12 +83,16 @@ def default_prediction(task: Task, averages: dict[str, float | None]) -> dict[st
     return prediction
 
 
-def set_emotions(db: Session, attempt: Attempt, phase: str, emotion_ids: list[int]) -> None:
-    db.execute(
-        delete(AttemptEmotion).where(
-            AttemptEmotion.attempt_id == attempt.id, AttemptEmotion.phase == phase
+def set_emotions(
+    db: Session, attempt: Attempt, phase: str, emotion_ids: list[int], *, new: bool = False
+) -> None:
+    """The attempt's emotions of ``phase``: these and no others (``new``: it has none yet)."""
+    if not new:
+        db.execute(
+            delete(AttemptEmotion).where(
+                AttemptEmotion.attempt_id == attempt.id, AttemptEmotion.phase == phase
+            )
         )
-    )
     db.add_all(
         AttemptEmotion(attempt_id=attempt.id, emotion_id=e, phase=phase, user_id=attempt.user_id)
         for e in emotion_ids

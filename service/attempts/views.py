@@ -32,10 +32,7 @@ bp = Blueprint("attempts", __name__)
 
 
 def _owned_attempt(attempt_id: int) -> tuple[Attempt, Task]:
-    db = database.session()
-    user_id = auth.user().id
-    attempt = services.get_attempt_or_404(db, user_id, attempt_id)
-    return attempt, get_task_or_404(db, user_id, attempt.task_id)
+    return services.get_attempt_and_task_or_404(database.session(), auth.user().id, attempt_id)
 
 
 def _refused(error: services.AttemptStateError) -> ResponseReturnValue:
@@ -105,7 +102,7 @@ def initialize(task_id: int) -> ResponseReturnValue:
             attempt = services.initialize_attempt(db, task, _prediction(form))
         except services.AttemptStateError as error:
             return _refused(error)
-        services.set_emotions(db, attempt, "before", _emotions(form))
+        services.set_emotions(db, attempt, "before", _emotions(form), new=True)
         database.commit()
         flash(f"“{task.name}” is ready to start.")
         return redirect(url_for("dashboard.index"))
