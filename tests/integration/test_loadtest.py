@@ -79,6 +79,20 @@ def _users(database_url: str) -> int:
         return int(row[0])
 
 
+def test_seeded_accounts_come_with_statistics_for_the_planner(database_url):
+    from releases.loadtest import seed_users
+
+    assert seed_users(database_url, prefix="stats-", count=3, secret="s", history=12) == 3
+    url = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT relname, reltuples FROM pg_class"
+            " WHERE relname IN ('users', 'tasks', 'attempts') AND relkind = 'r'"
+        ).fetchall()
+    # What the planner believes: 3 people, 6 tasks each, 2 attempts per task.
+    assert dict(rows) == {"users": 3, "tasks": 18, "attempts": 36}
+
+
 def test_a_short_step_run_reports_each_step_on_its_own_with_no_errors(
     gunicorn, database_url, tmp_path, capsys
 ):
