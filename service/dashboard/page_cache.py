@@ -49,6 +49,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.models import PageCache
+from service.attempts.services import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
 FORMAT = 2
@@ -171,9 +172,6 @@ def _timer(running: list[Any] | None) -> Callable[[], str] | None:
     """The running attempt's elapsed-time element, as of this request."""
     if not running:
         return None
-    # Imported here: the attempts package imports this module's users.
-    from service.attempts.services import minutes_so_far
-
     status, resumed_at, minutes_spent = running
     resumed = dt.datetime.fromisoformat(resumed_at) if resumed_at else None
 
@@ -211,16 +209,10 @@ def store_page(
     """
     holes = Holes()
     html = render(holes)
-    header = json.dumps(
-        {
-            "holes": holes.nonce,
-            "running": None if running is None else [running[0], _when(running[1]), running[2]],
-        }
-    )
-    signed = f"{header}\n{html}"
+    timer = None
+    if running is not None:
+        status, resumed_at, minutes_spent = running
+        timer = [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
+    signed = f"{json.dumps({'holes': holes.nonce, 'running': timer})}\n{html}"
     _store(db, user_id, key, f"{_signature(signed)}\n{signed}")
-    return _fill(holes, html, _timer(json.loads(header)["running"]))
-
-
-def _when(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return _fill(holes, html, _timer(timer))
