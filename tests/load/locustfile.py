@@ -33,6 +33,8 @@ from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import WorkerRunner
 
+from db.models import OUTCOME_SCALES
+from db.models import PREDICTION_SCALES
 from releases.loadtest import COMPLETABLE
 from releases.loadtest import CSRF
 from releases.loadtest import SESSION_COOKIE
@@ -151,17 +153,7 @@ class LightUser(FastHttpUser):
         task_id = random.choice(self.tasks_ids)
         path = f"/tasks/{task_id}/initialize"
         self._page(path, "/tasks/[id]/initialize", must_contain="expected_aversion")
-        prediction = {
-            name: _scale()
-            for name in (
-                "expected_aversion",
-                "expected_relief",
-                "expected_cognitive_load",
-                "expected_emotional_load",
-                "expected_physical_load",
-                "motivation",
-            )
-        }
+        prediction = {name: _scale() for name in PREDICTION_SCALES}
         prediction.update(time_estimate_minutes="25", physical_context="Home", description="")
         self.fill_in()
         if self._post(path, "/tasks/[id]/initialize [POST]", prediction):
@@ -182,15 +174,7 @@ class LightUser(FastHttpUser):
         attempt = self.completable[0]
         path = f"/attempts/{attempt}/complete"
         self._page(path, "/attempts/[id]/complete", must_contain="actual_relief")
-        outcome = {
-            name: _scale()
-            for name in (
-                "actual_relief",
-                "actual_cognitive_load",
-                "actual_emotional_load",
-                "actual_physical_load",
-            )
-        }
+        outcome = {name: _scale() for name in OUTCOME_SCALES}
         outcome.update(completion_percent="100", minutes_spent="20", notes="")
         self.fill_in()
         if self._post(path, "/attempts/[id]/complete [POST]", outcome):

@@ -43,6 +43,8 @@ from werkzeug.datastructures import Headers  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from db import migrate  # noqa: E402
+from db.models import OUTCOME_SCALES  # noqa: E402
+from db.models import PREDICTION_SCALES  # noqa: E402
 from releases.loadtest import COMPLETABLE  # noqa: E402
 from releases.loadtest import CSRF  # noqa: E402
 from releases.loadtest import SESSION_COOKIE  # noqa: E402
@@ -158,17 +160,7 @@ def journey(
     dashboard = page("/", "GET / (repeated)")
     task_id = TASK_IDS.findall(dashboard)[0]
     page(f"/tasks/{task_id}/initialize", "GET initialize")
-    scales = {
-        name: "50"
-        for name in (
-            "expected_aversion",
-            "expected_relief",
-            "expected_cognitive_load",
-            "expected_emotional_load",
-            "expected_physical_load",
-            "motivation",
-        )
-    }
+    scales = {name: "50" for name in PREDICTION_SCALES}
     post(
         f"/tasks/{task_id}/initialize",
         "POST initialize",
@@ -180,15 +172,7 @@ def journey(
     dashboard = page("/", "GET / (after a write)")
     attempt = COMPLETABLE.findall(dashboard)[0]
     page(f"/attempts/{attempt}/complete", "GET complete")
-    outcome = {
-        name: "60"
-        for name in (
-            "actual_relief",
-            "actual_cognitive_load",
-            "actual_emotional_load",
-            "actual_physical_load",
-        )
-    }
+    outcome = {name: "60" for name in OUTCOME_SCALES}
     post(
         f"/attempts/{attempt}/complete",
         "POST complete",
