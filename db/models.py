@@ -114,6 +114,10 @@ class User(Base):
     # attempts change, in the same transaction: a cached page computed at an older version
     # is never shown again. Nothing in the app writes it.
     data_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Bumped by the same triggers (migration 0004), except by a change that touches open
+    # attempts only (initialized, started or paused before and after): what the dashboard
+    # shows besides its open attempts is still current while this is unchanged.
+    history_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class PageCache(Base):
@@ -130,6 +134,9 @@ class PageCache(Base):
     )
     page: Mapped[str] = mapped_column(Text, primary_key=True)
     data_version: Mapped[int] = mapped_column(BigInteger)
+    # The person's history version the page was computed at; none for pages that keep
+    # figures, and for rows older than migration 0004.
+    history_version: Mapped[int | None] = mapped_column(BigInteger)
     key: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())

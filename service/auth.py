@@ -110,14 +110,17 @@ def end_session() -> None:
     session.clear()
 
 
-# The person, and in the same statement this page's cached figures if they were computed
-# at the person's current data version (see service.dashboard.page_cache).
+# The person, and in the same statement this page's cached row if it was computed at the
+# person's current data version, or at their current history version (a dashboard whose
+# open attempts alone are out of date). See service.dashboard.page_cache.
 _LOAD_USER = """
-SELECT u.id, u.username, u.timezone, u.preferences, u.data_version, p.key, p.body
+SELECT u.id, u.username, u.timezone, u.preferences, u.data_version, u.history_version,
+       p.key, p.body, p.data_version = u.data_version
 FROM user_sessions s
 JOIN users u ON u.id = s.user_id
 LEFT JOIN page_cache p
-  ON p.user_id = u.id AND p.page = %(page)s AND p.data_version = u.data_version
+  ON p.user_id = u.id AND p.page = %(page)s
+  AND (p.data_version = u.data_version OR p.history_version = u.history_version)
 WHERE s.token_hash = %(token_hash)s AND s.expires_at > now()
 """
 
@@ -136,8 +139,8 @@ def _load_user() -> None:
     if row is None:
         return
     g.user = CurrentUser(*row[:5])
-    g.page_cache_version = row[4]
-    g.page_cache = (row[5], row[6]) if row[5] is not None else None
+    g.page_cache_version = (row[4], row[5])
+    g.page_cache = (row[6], row[7], row[8]) if row[6] is not None else None
 
 
 def login_required(view: F) -> F:

@@ -1,7 +1,7 @@
 """A per-person cache of what a page computed, shared by every worker (in PostgreSQL).
 
 A page keeps either the figures it computed (JSON: :func:`lookup`, :func:`store`) or the
-whole page as rendered (:func:`cached_page`, :func:`store_page`), with holes for what differs
+whole page as rendered (:func:`stored_page`, :func:`store_page`), with holes for what differs
 from one request to the next (the CSRF token, flashed messages, a running timer).
 
 Correctness rests on ``users.data_version``: triggers bump it in the same transaction as
@@ -12,11 +12,17 @@ stored under that version. A change that commits in between can only make the st
 figures newer than their version says, and a stored version older than the person's
 current one is never shown: a write can never be followed by stale figures.
 
+A dashboard stored at the person's current *history* version (``users.history_version``,
+bumped by every change except one to open attempts only: a new attempt, a start, a pause)
+is still right except for its open attempts: the view recomputes that part alone and puts
+it in place of the old one (:func:`stored_page`, :func:`store_part`).
+
 The key holds everything else the figures depend on: the person's local day and time
 zone, the page's choices, and the release (a new release may compute differently).
 
 Costs: a hit is no extra statement (the row comes with the person); a miss is one more
-(the upsert), which the view commits.
+(the upsert), which the view commits; a dashboard whose history is current adds one more (its
+open attempts) instead of three.
 
 A stored page is signed with the app's secret key: a row altered in the database (by hand,
 by a restore, by an attacker with SQL access) fails the check and the page is computed
@@ -32,6 +38,7 @@ import json
 import secrets
 from collections.abc import Callable
 from typing import Any
+from typing import NamedTuple
 
 from flask import current_app
 from flask import g
@@ -52,7 +59,7 @@ from db.models import PageCache
 from service.attempts.services import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
-FORMAT = 2
+FORMAT = 3
 
 _STORE = (
     insert(PageCache)
@@ -60,6 +67,7 @@ _STORE = (
         user_id=bindparam("user_id", type_=BigInteger),
         page=bindparam("page", type_=Text),
         data_version=bindparam("data_version", type_=BigInteger),
+        history_version=bindparam("history_version", type_=BigInteger),
         key=bindparam("key", type_=Text),
         body=bindparam("body", type_=Text),
     )
@@ -67,6 +75,7 @@ _STORE = (
         index_elements=[PageCache.user_id, PageCache.page],
         set_={
             "data_version": insert(PageCache).excluded.data_version,
+            "history_version": insert(PageCache).excluded.history_version,
             "key": insert(PageCache).excluded.key,
             "body": insert(PageCache).excluded.body,
             "updated_at": func.now(),
@@ -81,16 +90,23 @@ def make_key(*parts: object) -> str:
     return "|".join(str(part) for part in (FORMAT, current_app.config["VERSION"], *parts))
 
 
-def _current(key: str) -> str | None:
-    """What is stored for this request's page and person under ``key``, if current.
+def _entry(key: str) -> tuple[str, bool] | None:
+    """The row stored for this request's page and person under ``key``: its body, and
+    whether it is current (else it is current for the person's history only).
 
     :mod:`service.auth` put the row there (``g.page_cache``) only if it was computed at the
-    person's current data version.
+    person's current data version or history version.
     """
-    entry: tuple[str, str] | None = g.get("page_cache")
+    entry: tuple[str, str, bool] | None = g.get("page_cache")
     if entry is None or entry[0] != key:
         return None
-    return entry[1]
+    return entry[1], entry[2]
+
+
+def _current(key: str) -> str | None:
+    """What is stored for this request's page and person under ``key``, if current."""
+    entry = _entry(key)
+    return entry[0] if entry is not None and entry[1] else None
 
 
 def lookup(key: str) -> Any | None:
@@ -111,16 +127,18 @@ def store(db: Session, user_id: int, key: str, figures: Any) -> None:
     _store(db, user_id, key, json.dumps(figures, separators=(",", ":"), default=_iso))
 
 
-def _store(db: Session, user_id: int, key: str, body: str) -> None:
-    version = g.get("page_cache_version")
-    if version is None:  # the person wasn't loaded by service.auth (signed in just now)
+def _store(db: Session, user_id: int, key: str, body: str, history: bool = False) -> None:
+    """Upsert the row; ``history``: the body stays good for the current history version."""
+    versions: tuple[int, int] | None = g.get("page_cache_version")
+    if versions is None:  # the person wasn't loaded by service.auth (signed in just now)
         return
     db.execute(
         _STORE,
         {
             "user_id": user_id,
             "page": request.endpoint,
-            "data_version": version,
+            "data_version": versions[0],
+            "history_version": versions[1] if history else None,
             "key": key,
             "body": body,
         },
@@ -182,37 +200,94 @@ def _timer(running: list[Any] | None) -> Callable[[], str] | None:
     return render
 
 
-def cached_page(key: str) -> str | None:
-    """This page as stored under ``key`` with this request's parts filled in, if current."""
-    body = _current(key)
-    if body is None:
+class Stored(NamedTuple):
+    """A whole page as stored, its signature checked."""
+
+    holes: Holes
+    html: str
+    running: list[Any] | None  # the timer's (status, resumed_at, minutes_spent)
+    part: tuple[int, int]  # where in ``html`` the part recomputed on its own sits
+    current: bool  # else only its part is out of date
+
+
+def stored_page(key: str) -> Stored | None:
+    """This page as stored under ``key``, if current, or current but for its part."""
+    entry = _entry(key)
+    if entry is None:
         return None
+    body, current = entry
     signature, _, signed = body.partition("\n")
     if not hmac.compare_digest(signature, _signature(signed)):
         return None  # altered outside the app: never shown
     header, _, html = signed.partition("\n")
     meta = json.loads(header)
-    return _fill(Holes(meta["holes"]), html, _timer(meta.get("running")))
+    start, end = meta["part"]
+    return Stored(Holes(meta["holes"]), html, meta.get("running"), (start, end), current)
+
+
+def fill(page: Stored) -> str:
+    """The stored page with this request's parts filled in."""
+    return _fill(page.holes, page.html, _timer(page.running))
+
+
+def _keep(
+    db: Session,
+    user_id: int,
+    key: str,
+    holes: Holes,
+    html: str,
+    part: tuple[int, int],
+    running: tuple[str, dt.datetime | None, float] | None,
+) -> str:
+    timer = None
+    if running is not None:
+        status, resumed_at, minutes_spent = running
+        timer = [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
+    meta = {"holes": holes.nonce, "running": timer, "part": part}
+    signed = f"{json.dumps(meta)}\n{html}"
+    _store(db, user_id, key, f"{_signature(signed)}\n{signed}", history=True)
+    return _fill(holes, html, _timer(timer))
 
 
 def store_page(
     db: Session,
     user_id: int,
     key: str,
-    render: Callable[[Holes], str],
+    render: Callable[[Holes, Markup], str],
+    render_part: Callable[[Holes], str],
     running: tuple[str, dt.datetime | None, float] | None = None,
 ) -> str:
     """Render the page with holes, keep it for the next view, return it filled in.
 
-    ``running`` is the (status, resumed_at, minutes_spent) of the attempt whose timer the page
-    shows, if any. The caller commits.
+    ``render_part`` renders the part that depends on more than the person's history (the
+    dashboard's open attempts); ``render`` renders the page around it. ``running`` is the
+    (status, resumed_at, minutes_spent) of the attempt whose timer the page shows, if any.
+    The caller commits.
     """
     holes = Holes()
-    html = render(holes)
-    timer = None
-    if running is not None:
-        status, resumed_at, minutes_spent = running
-        timer = [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
-    signed = f"{json.dumps({'holes': holes.nonce, 'running': timer})}\n{html}"
-    _store(db, user_id, key, f"{_signature(signed)}\n{signed}")
-    return _fill(holes, html, _timer(timer))
+    start, end = holes.marker("part-start"), holes.marker("part-end")
+    html = render(holes, start + Markup(render_part(holes)) + end)
+    first = html.index(start)
+    html = html.replace(start, "", 1)
+    last = html.index(end)
+    html = html.replace(end, "", 1)
+    return _keep(db, user_id, key, holes, html, (first, last), running)
+
+
+def store_part(
+    db: Session,
+    user_id: int,
+    key: str,
+    page: Stored,
+    render_part: Callable[[Holes], str],
+    running: tuple[str, dt.datetime | None, float] | None = None,
+) -> str:
+    """``page`` with its part rendered afresh: kept for the next view and returned filled in.
+
+    Only for a page current for the person's history (:func:`stored_page`); the caller
+    commits.
+    """
+    part = render_part(page.holes)
+    first, last = page.part
+    html = page.html[:first] + part + page.html[last:]
+    return _keep(db, user_id, key, page.holes, html, (first, first + len(part)), running)

@@ -3,7 +3,8 @@
 Besides loading the session, the page runs exactly three statements: active tasks with
 their per-task means (tasks list, quick start, recommendations), open + recent attempts,
 and the daily totals of the last 90 days. It runs them only when its cached page is out of
-date (see :mod:`service.dashboard.page_cache`), and then stores the new page.
+date (see :mod:`service.dashboard.page_cache`), and then stores the new page; when only its
+open attempts are out of date, it runs the one statement that reads them.
 """
 
 from __future__ import annotations
@@ -93,49 +94,50 @@ def quick_start(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(done, key=lambda t: t["last_completed_at"], reverse=True)[:QUICK_START]
 
 
-def _open_and_recent_statement() -> CompoundSelect:
-    columns = (
-        Attempt.id,
-        Attempt.status,
-        Attempt.task_id,
-        Task.name.label("task_name"),
-        Attempt.initialized_at,
-        Attempt.started_at,
-        Attempt.resumed_at,
-        Attempt.completed_at,
-        Attempt.minutes_spent,
-        Attempt.time_estimate_minutes,
-        Attempt.expected_aversion,
-        Attempt.expected_relief,
-        Attempt.expected_cognitive_load,
-        Attempt.expected_emotional_load,
-        Attempt.expected_physical_load,
-        Attempt.motivation,
-        Attempt.actual_relief,
-        Attempt.net_wellbeing,
-    )
-    joined = and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id)
-    open_ones = (
-        select(*columns, literal("open").label("section"))
-        .join(Task, joined)
-        .where(Attempt.user_id == USER_ID, Attempt.status.in_(("initialized", "started", "paused")))
-        .order_by(Attempt.initialized_at)
-    )
-    recent = (
-        select(*columns, literal("recent").label("section"))
-        .join(Task, joined)
-        .where(Attempt.user_id == USER_ID, Attempt.status == "completed")
-        .order_by(Attempt.completed_at.desc())
-        .limit(RECENT)
-    )
-    return union_all(open_ones, recent)
-
-
-OPEN_AND_RECENT = _open_and_recent_statement()
+_COLUMNS = (
+    Attempt.id,
+    Attempt.status,
+    Attempt.task_id,
+    Task.name.label("task_name"),
+    Attempt.initialized_at,
+    Attempt.started_at,
+    Attempt.resumed_at,
+    Attempt.completed_at,
+    Attempt.minutes_spent,
+    Attempt.time_estimate_minutes,
+    Attempt.expected_aversion,
+    Attempt.expected_relief,
+    Attempt.expected_cognitive_load,
+    Attempt.expected_emotional_load,
+    Attempt.expected_physical_load,
+    Attempt.motivation,
+    Attempt.actual_relief,
+    Attempt.net_wellbeing,
+)
+_JOINED = and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id)
+OPEN = (
+    select(*_COLUMNS, literal("open").label("section"))
+    .join(Task, _JOINED)
+    .where(Attempt.user_id == USER_ID, Attempt.status.in_(("initialized", "started", "paused")))
+    .order_by(Attempt.initialized_at)
+)
+_RECENT = (
+    select(*_COLUMNS, literal("recent").label("section"))
+    .join(Task, _JOINED)
+    .where(Attempt.user_id == USER_ID, Attempt.status == "completed")
+    .order_by(Attempt.completed_at.desc())
+    .limit(RECENT)
+)
+OPEN_AND_RECENT: CompoundSelect = union_all(OPEN, _RECENT)
 
 
 def open_and_recent_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in db.execute(OPEN_AND_RECENT, {"user_id": user_id})]
+
+
+def open_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
+    """Only the open attempts: what a stored dashboard lacks when only they have changed."""
+    return [dict(row._mapping) for row in db.execute(OPEN, {"user_id": user_id})]
 
 
 @dataclass(frozen=True)

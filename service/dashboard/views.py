@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint
@@ -44,6 +45,8 @@ def index() -> ResponseReturnValue:
 
     A repeated view is the session lookup plus filling in the page's holes: rendering the
     page was most of a repeated view's cost, and the dashboard is most of what people load.
+    After a change to open attempts only (a new attempt, a start, a pause), only the part
+    showing them is computed again.
     """
     user = auth.current_user()
     if user is None:
@@ -52,21 +55,28 @@ def index() -> ResponseReturnValue:
     today = queries.local_today(user.timezone)
     # Everything the page shows besides the person's tasks and attempts (their data version).
     key = page_cache.make_key(today, user.timezone, user.username, chosen)
-    page = page_cache.cached_page(key)
-    if page is not None:
-        return page
+    stored = page_cache.stored_page(key)
+    if stored is not None and stored.current:
+        return page_cache.fill(stored)
     db = database.session()
+    if stored is not None:  # current but for its open attempts
+        open_attempts = queries.open_attempts(db, user.id)
+        running = _running(open_attempts)
+        page = page_cache.store_part(
+            db, user.id, key, stored, _open_part(open_attempts, running), _timer(running)
+        )
+        database.commit()
+        return page
     tasks = queries.active_tasks(db, user.id)
     attempts = queries.open_and_recent_attempts(db, user.id)
     days = queries.daily_totals(db, user.id, user.timezone, today)
     open_attempts = [a for a in attempts if a["section"] == "open"]
-    running = next((a for a in open_attempts if a["status"] == "started"), None)
+    running = _running(open_attempts)
 
-    def render(holes: page_cache.Holes) -> str:
+    def render(holes: page_cache.Holes, open_part: Markup) -> str:
         return render_template(
             "dashboard/index.html",
-            running=running,
-            ready=[a for a in open_attempts if a is not running],
+            open_part=open_part,
             recent=[a for a in attempts if a["section"] == "recent"],
             tasks=tasks,
             quick_start=queries.quick_start(tasks),
@@ -81,12 +91,37 @@ def index() -> ResponseReturnValue:
             **holes.context(),
         )
 
-    timer = (
-        (running["status"], running["resumed_at"], running["minutes_spent"]) if running else None
+    page = page_cache.store_page(
+        db, user.id, key, render, _open_part(open_attempts, running), _timer(running)
     )
-    page = page_cache.store_page(db, user.id, key, render, timer)
     database.commit()
     return page
+
+
+def _running(open_attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((a for a in open_attempts if a["status"] == "started"), None)
+
+
+def _timer(running: dict[str, Any] | None) -> tuple[str, Any, float] | None:
+    if running is None:
+        return None
+    return running["status"], running["resumed_at"], running["minutes_spent"]
+
+
+def _open_part(
+    open_attempts: list[dict[str, Any]], running: dict[str, Any] | None
+) -> Callable[[page_cache.Holes], str]:
+    """Renders Current task and Ready, the part of the page that shows open attempts."""
+
+    def render(holes: page_cache.Holes) -> str:
+        return render_template(
+            "dashboard/_open.html",
+            running=running,
+            ready=[a for a in open_attempts if a is not running],
+            **holes.context(),
+        )
+
+    return render
 
 
 # An id no row has, replaced by %d to turn one url_for into a pattern for every row.

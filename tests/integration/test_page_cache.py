@@ -285,3 +285,87 @@ def test_an_altered_cached_page_is_never_shown(browser, app):
     page = _dashboard(browser.client)
     assert "<script>alert(1)" not in page
     assert "Dishes" in page
+
+
+def _versions(app, username: str) -> tuple[int, int]:
+    row = _sql(
+        app, "SELECT data_version, history_version FROM users WHERE username = :u", u=username
+    ).one()
+    return row[0], row[1]
+
+
+def test_changes_to_open_attempts_only_leave_the_history_version_alone(browser, app):
+    task = browser.create_task("Dishes")
+    before = _versions(app, browser.username)
+    steps = [
+        (f"/tasks/{task}/initialize", PREDICTION, False),
+        ("/attempts/{a}/start", {}, False),
+        ("/attempts/{a}/pause", {"reason": "Phone call"}, False),
+        ("/attempts/{a}/start", {}, False),
+        ("/attempts/{a}/complete", OUTCOME, True),
+        (f"/tasks/{task}/initialize", PREDICTION, False),
+        ("/attempts/{a}/cancel", {"reason": "Later", "completion_percent": "0"}, True),
+        (f"/tasks/{task}/edit", {"name": "Washing up", "kind": "routine"}, True),
+    ]
+    for path, data, history in steps:
+        attempt = browser.latest_id("attempts") if "{a}" in path else None
+        assert browser.post(path.format(a=attempt), data).status_code == 302, path
+        after = _versions(app, browser.username)
+        assert after[0] == before[0] + 1, path  # every change makes cached pages stale
+        assert after[1] == before[1] + (1 if history else 0), path
+        before = after
+
+
+def test_a_bulk_write_bumps_each_persons_history_by_what_it_touched(browser, other_browser, app):
+    mine = browser.create_task("Dishes")
+    theirs = other_browser.create_task("Taxes")
+    me, them = _versions(app, browser.username), _versions(app, other_browser.username)
+    # One statement for two people: only open attempts for one, a completed one for the other.
+    _sql(
+        app,
+        "INSERT INTO attempts (user_id, task_id, task_version, status, completed_at,"
+        " minutes_spent) SELECT user_id, id, version, CASE WHEN id = :theirs THEN 'completed' ELSE 'initialized' END,"
+        " CASE WHEN id = :theirs THEN now() END, 10 FROM tasks WHERE id IN (:mine, :theirs)",
+        mine=mine,
+        theirs=theirs,
+    )
+    assert _versions(app, browser.username) == (me[0] + 1, me[1])
+    assert _versions(app, other_browser.username) == (them[0] + 1, them[1] + 1)
+    _sql(app, "DELETE FROM attempts WHERE task_id = :mine", mine=mine)
+    assert _versions(app, browser.username) == (me[0] + 2, me[1])
+
+
+def test_after_starting_an_attempt_only_the_open_attempts_are_read_again(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    other = browser.create_task("Taxes")
+    full = _statements(app, browser.client, "/")
+    browser.post(f"/tasks/{other}/initialize", PREDICTION)
+    # The session lookup, the open attempts and the cache write; not the history's reads.
+    assert _statements(app, browser.client, "/") == 3 < full
+    page = _dashboard(browser.client)
+    ready = _between(page, 'id="ready-heading"', 'id="week-heading"')
+    assert "Taxes" in ready and "Dishes" not in ready
+    assert _done_counts(page) == {"Dishes": 1, "Taxes": 0}
+    assert "10 min" in _between(page, 'id="week-heading"', 'id="rec-heading"')
+
+    # The new part's Start button carries this session's token and works.
+    attempt = browser.latest_id("attempts")
+    token = CSRF.search(ready)
+    assert token
+    response = browser.client.post(
+        f"/attempts/{attempt}/start", data={"csrf_token": token.group(1)}
+    )
+    assert response.status_code == 302
+    assert _statements(app, browser.client, "/") == 3
+    page = _dashboard(browser.client)
+    assert "Taxes" in _between(page, 'id="current-heading"', 'id="ready-heading"')
+    assert _timer_minutes(page) >= 0
+    assert _statements(app, browser.client, "/") == 1  # and kept whole again
+
+    browser.post(f"/attempts/{attempt}/complete", OUTCOME)  # 25 minutes: history changed
+    assert _statements(app, browser.client, "/") == full
+    page = _dashboard(browser.client)
+    assert "Taxes" not in _between(page, 'id="current-heading"', 'id="week-heading"')
+    assert _done_counts(page) == {"Dishes": 1, "Taxes": 1}
+    assert "35 min" in _between(page, 'id="week-heading"', 'id="rec-heading"')
