@@ -324,7 +324,8 @@ def test_a_bulk_write_bumps_each_persons_history_by_what_it_touched(browser, oth
     _sql(
         app,
         "INSERT INTO attempts (user_id, task_id, task_version, status, completed_at,"
-        " minutes_spent) SELECT user_id, id, version, CASE WHEN id = :theirs THEN 'completed' ELSE 'initialized' END,"
+        " minutes_spent) SELECT user_id, id, version,"
+        " CASE WHEN id = :theirs THEN 'completed' ELSE 'initialized' END,"
         " CASE WHEN id = :theirs THEN now() END, 10 FROM tasks WHERE id IN (:mine, :theirs)",
         mine=mine,
         theirs=theirs,
