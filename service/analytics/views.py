@@ -85,10 +85,14 @@ class ChartChoicesForm(BaseForm):
 
 
 def _figures(user: auth.CurrentUser, choices: report.Choices) -> dict[str, Any]:
-    """The page's figures: cached for the person's current data, else computed and kept."""
+    """The page's figures: cached for the person's current history, else computed and kept.
+
+    They read tasks and finished (completed or cancelled) attempts only, so a new attempt,
+    a start or a pause leaves them current (``users.history_version``).
+    """
     today = report.local_today(user.timezone)
     key = page_cache.make_key(today, user.timezone, *astuple(choices))
-    page: dict[str, Any] | None = page_cache.lookup(key)
+    page: dict[str, Any] | None = page_cache.lookup(key, history=True)
     if page is not None and "charts_json" in page:
         page["charts_json"] = report.still_html_safe(page["charts_json"])
     if page is None:
@@ -96,7 +100,7 @@ def _figures(user: auth.CurrentUser, choices: report.Choices) -> dict[str, Any]:
         page = report.build(db, user.id, user.timezone, choices)
         # An empty account is cheap to build (one statement); not worth a write.
         if not page["empty"]:
-            page_cache.store(db, user.id, key, page)
+            page_cache.store(db, user.id, key, page, history=True)
             database.commit()
     return page
 

@@ -103,16 +103,16 @@ def _entry(key: str) -> tuple[str, bool] | None:
     return entry[1], entry[2]
 
 
-def _current(key: str) -> str | None:
-    """What is stored for this request's page and person under ``key``, if current."""
+def lookup(key: str, history: bool = False) -> Any | None:
+    """The figures stored for this request's page and person under ``key``, if current.
+
+    ``history``: the figures were stored with ``history`` (see :func:`store`), so figures
+    computed at the person's current history version are current too.
+    """
     entry = _entry(key)
-    return entry[0] if entry is not None and entry[1] else None
-
-
-def lookup(key: str) -> Any | None:
-    """The figures stored for this request's page and person under ``key``, if current."""
-    body = _current(key)
-    return None if body is None else json.loads(body)
+    if entry is None or not (entry[1] or history):
+        return None
+    return json.loads(entry[0])
 
 
 def _iso(value: object) -> str:
@@ -122,9 +122,15 @@ def _iso(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def store(db: Session, user_id: int, key: str, figures: Any) -> None:
-    """Keep ``figures`` (JSON-able) for this page's next view; the caller commits."""
-    _store(db, user_id, key, json.dumps(figures, separators=(",", ":"), default=_iso))
+def store(db: Session, user_id: int, key: str, figures: Any, history: bool = False) -> None:
+    """Keep ``figures`` (JSON-able) for this page's next view; the caller commits.
+
+    ``history``: the figures read nothing that a change to open attempts only can change
+    (tasks, and attempts that are neither initialized, started nor paused), so they stay
+    good for the person's history version.
+    """
+    body = json.dumps(figures, separators=(",", ":"), default=_iso)
+    _store(db, user_id, key, body, history=history)
 
 
 def _store(db: Session, user_id: int, key: str, body: str, history: bool = False) -> None:

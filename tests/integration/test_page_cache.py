@@ -370,3 +370,17 @@ def test_after_starting_an_attempt_only_the_open_attempts_are_read_again(browser
     assert "Taxes" not in _between(page, 'id="current-heading"', 'id="week-heading"')
     assert _done_counts(page) == {"Dishes": 1, "Taxes": 1}
     assert "35 min" in _between(page, 'id="week-heading"', 'id="rec-heading"')
+
+
+def test_analytics_stay_cached_until_an_attempt_is_finished(browser, app):
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    assert "1 completed of 1 finished" in _page(browser.client)
+    browser.post(f"/tasks/{task}/initialize", PREDICTION)
+    attempt = browser.latest_id("attempts")
+    assert _statements(app, browser.client, "/analytics") == 1
+    browser.post(f"/attempts/{attempt}/start")
+    assert _statements(app, browser.client, "/analytics") == 1
+    browser.post(f"/attempts/{attempt}/cancel", {"reason": "Later", "completion_percent": "0"})
+    assert _statements(app, browser.client, "/analytics") > 1
+    assert "1 completed of 2 finished" in _page(browser.client)
