@@ -2,6 +2,7 @@
 
 - PostgreSQL restarted under load: requests fail fast with the 503 page, the app
   recovers by itself, and every write that was confirmed to the person is kept;
+- PostgreSQL restarted while nobody asked for anything: no request fails afterwards;
 - a gunicorn worker killed: the service keeps answering and the worker is replaced;
 - the database unreachable at start-up: the service starts anyway, /healthz says 503
   until the database is there and then 200, without restarting anything.
@@ -23,6 +24,7 @@ import pytest
 import requests
 
 from db import migrate
+from db.engine import PING_AFTER_IDLE_SECONDS
 from releases.loadtest import CSRF
 from tests.security.servers import Gunicorn
 from tests.security.servers import PrivatePostgres
@@ -177,6 +179,21 @@ def test_a_database_restart_under_load_fails_fast_recovers_and_loses_no_write(
     assert saved <= {o.name for o in outcomes}
     assert person.get("/").status_code == 200
     print(f"{len(outcomes)} requests, {len(confirmed)} saved, slowest {slowest:.2f} s")
+
+
+def test_a_quiet_database_restart_costs_no_request(
+    served: Gunicorn, postgres: PrivatePostgres
+) -> None:
+    person = HttpPerson(served.url)
+    person.signup("quiet")
+    for _ in range(10):  # every worker has a pooled connection by now
+        assert person.get("/").status_code == 200
+    postgres.stop()
+    postgres.start()  # nothing asked for a page meanwhile: the pooled connections are dead
+    time.sleep(PING_AFTER_IDLE_SECONDS + 0.5)
+    # Each worker notices before using its connection, not by failing a person's request.
+    answers = [person.get("/").status_code for _ in range(10)]
+    assert answers == [200] * 10, answers
 
 
 def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(served: Gunicorn) -> None:
