@@ -12,6 +12,9 @@ from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +24,7 @@ from db.models import OUTCOME_SCALES
 from db.models import PREDICTION_SCALES
 from db.models import Attempt
 from db.models import AttemptEmotion
+from db.models import Emotion
 from db.models import Task
 from db.models import utcnow
 
@@ -65,7 +69,74 @@ def get_attempt_and_task_or_404(db: Session, user_id: int, attempt_id: int) -> t
 def task_averages(db: Session, user_id: int, task_id: int) -> dict[str, float | None]:
     """The person's averages for this task: the defaults of the sliders."""
     row = db.execute(_AVERAGES, {"user_id": user_id, "task_id": task_id}).one()
-    return {c: (float(v) if v is not None else None) for c, v in row._mapping.items()}
+    return _averages(row._mapping)
+
+
+def _averages(values: Any) -> dict[str, float | None]:
+    return {c: (float(values[c]) if values[c] is not None else None) for c in _AVERAGED}
+
+
+# What a prediction or outcome form shows besides its task (and attempt): the person's
+# averages for the task and their emotions, read with the task in the same statement.
+_TASK_AVERAGES = (
+    select(*(func.avg(getattr(Attempt, c)).label(c) for c in _AVERAGED))
+    .where(Attempt.user_id == Task.user_id, Attempt.task_id == Task.id)
+    .correlate(Task)  # not the attempt a form is about, when it is in the outer FROM too
+    .lateral("averages")
+)
+_EMOTION_CHOICES = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(Emotion.id, Emotion.name), func.lower(Emotion.name)
+                )
+            ),
+            text("'[]'::json"),
+        )
+    )
+    .where(Emotion.user_id == Task.user_id)
+    .correlate(Task)
+    .scalar_subquery()
+    .label("emotion_choices")
+)
+_TASK_FORM = (
+    select(Task, _TASK_AVERAGES, _EMOTION_CHOICES)
+    .join(_TASK_AVERAGES, true())
+    .where(Task.id == bindparam("task_id", type_=BigInteger), Task.user_id == _USER_ID)
+)
+_ATTEMPT_FORM = (
+    select(Attempt, Task, _TASK_AVERAGES, _EMOTION_CHOICES)
+    .join(Task, and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id))
+    .join(_TASK_AVERAGES, true())
+    .where(Attempt.id == bindparam("attempt_id", type_=BigInteger), Attempt.user_id == _USER_ID)
+)
+
+
+def _choices(pairs: list[list[Any]]) -> list[tuple[int, str]]:
+    return [(int(emotion_id), str(name)) for emotion_id, name in pairs]
+
+
+def task_form_or_404(
+    db: Session, user_id: int, task_id: int
+) -> tuple[Task, dict[str, float | None], list[tuple[int, str]]]:
+    """The person's own task (or 404), their averages for it and their emotions to choose
+    from: everything a new attempt's form needs, in one statement."""
+    row = db.execute(_TASK_FORM, {"task_id": task_id, "user_id": user_id}).first()
+    if row is None:
+        abort(404)
+    return row[0], _averages(row._mapping), _choices(row.emotion_choices)
+
+
+def attempt_form_or_404(
+    db: Session, user_id: int, attempt_id: int
+) -> tuple[Attempt, Task, dict[str, float | None], list[tuple[int, str]]]:
+    """The person's own attempt and its task (or 404), their averages for the task and
+    their emotions to choose from, in one statement."""
+    row = db.execute(_ATTEMPT_FORM, {"attempt_id": attempt_id, "user_id": user_id}).first()
+    if row is None:
+        abort(404)
+    return row[0], row[1], _averages(row._mapping), _choices(row.emotion_choices)
 
 
 def slider_defaults(averages: dict[str, float | None], fields: tuple[str, ...]) -> dict[str, int]:

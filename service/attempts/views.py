@@ -50,9 +50,16 @@ def _emotions(form: PredictionForm | OutcomeForm) -> list[int]:
     )
 
 
-def _prediction_form(task: Task, attempt: Attempt | None) -> tuple[PredictionForm, dict[str, Any]]:
+def _prediction_form(
+    task: Task,
+    attempt: Attempt | None,
+    averages: dict[str, Any] | None = None,
+    choices: list[tuple[int, str]] | None = None,
+) -> tuple[PredictionForm, dict[str, Any]]:
+    """The prediction form with its defaults; ``averages`` and ``choices`` when already read."""
     db = database.session()
-    averages = services.task_averages(db, auth.user().id, task.id)
+    if averages is None:
+        averages = services.task_averages(db, auth.user().id, task.id)
     if attempt is not None:
         defaults: dict[str, Any] = {f: getattr(attempt, f) for f in services.PREDICTION_FIELDS}
         defaults["emotions"] = services.emotion_ids(db, attempt, "before")
@@ -60,7 +67,7 @@ def _prediction_form(task: Task, attempt: Attempt | None) -> tuple[PredictionFor
         defaults = services.default_prediction(task, averages)
         defaults["time_estimate_minutes"] = _plain_number(defaults["time_estimate_minutes"])
     form = PredictionForm(data=defaults)
-    form.emotions.choices = emotion_choices(db, auth.user().id)
+    form.emotions.choices = choices if choices is not None else emotion_choices(db, auth.user().id)
     return form, averages
 
 
@@ -95,8 +102,8 @@ def _render_prediction(
 @auth.login_required
 def initialize(task_id: int) -> ResponseReturnValue:
     db = database.session()
-    task = get_task_or_404(db, auth.user().id, task_id)
-    form, averages = _prediction_form(task, None)
+    task, averages, choices = services.task_form_or_404(db, auth.user().id, task_id)
+    form, averages = _prediction_form(task, None, averages, choices)
     if form.validate_on_submit():
         try:
             attempt = services.initialize_attempt(db, task, _prediction(form))
@@ -198,8 +205,7 @@ def pause(attempt_id: int) -> ResponseReturnValue:
 @auth.login_required
 def complete(attempt_id: int) -> ResponseReturnValue:
     db = database.session()
-    attempt, task = _owned_attempt(attempt_id)
-    averages = services.task_averages(db, auth.user().id, task.id)
+    attempt, task, averages, choices = services.attempt_form_or_404(db, auth.user().id, attempt_id)
     tracked = services.elapsed_minutes(attempt) if attempt.started_at else None
     defaults: dict[str, Any] = dict(services.slider_defaults(averages, OUTCOME_SCALES))
     defaults["completion_percent"] = 100
@@ -207,7 +213,7 @@ def complete(attempt_id: int) -> ResponseReturnValue:
         tracked if tracked is not None else attempt.time_estimate_minutes or 0, 1
     )
     form = OutcomeForm(data=defaults)
-    form.emotions.choices = emotion_choices(db, auth.user().id)
+    form.emotions.choices = choices
     if form.validate_on_submit():
         outcome = {
             name: getattr(form, name).data for name in (*OUTCOME_SCALES, "completion_percent")

@@ -8,6 +8,8 @@ import re
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import count_statements
+
 PREDICTION = {
     "expected_aversion": "80",
     "expected_relief": "30",
@@ -224,3 +226,43 @@ def test_the_estimate_defaults_to_the_tasks_estimate_written_plainly(browser):
     page = browser.client.get(f"/tasks/{task_id}/initialize").get_data(as_text=True)
     estimate = re.search(r'<input[^>]*id="time_estimate_minutes"[^>]*>', page).group(0)
     assert 'value="100"' in estimate
+
+
+def _slider(page: str, name: str) -> str:
+    found = re.search(rf'<input[^>]*id="{name}"[^>]*>', page)
+    assert found, name
+    return found.group(0)
+
+
+def test_the_outcome_form_defaults_to_the_persons_average_and_lists_their_emotions(
+    browser, other_browser
+):
+    task_id = browser.create_task("Dishes")
+    for relief in ("20", "60"):
+        attempt_id = _initialize(browser, task_id)
+        browser.post(f"/attempts/{attempt_id}/start")
+        browser.post(f"/attempts/{attempt_id}/complete", {**OUTCOME, "actual_relief": relief})
+    other = browser.create_task("Taxes")  # no history: the middle of the scale
+    assert other_browser.post("/emotions", {"name": "Someone else's word"}).status_code == 302
+    attempt_id = _initialize(browser, task_id)
+    page = browser.client.get(f"/attempts/{attempt_id}/complete").get_data(as_text=True)
+    assert 'value="40"' in _slider(page, "actual_relief")  # (20 + 60) / 2, this task only
+    labels = re.findall(r'<label for="emotions-\d+">([^<]+)</label>', page)
+    assert labels == sorted(labels, key=str.lower) and "Calm" in labels and "Dread" in labels
+    assert "Someone else" not in page
+    fresh = _initialize(browser, other)
+    browser.post(f"/attempts/{attempt_id}/cancel", {"reason": "Later", "completion_percent": "0"})
+    page = browser.client.get(f"/attempts/{fresh}/complete").get_data(as_text=True)
+    assert 'value="50"' in _slider(page, "actual_relief")
+
+
+def test_a_form_page_reads_its_task_averages_and_emotions_in_one_statement(
+    browser, other_browser, app
+):
+    task_id = browser.create_task("Dishes")
+    attempt_id = _initialize(browser, task_id)
+    for path in (f"/tasks/{task_id}/initialize", f"/attempts/{attempt_id}/complete"):
+        status, count = count_statements(app, browser.client, path)
+        assert (status, count) == (200, 2), path  # the session lookup and the form's data
+        # Someone else's task or attempt is a 404, as before.
+        assert other_browser.client.get(path).status_code == 404, path
