@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import render_template
 from flask_wtf import FlaskForm
+from markupsafe import Markup
+from markupsafe import escape
 from wtforms import DecimalField
 from wtforms import Field
 from wtforms import FloatField
@@ -21,6 +23,7 @@ from wtforms.validators import Length
 from wtforms.validators import NumberRange
 from wtforms.validators import StopValidation
 from wtforms.validators import ValidationError
+from wtforms.widgets.core import clean_key
 
 from db.models import EMOTION_NAME_MAX
 
@@ -55,6 +58,16 @@ class BaseForm(FlaskForm):
                 options = {**options, "validators": validators}
             return unbound_field.bind(form=form, filters=filters, **options)
 
+        def render_field(self, field: Field, render_kw: dict[str, Any]) -> Markup:
+            """The field's HTML; the common ``<input>`` widgets through :func:`render_input`."""
+            other = getattr(field, "render_kw", None)
+            if other is not None:
+                render_kw = dict(other, **render_kw)
+            if type(field.widget) in FAST_INPUTS and getattr(field, "_datalist", None) is None:
+                return render_input(field, render_kw)
+            html: Markup = field.widget(field, **render_kw)
+            return html
+
     def validate(self, extra_validators: Any = None) -> bool:
         valid = super().validate(extra_validators)
         for field in self:
@@ -62,6 +75,61 @@ class BaseForm(FlaskForm):
                 field.errors = [*field.errors, NUL_MESSAGE]
                 valid = False
         return valid
+
+
+# The <input> widgets rendered by render_input: exactly these classes, not subclasses.
+FAST_INPUTS = frozenset(
+    {
+        widgets.TextInput,
+        widgets.NumberInput,
+        widgets.RangeInput,
+        widgets.HiddenInput,
+        widgets.CheckboxInput,
+        widgets.EmailInput,
+    }
+)
+
+
+def render_input(field: Field, render_kw: dict[str, Any]) -> Markup:
+    """What the field's WTForms ``<input>`` widget writes, attribute for attribute.
+
+    WTForms builds every attribute through ``Markup.format``; on the form pages (a dozen
+    inputs, a checkbox per emotion) that was about a fifth of the page's CPU. This writes the
+    same HTML with plain string formatting (tests/unit/test_forms_render.py compares the
+    two for every field of every form).
+    """
+    widget = field.widget
+    kwargs = dict(render_kw)
+    if isinstance(widget, widgets.NumberInput):
+        for name in ("step", "min", "max"):
+            value = getattr(widget, name)
+            if value is not None:
+                kwargs.setdefault(name, value)
+    if isinstance(widget, widgets.CheckboxInput) and getattr(field, "checked", field.data):
+        kwargs.setdefault("checked", True)
+    kwargs.setdefault("id", field.id)
+    kwargs.setdefault("type", widget.input_type)
+    if "value" not in kwargs:
+        kwargs["value"] = field._value()
+    flags = vars(field.flags)
+    for name in widget.validation_attrs:
+        if name in flags and name not in kwargs:
+            value = flags[name]
+            kwargs[name] = value() if callable(value) else value
+    kwargs["name"] = field.name
+    return Markup(f"<input {_html_params(kwargs)}>")
+
+
+def _html_params(attributes: dict[str, Any]) -> str:
+    """WTForms' ``html_params``: sorted, ``True`` bare, ``False`` left out, values escaped."""
+    params = []
+    for key, value in sorted(attributes.items()):
+        name = escape(clean_key(key))
+        if value is True:
+            params.append(str(name))
+        elif value is not False:
+            params.append(f'{name}="{escape(value)}"')
+    return " ".join(params)
 
 
 def render_form(template: str, form: FlaskForm, **context: Any) -> tuple[str, int]:
