@@ -12,9 +12,7 @@ from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
-from sqlalchemy import text
 from sqlalchemy import true
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,9 +22,9 @@ from db.models import OUTCOME_SCALES
 from db.models import PREDICTION_SCALES
 from db.models import Attempt
 from db.models import AttemptEmotion
-from db.models import Emotion
 from db.models import Task
 from db.models import utcnow
+from service.emotions.services import choices_column
 
 OPEN_STATUSES = ("initialized", "started", "paused")
 PREDICTION_FIELDS = (
@@ -45,7 +43,8 @@ class AttemptStateError(Exception):
 # twelve averages and all, cost more than running it).
 _USER_ID = bindparam("user_id", type_=BigInteger)
 _AVERAGED = (*PREDICTION_SCALES, *OUTCOME_SCALES, "completion_percent")
-_AVERAGES = select(*(func.avg(getattr(Attempt, c)).label(c) for c in _AVERAGED)).where(
+_AVERAGE_COLUMNS = [func.avg(getattr(Attempt, c)).label(c) for c in _AVERAGED]
+_AVERAGES = select(*_AVERAGE_COLUMNS).where(
     Attempt.user_id == _USER_ID, Attempt.task_id == bindparam("task_id", type_=BigInteger)
 )
 _RUNNING = select(Attempt).where(Attempt.user_id == _USER_ID, Attempt.status == "started")
@@ -79,27 +78,12 @@ def _averages(values: Any) -> dict[str, float | None]:
 # What a prediction or outcome form shows besides its task (and attempt): the person's
 # averages for the task and their emotions, read with the task in the same statement.
 _TASK_AVERAGES = (
-    select(*(func.avg(getattr(Attempt, c)).label(c) for c in _AVERAGED))
+    select(*_AVERAGE_COLUMNS)
     .where(Attempt.user_id == Task.user_id, Attempt.task_id == Task.id)
     .correlate(Task)  # not the attempt a form is about, when it is in the outer FROM too
     .lateral("averages")
 )
-_EMOTION_CHOICES = (
-    select(
-        func.coalesce(
-            func.json_agg(
-                aggregate_order_by(
-                    func.json_build_array(Emotion.id, Emotion.name), func.lower(Emotion.name)
-                )
-            ),
-            text("'[]'::json"),
-        )
-    )
-    .where(Emotion.user_id == Task.user_id)
-    .correlate(Task)
-    .scalar_subquery()
-    .label("emotion_choices")
-)
+_EMOTION_CHOICES = choices_column(Task.user_id, correlate=Task)
 _TASK_FORM = (
     select(Task, _TASK_AVERAGES, _EMOTION_CHOICES)
     .join(_TASK_AVERAGES, true())

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import BigInteger
+from sqlalchemy import Label
 from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -15,12 +19,29 @@ from db.models import Emotion
 STARTER_EMOTIONS = ("Anxious", "Bored", "Calm", "Excited", "Frustrated", "Motivated", "Tired")
 
 
-# Every form with emotions lists them: built once.
+# Every form with emotions lists them, in this order: built once.
+_ORDER = func.lower(Emotion.name)
 _CHOICES = (
     select(Emotion.id, Emotion.name)
     .where(Emotion.user_id == bindparam("user_id", type_=BigInteger))
-    .order_by(func.lower(Emotion.name))
+    .order_by(_ORDER)
 )
+
+
+def choices_column(owner: Any, correlate: Any) -> Label[Any]:
+    """The emotions of the person whose id is ``owner`` (a column of ``correlate``, the
+    table of the statement this goes into) as a JSON array of [id, name] pairs, in the order
+    of :func:`emotion_choices`: for a form page that reads them with its other data."""
+    pairs = func.json_agg(
+        aggregate_order_by(func.json_build_array(Emotion.id, Emotion.name), _ORDER)
+    )
+    return (
+        select(func.coalesce(pairs, text("'[]'::json")))
+        .where(Emotion.user_id == owner)
+        .correlate(correlate)
+        .scalar_subquery()
+        .label("emotion_choices")
+    )
 
 
 def emotion_choices(db: Session, user_id: int) -> list[tuple[int, str]]:
