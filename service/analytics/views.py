@@ -92,7 +92,7 @@ def _figures(user: auth.CurrentUser, choices: report.Choices) -> dict[str, Any]:
     """
     today = report.local_today(user.timezone)
     key = page_cache.make_key(today, user.timezone, *astuple(choices))
-    page: dict[str, Any] | None = page_cache.lookup(key, history=True)
+    page: dict[str, Any] | None = page_cache.lookup(key)
     if page is not None and "charts_json" in page:
         page["charts_json"] = report.still_html_safe(page["charts_json"])
     if page is None:
@@ -100,7 +100,7 @@ def _figures(user: auth.CurrentUser, choices: report.Choices) -> dict[str, Any]:
         page = report.build(db, user.id, user.timezone, choices)
         # An empty account is cheap to build (one statement); not worth a write.
         if not page["empty"]:
-            page_cache.store(db, user.id, key, page, history=True)
+            page_cache.store(db, user.id, key, page)
             database.commit()
     return page
 

@@ -53,22 +53,19 @@ def _emotions(form: PredictionForm | OutcomeForm) -> list[int]:
 def _prediction_form(
     task: Task,
     attempt: Attempt | None,
-    averages: dict[str, Any] | None = None,
-    choices: list[tuple[int, str]] | None = None,
-) -> tuple[PredictionForm, dict[str, Any]]:
-    """The prediction form with its defaults; ``averages`` and ``choices`` when already read."""
-    db = database.session()
-    if averages is None:
-        averages = services.task_averages(db, auth.user().id, task.id)
+    averages: dict[str, Any],
+    choices: list[tuple[int, str]],
+) -> PredictionForm:
+    """The prediction form with its defaults: the attempt's prediction, else the averages."""
     if attempt is not None:
         defaults: dict[str, Any] = {f: getattr(attempt, f) for f in services.PREDICTION_FIELDS}
-        defaults["emotions"] = services.emotion_ids(db, attempt, "before")
+        defaults["emotions"] = services.emotion_ids(database.session(), attempt, "before")
     else:
         defaults = services.default_prediction(task, averages)
         defaults["time_estimate_minutes"] = _plain_number(defaults["time_estimate_minutes"])
     form = PredictionForm(data=defaults)
-    form.emotions.choices = choices if choices is not None else emotion_choices(db, auth.user().id)
-    return form, averages
+    form.emotions.choices = choices
+    return form
 
 
 def _plain_number(value: float | None) -> float | int | None:
@@ -103,7 +100,7 @@ def _render_prediction(
 def initialize(task_id: int) -> ResponseReturnValue:
     db = database.session()
     task, averages, choices = services.task_form_or_404(db, auth.user().id, task_id)
-    form, averages = _prediction_form(task, None, averages, choices)
+    form = _prediction_form(task, None, averages, choices)
     if form.validate_on_submit():
         try:
             attempt = services.initialize_attempt(db, task, _prediction(form))
@@ -135,14 +132,15 @@ def quick_initialize(task_id: int) -> ResponseReturnValue:
 @bp.route("/attempts/<int:attempt_id>/prediction", methods=["GET", "POST"])
 @auth.login_required
 def prediction(attempt_id: int) -> ResponseReturnValue:
-    attempt, task = _owned_attempt(attempt_id)
-    form, averages = _prediction_form(task, attempt)
+    db = database.session()
+    attempt, task, averages, choices = services.attempt_form_or_404(db, auth.user().id, attempt_id)
+    form = _prediction_form(task, attempt, averages, choices)
     if form.validate_on_submit():
         try:
             services.apply_prediction(attempt, _prediction(form))
         except services.AttemptStateError as error:
             return _refused(error)
-        services.set_emotions(database.session(), attempt, "before", _emotions(form))
+        services.set_emotions(db, attempt, "before", _emotions(form))
         database.commit()
         flash("Prediction saved.")
         return redirect(url_for("dashboard.index"))

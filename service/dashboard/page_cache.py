@@ -103,16 +103,11 @@ def _entry(key: str) -> tuple[str, bool] | None:
     return entry[1], entry[2]
 
 
-def lookup(key: str, history: bool = False) -> Any | None:
-    """The figures stored for this request's page and person under ``key``, if current.
-
-    ``history``: the figures were stored with ``history`` (see :func:`store`), so figures
-    computed at the person's current history version are current too.
-    """
+def lookup(key: str) -> Any | None:
+    """The figures stored for this request's page and person under ``key``, if current
+    for the person's history (see :func:`store`)."""
     entry = _entry(key)
-    if entry is None or not (entry[1] or history):
-        return None
-    return json.loads(entry[0])
+    return None if entry is None else json.loads(entry[0])
 
 
 def _iso(value: object) -> str:
@@ -122,19 +117,18 @@ def _iso(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def store(db: Session, user_id: int, key: str, figures: Any, history: bool = False) -> None:
+def store(db: Session, user_id: int, key: str, figures: Any) -> None:
     """Keep ``figures`` (JSON-able) for this page's next view; the caller commits.
 
-    ``history``: the figures read nothing that a change to open attempts only can change
-    (tasks, and attempts that are neither initialized, started nor paused), so they stay
-    good for the person's history version.
+    Figures must read nothing that a change to open attempts only can change (tasks, and
+    attempts that are neither initialized, started nor paused): they are kept for the
+    person's history version.
     """
-    body = json.dumps(figures, separators=(",", ":"), default=_iso)
-    _store(db, user_id, key, body, history=history)
+    _store(db, user_id, key, json.dumps(figures, separators=(",", ":"), default=_iso))
 
 
-def _store(db: Session, user_id: int, key: str, body: str, history: bool = False) -> None:
-    """Upsert the row; ``history``: the body stays good for the current history version."""
+def _store(db: Session, user_id: int, key: str, body: str) -> None:
+    """Upsert the row, good for the person's current data and history versions."""
     versions: tuple[int, int] | None = g.get("page_cache_version")
     if versions is None:  # the person wasn't loaded by service.auth (signed in just now)
         return
@@ -144,7 +138,7 @@ def _store(db: Session, user_id: int, key: str, body: str, history: bool = False
             "user_id": user_id,
             "page": request.endpoint,
             "data_version": versions[0],
-            "history_version": versions[1] if history else None,
+            "history_version": versions[1],
             "key": key,
             "body": body,
         },
@@ -251,7 +245,7 @@ def _keep(
         timer = [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
     meta = {"holes": holes.nonce, "running": timer, "part": part}
     signed = f"{json.dumps(meta)}\n{html}"
-    _store(db, user_id, key, f"{_signature(signed)}\n{signed}", history=True)
+    _store(db, user_id, key, f"{_signature(signed)}\n{signed}")
     return _fill(holes, html, _timer(timer))
 
 
