@@ -266,3 +266,18 @@ def test_a_form_page_reads_its_task_averages_and_emotions_in_one_statement(
         assert (status, count) == (200, 2), path  # the session lookup and the form's data
         # Someone else's task or attempt is a 404, as before.
         assert other_browser.client.get(path).status_code == 404, path
+
+
+def test_editing_a_prediction_shows_and_keeps_what_was_predicted(browser, other_browser, app):
+    attempt_id = _initialize(browser, browser.create_task("Dishes"))  # relief 30, Dread + calm
+    page = browser.client.get(f"/attempts/{attempt_id}/prediction").get_data(as_text=True)
+    assert 'value="30"' in _slider(page, "expected_relief")  # the attempt's, not an average
+    checked = re.findall(r'<input checked id="emotions-\d+"[^>]*>\s*<label[^>]*>([^<]+)<', page)
+    assert sorted(checked) == ["Calm", "Dread"]  # "calm" is the starter emotion "Calm"
+    assert other_browser.client.get(f"/attempts/{attempt_id}/prediction").status_code == 404
+    response = browser.post(
+        f"/attempts/{attempt_id}/prediction", {**PREDICTION, "expected_relief": "55"}
+    )
+    assert response.status_code == 302
+    row = _row(app, "SELECT expected_relief FROM attempts WHERE id = :i", i=attempt_id)
+    assert row["expected_relief"] == 55
