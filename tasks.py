@@ -483,35 +483,6 @@ def provision(
         raise Exit(f"provision failed: {exc}") from exc
 
 
-@task(name="deploy-simple", help=_SSH_HELP)
-def deploy_simple(
-    c: Context,
-    host: str = "",
-    user: str = "deploy",
-    port: int = 22,
-    key_file: str = "",
-    dry_run: bool = False,
-) -> None:
-    """Deploy this checkout: wheel + locked wheelhouse, new release venv, migrate, switch.
-
-    The minimal deploy (no lock, health gate or rollback yet). Needs a provisioned server.
-    """
-    from releases import deploy
-    from releases.remote import open_remote
-
-    target = _ssh_target("deploy-simple", host, user, port, key_file)
-    try:
-        with open_remote(target, dry_run=dry_run) as remote:
-            if dry_run:
-                print("\n".join(deploy.plan(remote)))
-                return
-            _ensure_assets(c)
-            release = deploy.deploy_current_code(remote, ROOT)
-    except RuntimeError as exc:
-        raise Exit(f"deploy-simple failed: {exc}") from exc
-    print(f"deploy-simple: {release} is live on {host}")
-
-
 # --- releases to a server (releases/deploy.py, rollback.py, lock.py): deploy, roll back ------
 
 _RELEASE_HELP = {
@@ -566,6 +537,7 @@ def deploy(
     per deploy in /srv/tas/shared/deploys.log; the local tag deployed/<host> follows.
     """
     from releases import deploy as deploying
+    from releases.handover import Detached
     from releases.lock import LockHeld
     from releases.remote import open_remote
 
@@ -593,6 +565,8 @@ def deploy(
         raise Exit(f"deploy refused: {exc}") from exc
     except deploying.DeployFailed as exc:
         raise Exit(f"deploy FAILED and was undone: {exc}") from exc
+    except Detached as exc:
+        raise Exit(f"deploy: stopped following: {exc}", code=3) from exc
     except RuntimeError as exc:
         raise Exit(f"deploy failed: {exc}") from exc
 

@@ -1,27 +1,35 @@
-"""Ship a release to a server: ``invoke deploy`` (from a tag) and ``invoke deploy-simple``.
+"""Ship a tagged release to a server: ``invoke deploy`` (the one way to deploy).
 
-Both build here and install there: the project wheel plus a wheelhouse of the locked
+It builds here and installs there: the project wheel plus a wheelhouse of the locked
 runtime dependencies for the server's Python and platform, uploaded into
 ``/srv/tas/releases/<version>-<UTC time>/`` and installed into that release's own venv
 with no index (the server needs neither PyPI nor git nor any credential of ours).
 
-``invoke deploy`` (:func:`deploy_release`) is the full pipeline, step by step:
+:func:`deploy_release`, step by step, and what a fault at each step leaves behind
+(``docs/faults.md`` has the measured outcomes):
 
-1. take the deploy lock (:mod:`releases.lock`);
+1. take the deploy lock (:mod:`releases.lock`) and read the server. A database that
+   cannot be read refuses the deploy (nothing changed). A line "started" goes into the
+   deploy log at once, so every attempt is on record.
 2. rebuild the artifact from the tag ``v<version>`` and refuse unless its SHA-256 is the
-   manifest's — while the server's venv is being filled from the wheelhouse;
-3. if the database is not at the release's Alembic head: a verified ``pg_dump -Fc``
-   first, then ``alembic upgrade`` once, from the NEW release's venv, under an advisory
-   lock (the previous release keeps serving: migrations are written for that);
-4. a canary: the new release on a temporary socket must answer ``/healthz`` with its own
-   version before it gets any traffic;
-5. switch ``current`` atomically and ``systemctl restart`` (the socket unit queues
-   connections meanwhile: no request fails);
-6. the health gate: ``/healthz`` through nginx over HTTPS must answer the new version.
-   If it does not, the deploy undoes itself: back to the previous release (schema
-   downgraded first when it migrated and the downgrade exists), restarted and checked;
-7. keep the newest N releases (never current, previous, or one a process uses), write the
-   deploy log line, and move the local tag ``deployed/<host>``.
+   manifest's, while the server's venv is filled from the wheelhouse. Until here only a
+   new release directory exists; a fault (client killed, connection lost) leaves the old
+   release serving and the lock stale (its SSH session is gone), reported by the next
+   deploy and removed with ``invoke unlock``.
+3. hand over: the plan goes to the server and ``releases/scripts/runner.py`` runs it as a
+   transient systemd unit that no longer needs this client (:mod:`releases.handover`):
+   a verified pre-deploy ``pg_dump -Fc`` (its path logged before migrating), ``alembic
+   upgrade`` from the NEW venv under an advisory lock (refused unless the database is
+   still at the revision this plan was made from), the canary (``/healthz`` and a real
+   page on a temporary socket), the atomic switch of ``current`` and ``previous``, a
+   restart (the socket queues connections), and the health gate through nginx over
+   HTTPS. A failure undoes itself there: the schema back to the revision seen under the
+   advisory lock (never below it, never to ``base``), the old release back, checked.
+   The unit writes the final log line and frees the lock if the client is gone.
+4. the client follows and prints the progress; Ctrl-C or a lost connection only stop
+   the following. When the run succeeded: keep the newest N releases (never current,
+   previous, or one a process uses) and their pre-deploy dumps, and move the local tag
+   ``deployed/<host>``.
 
 ``--dry-run`` (:func:`plan_deploy`) changes nothing and prints the plan.
 """
@@ -36,6 +44,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import socket
@@ -52,39 +61,28 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
+from releases import handover
 from releases import lock as deploy_lock
+from releases import scripts
 from releases import steps
 from releases.artifact import ROOT
 from releases.artifact import build_from_ref
 from releases.artifact import export_tree
-from releases.backups import take_backup
+from releases.inventory import CURRENT_LINK
+from releases.inventory import FAILED_MARK
+from releases.inventory import PREVIOUS_LINK
 from releases.inventory import RELEASES_DIR
 from releases.inventory import Release
 from releases.inventory import ServerState
 from releases.inventory import read_state
 from releases.inventory import releases_to_delete
 from releases.provision import APP_ROOT
+from releases.provision import APP_USER
+from releases.provision import BACKUP_SCRIPT
+from releases.provision import DATABASE
 from releases.provision import ENV_FILE
+from releases.provision import UNIT_DIR
 from releases.remote import Remote
-
-# The marker environment of the server's python3 (what pip there would evaluate).
-_PROBE = r"""
-import json, os, platform, sys
-print(json.dumps({
-    "implementation_name": sys.implementation.name,
-    "implementation_version": platform.python_version(),
-    "os_name": os.name,
-    "platform_machine": platform.machine(),
-    "platform_release": platform.release(),
-    "platform_system": platform.system(),
-    "platform_version": platform.version(),
-    "python_full_version": platform.python_version(),
-    "platform_python_implementation": platform.python_implementation(),
-    "python_version": ".".join(platform.python_version_tuple()[:2]),
-    "sys_platform": sys.platform,
-    "libc": platform.libc_ver(),
-}))
-"""
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,8 @@ class ServerPython:
 
 
 def probe_python(remote: Remote) -> ServerPython:
-    out = json.loads(remote.run(f"python3 -c {shlex.quote(_PROBE)}").stdout)
+    probe = scripts.text("server_python.py")
+    out = json.loads(remote.run(f"python3 -c {shlex.quote(probe)}").stdout)
     libc = out.pop("libc")
     return ServerPython(markers=out, libc=(libc[0], libc[1]))
 
@@ -194,54 +193,12 @@ def _download_wheels(
     )
 
 
-def copy_checkout(project: Path, target: Path) -> None:
-    """The checkout as git sees it (tracked and new files, ignored ones left out) plus the
-    vendored browser libraries. Building from the checkout itself would reuse setuptools'
-    ``build/`` directory, which keeps files since deleted or renamed (a migration that
-    moved would then ship twice)."""
-    listed = subprocess.run(
-        ["git", "-C", str(project), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.split("\0")):
-        source = project / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    vendor = Path("service") / "static" / "vendor"
-    if (project / vendor).is_dir():
-        shutil.copytree(project / vendor, target / vendor, dirs_exist_ok=True)
-
-
-def build_artifacts(project: Path, server: ServerPython, out: Path) -> Path:
-    """Build ``out/dist/<project>.whl`` and ``out/wheelhouse/``; return the wheel."""
-    dist = out / "dist"
-    with tempfile.TemporaryDirectory(prefix="tas-checkout-") as tmp:
-        copy_checkout(project, Path(tmp))
-        _pip("wheel", "--no-deps", "-w", str(dist), tmp)
-    lock = (project / "requirements" / "runtime.lock").read_text()
-    build_wheelhouse(lock, server, out / "wheelhouse")
-    (wheel,) = dist.glob("*.whl")
-    return wheel
-
-
 def _pip(*args: str) -> None:
     """Run pip here; its chatter is shown only when it fails."""
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"pip {args[0]} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
-
-
-def _git_revision(project: Path) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(project), "describe", "--always", "--dirty", "--abbrev=12"],
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip() or "unknown"
 
 
 def who() -> str:
@@ -261,95 +218,6 @@ def _tar(directory: Path, tarball: Path) -> Path:
     with tarfile.open(tarball, "w:gz", compresslevel=1) as tar:
         tar.add(directory, arcname=".")
     return tarball
-
-
-# --- invoke deploy-simple: this checkout, no tag ----------------------------------------------
-
-
-def deploy_current_code(remote: Remote, project: Path, echo: Callable[[str], None] = print) -> str:
-    """Build, upload, install, migrate, switch, restart; returns the release name."""
-    from releases.release import migration_chain  # alembic: only when deploying
-
-    run = steps.Steps("deploy-simple", echo)
-    info = {"who": who(), "pid": os.getpid(), "action": "deploy-simple", "version": "checkout"}
-    held = deploy_lock.acquire(remote, info, echo=run.say)
-    try:
-        with tempfile.TemporaryDirectory(prefix="tas-build-") as tmp:
-            out = Path(tmp)
-            with run("build the wheel and the wheelhouse") as note:
-                server = probe_python(remote)
-                wheel = build_artifacts(project, server, out / "artifact")
-                version = wheel.name.split("-")[1]
-                release = f"{version}-{_stamp()}"
-                chain = migration_chain(project)
-                manifest = {
-                    "version": version,
-                    "tag": None,
-                    "commit": _git_revision(project),
-                    "alembic_head": chain[0]["revision"] if chain else None,
-                    "migrations": chain,
-                    "artifact": wheel.name,
-                    "artifact_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
-                    "created_at": _now(),
-                }
-                (out / "artifact" / "manifest.json").write_text(json.dumps(manifest, indent=2))
-                bundle = _tar(out / "artifact", out / "artifact.tar.gz")
-                note["detail"] = f"{wheel.name}, Python {server.markers['python_version']}"
-            path = f"{RELEASES_DIR}/{release}"
-            with run(f"upload to {path}"):
-                steps.upload_bundle(remote, bundle, path)
-        try:
-            _install_migrate_switch(remote, run, path, release, wheel.name)
-        except Exception as exc:
-            steps.mark_failed(remote, path, f"{type(exc).__name__}: {exc}")
-            raise
-        steps.write_json(
-            remote,
-            f"{path}/deploy.json",
-            {"release": release, "version": version, "deployed_at": _now(), "who": who()},
-        )
-    finally:
-        held.release()
-    return release
-
-
-def _install_migrate_switch(
-    remote: Remote, run: steps.Steps, path: str, release: str, wheel_name: str
-) -> None:
-    with run("install the release venv"):
-        steps.install_dependencies(remote, path)
-        steps.install_app(remote, path, wheel_name)
-    with run("migrate the database") as note:
-        migrated = steps.migrate_database(remote, path, "upgrade", "head")
-        note["detail"] = f"{migrated.before} -> {migrated.after}"
-    with run(f"switch current -> {release} and restart") as note:
-        before = read_state(remote).current
-        steps.switch_current_release(remote, path)
-        failure = steps.restart_app(remote)
-        if failure:
-            raise RuntimeError(f"systemctl restart tas.service failed: {failure}")
-        note["detail"] = f"healthz: {steps.wait_for_socket_health(remote)}"
-        if before and before != release:
-            steps.set_previous(remote, f"{RELEASES_DIR}/{before}")
-
-
-def plan(remote: Remote) -> list[str]:
-    """What :func:`deploy_current_code` would do on this server (a dry run)."""
-    server = probe_python(remote)
-    current = remote.sudo(f"readlink {APP_ROOT}/current || echo '(none)'").stdout.strip()
-    releases = remote.sudo(f"ls -1 {APP_ROOT}/releases 2>/dev/null || true").stdout.split()
-    provisioned = remote.exists(ENV_FILE)
-    lines = [
-        f"server: Python {server.markers['python_version']} ({server.markers['platform_machine']},"
-        f" {' '.join(server.libc)})",
-        f"current release: {current}; {len(releases)} release(s) on the server",
-        "would build the project wheel and a wheelhouse from requirements/runtime.lock",
-        f"would install a new release under {APP_ROOT}/releases/, migrate the database, "
-        "switch current and restart tas.service",
-    ]
-    if not provisioned:
-        lines.append(f"WARNING: {ENV_FILE} is missing: run invoke provision first")
-    return lines
 
 
 # --- invoke deploy: a tagged release ------------------------------------------------------------
@@ -436,11 +304,6 @@ def tag_deployed(repo: Path, host: str, version: str, message: str) -> str:
     return name
 
 
-def _toc_entries(remote: Remote, dump: str) -> int:
-    listing = remote.sudo(f"pg_restore --list {shlex.quote(dump)}").stdout
-    return sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
-
-
 def undo_plan(
     manifest: dict[str, Any],
     old: Release | None,
@@ -455,6 +318,8 @@ def undo_plan(
     ``old`` and restart), ``verify`` (old version through nginx), ``note`` (what stays).
     When the old release can serve the newer schema (every migration only expanded it),
     it goes back first and the schema follows; otherwise the schema goes back first.
+    Never a downgrade to ``base``: with no revision before (a first deploy), the schema
+    stays.
     """
     from releases.rollback import migrations_between
 
@@ -462,17 +327,18 @@ def undo_plan(
     path = migrations_between(manifest, after, before) if migrated else []
     reversible = path is not None and not any(m.irreversible for m in path)
     compatible = path is not None and all(m.compatible_with_previous for m in path)
-    down = ("downgrade", f"alembic downgrade {before or 'base'} from the new release's venv")
+    can_go_back = migrated and reversible and before is not None
+    down = ("downgrade", f"alembic downgrade {before} from the new release's venv")
     actions: list[tuple[str, str]] = []
     if switched and old is not None:
-        if migrated and reversible and not compatible:
+        if can_go_back and not compatible:
             actions.append(down)
         actions.append(("switch", f"switch current back to {old.name} and restart"))
         actions.append(("verify", f"check /healthz answers {old.version} through nginx"))
-        if migrated and reversible and compatible:
+        if can_go_back and compatible:
             actions.append(down)
     else:
-        if migrated and reversible:
+        if can_go_back:
             actions.append(down)
         if switched:
             actions.append(("note", "no previous release to go back to"))
@@ -484,14 +350,52 @@ def undo_plan(
                 "(the pre-deploy backup can be restored: invoke restore)",
             )
         )
+    elif migrated and before is None:
+        actions.append(("note", f"the schema stays at {after}: there was none before"))
     if not actions:
         actions.append(("note", f"nothing to undo: {old.name if old else 'nothing'} serves"))
     return actions
 
 
+def undo_schema(
+    manifest: dict[str, Any], old: Release | None, before: str | None, path: str
+) -> dict[str, str] | None:
+    """The runner's schema undo (see :func:`undo_plan`), or None when the schema stays."""
+    actions = undo_plan(manifest, old, before, manifest.get("alembic_head"), switched=True)
+    kinds = [kind for kind, _ in actions]
+    if "downgrade" not in kinds:
+        return None
+    first = "switch" not in kinds or kinds.index("downgrade") < kinds.index("switch")
+    return {
+        "release": path,
+        "action": "downgrade",
+        "target": "@before",  # the revision seen under the advisory lock
+        "when": "before-switch-back" if first else "after-switch-back",
+        "words": dict(actions)["downgrade"],
+    }
+
+
+def service_hardening(unit_text: str) -> list[str]:
+    """The sandboxing settings of the service unit, for the canary to run under them too."""
+    not_sandboxing = {
+        "Type", "NotifyAccess", "User", "Group", "EnvironmentFile", "RuntimeDirectory",
+        "RuntimeDirectoryMode", "ExecStart", "ExecReload", "KillMode", "TimeoutStopSec",
+        "Restart", "RestartSec", "WorkingDirectory",
+    }  # fmt: skip
+    settings, section = [], ""
+    for raw in unit_text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            if line.split("=", 1)[0] not in not_sandboxing:
+                settings.append(line)
+    return settings
+
+
 @dataclass
 class _Deploy:
-    """One run of the full deploy, with what it has done so far (for the undo and the log)."""
+    """One run of the full deploy, with what it has done so far (for the log)."""
 
     remote: Remote
     options: DeployOptions
@@ -501,8 +405,9 @@ class _Deploy:
     path: str = ""
     old: Release | None = None
     before: str | None = None
-    after: str | None = None
-    probe: steps.HttpsProbe | None = None
+    previous: str | None = None
+    domain: str = ""
+    cacert: str = ""
 
     @property
     def version(self) -> str:
@@ -510,16 +415,15 @@ class _Deploy:
 
     def prepare(self, state: ServerState) -> None:
         with self.run("read the server") as note:
-            domain = self.options.domain or steps.site_domain(self.remote)
-            self.probe = steps.HttpsProbe(self.remote, domain, self.options.ca_file)
+            self.domain = self.options.domain or steps.site_domain(self.remote)
             current = state.current_release
             note["detail"] = (
                 f"current {current.name if current else '(none)'}, database at "
                 f"{state.db_revision or '(none)'}, disk {state.disk()}"
             )
         self.old = state.current_release
-        self.before = self.after = state.db_revision
-        _refuse_if_database_is_ahead(self.manifest, state)
+        self.before = state.db_revision
+        self.previous = f"{RELEASES_DIR}/{state.previous}" if state.previous else None
         name = f"{self.version}-{_stamp()}"
         self.path = f"{RELEASES_DIR}/{name}"
         self.entry.update(
@@ -528,6 +432,12 @@ class _Deploy:
             from_version=self.old.version if self.old else None,
             alembic_before=state.db_revision,
         )
+        if not state.db_ok:
+            raise DeployRefused(
+                "the database cannot be read (PostgreSQL down or restarting?): refusing to "
+                "deploy without knowing its schema; nothing was changed"
+            )
+        _refuse_if_database_is_ahead(self.manifest, state)
 
     def install(self) -> None:
         """Wheelhouse and venv on the server while the artifact is rebuilt and checked."""
@@ -563,77 +473,57 @@ class _Deploy:
                 steps.upload_bundle(self.remote, _tar(app, out / "app.tar.gz"), self.path)
                 steps.install_app(self.remote, self.path, artifact.wheel.name)
 
-    def migrate(self) -> None:
+    def plan(self, run_id: str, token: str) -> dict[str, Any]:
+        """What the server-side runner does from here (releases/scripts/runner.py)."""
         head = self.manifest.get("alembic_head")
-        if not head or self.before == head:
-            self.run.say(f"migrations: none pending (database at {self.before})")
-            return
-        with self.run("back up the database (pg_dump -Fc, checked by pg_restore --list)") as n:
-            dump = take_backup(self.remote)
-            entries = _toc_entries(self.remote, dump)
-            self.entry.update(backup=dump, backup_entries=entries)
-            n["detail"] = f"{dump} ({entries} entries)"
-        with self.run(f"migrate {self.before or 'base'} -> {head} from the new venv") as note:
-            try:
-                done = steps.migrate_database(self.remote, self.path, "upgrade", head)
-            except steps.MigrationFailed:
-                self.after = self._database_revision()
-                raise
-            self.after = done.after
-            note["detail"] = f"database at {done.after}"
-
-    def _database_revision(self) -> str | None:
-        return read_state(self.remote).db_revision
-
-    def canary(self) -> None:
-        assert self.probe is not None
-        with self.run("canary: the new release alone on a temporary socket") as note:
-            health = steps.canary_check(
-                self.remote,
-                self.path,
-                self.probe.domain,
-                self.version,
-                timeout=self.options.health_timeout,
-            )
-            note["detail"] = health.summary()
-        self.entry["canary"] = health.record()
-        if not health.ok:
-            raise DeployFailed(f"the canary failed: {health.explain()}")
-
-    def switch(self) -> None:
-        assert self.probe is not None
-        with self.run(f"switch current -> {self.entry['release']} and restart"):
-            steps.switch_current_release(self.remote, self.path)
-            failure = steps.restart_app(self.remote)
-        with self.run(f"health gate: {self.probe.url} must answer {self.version}") as note:
-            if failure:
-                health = steps.Health(False, 0, detail=f"restart failed: {failure}")
-            else:
-                health = steps.wait_for_https_health(
-                    self.probe, self.version, timeout=self.options.health_timeout
-                )
-            note["detail"] = health.summary()
-        self.entry["health"] = health.record()
-        if not health.ok:
-            raise DeployFailed(f"the health gate failed: {health.explain()}")
-
-    def finish(self) -> None:
         name = self.entry["release"]
-        steps.set_previous(self.remote, self.old.path if self.old else None)
-        steps.write_json(
-            self.remote,
-            f"{self.path}/deploy.json",
-            {
+        prepare: list[dict[str, Any]] = []
+        if head and self.before != head:
+            prepare.append(
+                {
+                    "do": "backup",
+                    "label": "back up the database (pg_dump -Fc, checked by pg_restore --list)",
+                    "command": predeploy_backup_command(name),
+                }
+            )
+            prepare.append(
+                {
+                    "do": "migrate",
+                    "label": f"migrate {self.before or 'base'} -> {head} from the new venv",
+                    "release": self.path,
+                    "action": "upgrade",
+                    "target": head,
+                }
+            )
+        if self.options.canary:
+            prepare.append({"do": "canary"})
+        unit = self.remote.read(f"{UNIT_DIR}/tas.service") or ""
+        return {
+            **runner_settings(run_id, token, self.domain, self.cacert, self.options),
+            "kind": "deploy",
+            "entry": self.entry,
+            "expect_before": self.before,
+            "new": {"name": name, "path": self.path, "version": self.version},
+            "old": _release_info(self.old),
+            "previous_before": self.previous,
+            "prepare": prepare,
+            "undo_schema": undo_schema(self.manifest, self.old, self.before, self.path),
+            "undone_result": "rolled back",
+            "canary": {
+                "unit": steps.CANARY_UNIT,
+                "socket": steps.CANARY_SOCKET,
+                "hardening": service_hardening(unit),
+            },
+            "deploy_json": {
                 "release": name,
                 "version": self.version,
-                "deployed_at": _now(),
-                "who": who(),
+                "who": self.entry["who"],
                 "from_release": self.entry.get("from_release"),
-                "alembic_before": self.before,
-                "alembic_after": self.after,
-                "backup": self.entry.get("backup"),
             },
-        )
+        }
+
+    def clean_up(self) -> None:
+        name = self.entry["release"]
         with self.run(f"clean up (keep {self.options.keep})") as note:
             state = read_state(self.remote)
             protected = [state.current, state.previous, name, *state.in_use]
@@ -642,38 +532,50 @@ class _Deploy:
             self.entry["deleted"] = [r.name for r in doomed]
             note["detail"] = "deleted " + ", ".join(self.entry["deleted"]) if doomed else "none"
 
-    def undo(self, reason: str, *, switched: bool) -> list[str]:
-        """Put things back as they were before this deploy; returns what was done."""
-        assert self.probe is not None
-        self.run.say(f"FAILED: {reason}")
-        steps.mark_failed(self.remote, self.path, reason)
-        done = []
-        for kind, words in undo_plan(
-            self.manifest, self.old, self.before, self.after, switched=switched
-        ):
-            with self.run(f"undo: {words}") as note:
-                if kind == "downgrade":
-                    back = steps.migrate_database(
-                        self.remote, self.path, "downgrade", self.before or "base"
-                    )
-                    self.after = back.after
-                    note["detail"] = f"database at {back.after}"
-                elif kind == "switch":
-                    assert self.old is not None
-                    steps.switch_current_release(self.remote, self.old.path)
-                    failure = steps.restart_app(self.remote)
-                    note["detail"] = f"restart failed: {failure}" if failure else "restarted"
-                elif kind == "verify":
-                    assert self.old is not None
-                    health = steps.wait_for_https_health(
-                        self.probe, self.old.version, timeout=self.options.health_timeout
-                    )
-                    self.entry["rollback_health"] = health.record()
-                    note["detail"] = health.summary()
-                    if not health.ok:
-                        words += f" -- FAILED: {health.explain()}"
-            done.append(words)
-        return done
+
+def _release_info(release: Release | None) -> dict[str, str] | None:
+    if release is None:
+        return None
+    return {"name": release.name, "path": release.path, "version": release.version}
+
+
+def predeploy_backup_command(release: str) -> str:
+    """A verified dump before migrating, as the app user; prints the dump's path."""
+    return f"runuser -u {APP_USER} -- {BACKUP_SCRIPT}"
+
+
+def runner_settings(
+    run_id: str, token: str, domain: str, cacert: str, options: Any
+) -> dict[str, Any]:
+    """The parts of a runner plan that deploys and rollbacks share."""
+    return {
+        "run": run_id,
+        "log": deploy_lock.DEPLOY_LOG,
+        "lock": {"dir": deploy_lock.LOCK_DIR, "token": token},
+        "app_user": APP_USER,
+        "env_file": ENV_FILE,
+        "database": DATABASE,
+        "current_link": CURRENT_LINK,
+        "previous_link": PREVIOUS_LINK,
+        "failed_mark": FAILED_MARK,
+        "gate": {
+            "domain": domain,
+            "cacert": cacert,
+            "timeout": options.health_timeout,
+            "page": "/signin",
+        },
+    }
+
+
+def stage_ca_file(remote: Remote, ca_file: str | None) -> str:
+    """Put a local CA file (a test CA) where the runner can read it; "" without one."""
+    if not ca_file:
+        return ""
+    staged = f"{remote.scratch()}/health-ca.pem"
+    remote.connection.put(ca_file, staged)
+    target = f"{APP_ROOT}/shared/runs/health-ca.pem"
+    remote.sudo(f"install -d -m 755 {APP_ROOT}/shared/runs && install -m 644 {staged} {target}")
+    return target
 
 
 def deploy_release(
@@ -681,14 +583,17 @@ def deploy_release(
 ) -> dict[str, Any]:
     """The full deploy of a tagged release (see the module docstring); returns its log entry.
 
-    Raises :class:`DeployRefused` (nothing changed), :class:`releases.lock.LockHeld`, or
-    :class:`DeployFailed` (it changed things and put them back, as the message says).
+    Raises :class:`DeployRefused` (nothing changed), :class:`releases.lock.LockHeld`,
+    :class:`DeployFailed` (it changed things and put them back, as the message says), or
+    :class:`releases.handover.Detached` (the server finishes it on its own).
     """
     manifest = find_manifest(options.repo, options.version)
     version = str(manifest["version"])
     run = steps.Steps("deploy", echo)
     started = time.monotonic()
+    run_id = f"deploy-{_stamp()}-{secrets.token_hex(3)}"
     entry: dict[str, Any] = {
+        "run": run_id,
         "event": "deploy",
         "version": version,
         "commit": manifest.get("commit"),
@@ -708,17 +613,68 @@ def deploy_release(
         echo=run.say,
     )
     job = _Deploy(remote, options, manifest, run, entry)
+    handed_over = followed = False
     try:
         run.say(f"lock: taken ({deploy_lock.LOCK_DIR})")
-        _deploy_locked(job)
-    finally:
-        held.release()
-        entry.setdefault("result", "interrupted")  # Ctrl-C or a lost connection
-        entry["duration_s"] = round(time.monotonic() - started, 1)
+        state = read_state(remote)
+        try:
+            job.prepare(state)
+        finally:
+            # Every attempt is on record before anything changes, refused ones too.
+            deploy_lock.append_log(remote, {**entry, "result": "started"})
+        job.cacert = stage_ca_file(remote, options.ca_file)
+        job.install()
+        plan = job.plan(run_id, held.token)
         entry["steps"] = run.timings
-        entry["alembic_after"] = job.after
-        if entry.get("release"):
-            deploy_lock.append_log(remote, entry)
+        handed_over = True
+        unit = handover.start(remote, run_id, plan, held)
+        run.say(f"handed over to the server: unit {unit.unit} finishes the deploy")
+        result = handover.follow(remote, unit, echo, "deploy")
+        entry.update(result)
+        followed = True
+        if entry.get("result") != "ok":
+            reason = str(entry.get("reason") or entry.get("result"))
+            undone = "; ".join(entry.get("undone", []))
+            raise DeployFailed(f"{reason}\nundone: {undone}")
+        job.clean_up()
+        deploy_lock.append_log(remote, {"run": run_id, "deleted": entry["deleted"]})
+    except DeployRefused as exc:
+        entry.update(result="refused", reason=str(exc))
+        raise
+    except (DeployFailed, handover.Detached):
+        raise
+    except BaseException as exc:
+        # Before the hand-over nothing serves from the new release: say so and mark it.
+        if not handed_over:
+            reason = f"{type(exc).__name__}: {exc}".strip()
+            entry.update(
+                result="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                reason=reason[:2000],
+            )
+            with contextlib.suppress(Exception):
+                if job.path:
+                    steps.mark_failed(remote, job.path, reason)
+        raise
+    finally:
+        if not handed_over or followed:
+            # Detached, the unit frees the lock itself when it ends.
+            try:
+                held.release()
+            except Exception as exc:  # noqa: BLE001 - the lock is then reported stale
+                run.say(f"WARNING: could not free the deploy lock: {exc}")
+        entry["duration_s"] = round(time.monotonic() - started, 1)
+        if not handed_over and entry.get("result") not in (None, "started"):
+            with contextlib.suppress(Exception):
+                deploy_lock.append_log(
+                    remote,
+                    {
+                        "run": run_id,
+                        "result": entry["result"],
+                        "reason": entry.get("reason"),
+                        "steps": run.timings,
+                        "duration_s": entry["duration_s"],
+                    },
+                )
     if options.host:
         message = f"{version} deployed to {options.host} at {_now()} by {entry['who']}"
         try:
@@ -730,43 +686,7 @@ def deploy_release(
     return entry
 
 
-def _deploy_locked(job: _Deploy) -> None:
-    state = read_state(job.remote)
-    job.prepare(state)
-    switched = False
-    try:
-        job.install()
-        job.migrate()
-        if job.options.canary:
-            job.canary()
-        switched = True
-        job.switch()
-    except DeployRefused as exc:
-        job.entry.update(result="refused", reason=str(exc))
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever failed, the deploy is undone
-        reason = str(exc).strip() or type(exc).__name__
-        if not isinstance(exc, DeployFailed):
-            reason = f"{type(exc).__name__}: {reason}"
-        undone = job.undo(reason, switched=switched)
-        job.entry.update(result="rolled back", reason=reason, undone=undone)
-        raise DeployFailed(f"{reason}\nundone: " + "; ".join(undone)) from exc
-    job.finish()
-    job.entry["result"] = "ok"
-
-
 # --- invoke deploy --dry-run ------------------------------------------------------------------
-
-_OFFLINE_SQL = """
-import sys
-import db
-from alembic import command
-from db import migrate
-assert db.__file__.startswith(sys.argv[3]), db.__file__
-start, end = sys.argv[1], sys.argv[2]
-config = migrate.alembic_config("postgresql://offline@localhost/tas", configure_logging=False)
-command.upgrade(config, f"{start}:{end}" if start else end, sql=True)
-"""
 
 
 def pending_sql(repo: Path, version: str, start: str | None, end: str) -> str:
@@ -775,7 +695,7 @@ def pending_sql(repo: Path, version: str, start: str | None, end: str) -> str:
         tree = Path(tmp)
         export_tree(f"v{version}", tree, repo)
         result = subprocess.run(
-            [sys.executable, "-c", _OFFLINE_SQL, start or "", end, str(tree)],
+            [sys.executable, "-c", scripts.text("offline_sql.py"), start or "", end, str(tree)],
             cwd=tree,
             env={**os.environ, "PYTHONPATH": str(tree)},
             capture_output=True,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from releases import scripts
 from releases.provision import APP_ROOT
 from releases.remote import Remote
 from releases.shell import sudo_input
@@ -26,43 +27,6 @@ from releases.shell import sudo_input
 LOCK_DIR = f"{APP_ROOT}/shared/deploy.lock"
 DEPLOY_LOG = f"{APP_ROOT}/shared/deploys.log"
 STALE_AFTER = 30 * 60
-
-# Runs as root on the server: take the lock, then record the holder's SSH session (the
-# first sshd ancestor of this shell; its start time tells a reused PID apart).
-_ACQUIRE = """
-mkdir {lock} 2>/dev/null || exit 75
-cat > {lock}/info.json
-p=$$
-while [ "$p" -gt 1 ]; do
-  case "$(cat /proc/$p/comm)" in sshd*) break ;; esac
-  p=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f2)
-done
-echo "$p $(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f20)" > {lock}/session
-"""
-
-# Runs as root on the server: what the lock directory says, and whether its session lives.
-_STATUS = r"""
-import json, os, sys, time
-d = sys.argv[1]
-out = {"held": os.path.isdir(d)}
-if out["held"]:
-    out["age"] = time.time() - os.stat(d).st_mtime
-    try:
-        out["info"] = json.load(open(os.path.join(d, "info.json")))
-    except (OSError, ValueError):
-        out["info"] = None
-    alive = None
-    try:
-        pid, start = open(os.path.join(d, "session")).read().split()
-        with open(f"/proc/{pid}/stat") as f:
-            alive = f.read().rsplit(") ", 1)[1].split()[19] == start
-    except FileNotFoundError:
-        alive = False if os.path.exists(os.path.join(d, "session")) else None
-    except (OSError, ValueError, IndexError):
-        alive = False
-    out["session_alive"] = alive
-print(json.dumps(out))
-"""
 
 
 class LockHeld(RuntimeError):
@@ -76,13 +40,18 @@ class LockState:
     age: float = 0.0
     # None while the holder is still writing its session file.
     session_alive: bool | None = None
+    # The server-side unit the holder handed its work to (it holds the lock while it runs).
+    unit: str = ""
+    unit_active: bool = False
 
     def stale(self, stale_after: float = STALE_AFTER) -> str:
         """Why the lock is stale, or "" when its holder is still there."""
-        if not self.held:
+        if not self.held or self.unit_active:
             return ""
         if self.session_alive is False:
-            return "the holder's SSH session is gone"
+            return "the holder's SSH session is gone" + (
+                f" and its unit {self.unit} has ended" if self.unit else ""
+            )
         if self.age > stale_after:
             return f"it is older than {stale_after / 60:.0f} minutes"
         if self.info is None and self.age > 60:
@@ -98,18 +67,24 @@ class LockState:
             f"{info.get('action', 'deploy')} {info.get('version', '?')} "
             f"since {info.get('started', '?')} ({self.age:.0f}s ago)"
         )
+        if self.unit_active:
+            holder += f"; the server is finishing it in unit {self.unit}"
         why = self.stale(stale_after)
         return f"held by {holder}" + (f"; STALE: {why}" if why else "")
 
 
 def lock_state(remote: Remote) -> LockState:
-    result = sudo_input(remote, f"python3 - {shlex.quote(LOCK_DIR)}", _STATUS)
+    result = sudo_input(
+        remote, f"python3 - {shlex.quote(LOCK_DIR)}", scripts.text("lock_status.py")
+    )
     data = json.loads(result.stdout)
     return LockState(
         held=data["held"],
         info=data.get("info"),
         age=float(data.get("age", 0.0)),
         session_alive=data.get("session_alive"),
+        unit=data.get("unit", ""),
+        unit_active=bool(data.get("unit_active")),
     )
 
 
@@ -125,6 +100,23 @@ class DeployLock:
         q = shlex.quote(LOCK_DIR)
         self.remote.sudo(
             f"grep -qF {shlex.quote(self.token)} {q}/info.json 2>/dev/null && rm -rf {q} || true"
+        )
+
+    def hand_over(self, unit: str) -> None:
+        """The server-side unit ``unit`` now does the work: the lock is held while it runs,
+        and it frees the lock itself if this client is gone when it ends."""
+        q = shlex.quote(LOCK_DIR)
+        self.remote.sudo(
+            f"grep -qF {shlex.quote(self.token)} {q}/info.json && "
+            f"echo {shlex.quote(unit)} > {q}/unit"
+        )
+
+    def detach(self) -> None:
+        """This client stops following (interrupted): the unit frees the lock when done."""
+        q = shlex.quote(LOCK_DIR)
+        self.remote.sudo(
+            f"grep -qF {shlex.quote(self.token)} {q}/info.json 2>/dev/null && "
+            f"touch {q}/detached || true"
         )
 
 
@@ -145,9 +137,10 @@ def acquire(
     info = {**info, "token": token, "started": _now()}
     deadline = time.monotonic() + wait
     announced = False
+    script = scripts.text("lock_acquire.sh")
     while True:
-        script = _ACQUIRE.format(lock=shlex.quote(LOCK_DIR))
-        result = sudo_input(remote, script, json.dumps(info), warn=True)
+        command = f"sh -c {shlex.quote(script)} lock {shlex.quote(LOCK_DIR)}"
+        result = sudo_input(remote, command, json.dumps(info), warn=True)
         if result.exited == 0:
             return DeployLock(remote, info, token)
         if result.exited != 75:
@@ -197,13 +190,29 @@ def append_log(remote: Remote, entry: dict[str, Any]) -> None:
 
 
 def read_log(remote: Remote) -> list[dict[str, Any]]:
-    text = remote.read(DEPLOY_LOG) or ""
-    entries = []
+    """The deploy log, one entry per deploy, rollback or unlock, oldest first."""
+    return merge_log(remote.read(DEPLOY_LOG) or "")
+
+
+def merge_log(text: str) -> list[dict[str, Any]]:
+    """Lines of one run (same ``run`` id: started, backed up, finished, cleaned up) make
+    one entry, at the place of its first line, later lines' fields winning."""
+    entries: list[dict[str, Any]] = []
+    runs: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(entry, dict):
+            continue
+        run = entry.get("run")
+        if run and run in runs:
+            runs[run].update(entry)
+            continue
+        if run:
+            runs[run] = entry
+        entries.append(entry)
     return entries
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -313,30 +314,6 @@ class RollbackOptions:
     health_timeout: float = 60.0
 
 
-# Rows per table, in one statement (query_to_xml runs a count per table).
-_ROW_COUNTS = """
-SELECT table_name || ' ' || (xpath('/row/c/text()', query_to_xml(
-  format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text
-FROM information_schema.tables
-WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> 'alembic_version'
-ORDER BY table_name
-"""
-
-
-def row_counts(remote: Remote) -> dict[str, int]:
-    from releases.provision import DATABASE
-    from releases.shell import sudo_input
-
-    command = f"runuser -u postgres -- psql -X -qtA -d {DATABASE}"
-    result = sudo_input(remote, command, _ROW_COUNTS, warn=True)
-    counts = {}
-    for line in result.stdout.splitlines():
-        name, _, count = line.partition(" ")
-        if count.strip().isdigit():
-            counts[name] = int(count)
-    return counts
-
-
 def dump_time(path: str) -> str:
     """``/srv/tas/backups/tas-20261127T101500Z.dump`` -> ``2026-11-27T10:15:00Z``."""
     match = re.search(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z", path)
@@ -346,7 +323,23 @@ def dump_time(path: str) -> str:
     return f"{y}-{mo}-{d}T{h}:{mi}:{se}Z"
 
 
-def choose_target(state: ServerState, to: str) -> Release:
+def deployed_from(log: Iterable[Mapping[str, Any]], release: str) -> str | None:
+    """The release that served before ``release`` was deployed (its newest good deploy)."""
+    found = None
+    for entry in log:
+        if (
+            entry.get("event") == "deploy"
+            and entry.get("release") == release
+            and entry.get("result") == "ok"
+        ):
+            found = entry.get("from_release")
+    return str(found) if found else None
+
+
+def choose_target(state: ServerState, to: str, log: Iterable[Mapping[str, Any]] = ()) -> Release:
+    """The release to go back to: ``to``, else the one the current release was deployed
+    over (from the deploy log, so a second rollback goes one further back instead of
+    returning to the release just rolled away from), else the newest older good one."""
     current = state.current_release
     if current is None:
         raise RollbackRefused("nothing is deployed: no current release")
@@ -358,15 +351,21 @@ def choose_target(state: ServerState, to: str) -> Release:
         if target.name == current.name:
             raise RollbackRefused(f"{target.name} is what runs already")
         return target
-    candidate = state.release(state.previous)
-    if candidate is None or not candidate.complete or candidate.name == current.name:
+    before = deployed_from(log, current.name)
+    candidate = state.release(before) if before else None
+    if before and (candidate is None or not candidate.complete):
+        raise RollbackRefused(
+            f"{current.name} was deployed over {before}, which is no longer on the server: "
+            "give --to"
+        )
+    if candidate is None:
         older = [
             r
             for r in state.releases
             if r.stamp < current.stamp and r.complete and not r.failed and r.manifest
         ]
         candidate = older[-1] if older else None
-    if candidate is None:
+    if candidate is None or candidate.name == current.name:
         raise RollbackRefused("no previous release on the server to go back to: give --to")
     return candidate
 
@@ -377,7 +376,12 @@ def _plan_for(
     current = state.current_release
     if current is None:
         raise RollbackRefused("nothing is deployed: no current release")
-    target = choose_target(state, options.to)
+    if not state.db_ok:
+        raise RollbackRefused(
+            "the database cannot be read (PostgreSQL down or restarting?): refusing to plan "
+            "a rollback without knowing its schema; nothing was changed"
+        )
+    target = choose_target(state, options.to, log)
     if not current.manifest or not target.manifest:
         missing = current.name if not current.manifest else target.name
         raise RollbackRefused(f"{missing} has no manifest.json on the server: cannot plan")
@@ -418,15 +422,25 @@ def plan_lines(remote: Remote, options: RollbackOptions) -> list[str]:
 def run_rollback(
     remote: Remote, options: RollbackOptions, echo: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Carry out the plan under the deploy lock, health-gated; returns the log entry."""
+    """Carry out the plan under the deploy lock, health-gated; returns the log entry.
+
+    Planning happens here, under the lock; what changes the server (downgrade or restore,
+    switch, health gate, and going back on a failure) runs on the server by itself
+    (:mod:`releases.handover`), so a lost connection or a killed client cannot leave it
+    half done.
+    """
+    from releases import handover
     from releases import lock as deploy_lock
     from releases import steps
+    from releases.deploy import runner_settings
+    from releases.deploy import stage_ca_file
     from releases.deploy import who
-    from releases.inventory import db_revision
     from releases.inventory import read_state
 
     run = steps.Steps("rollback", echo)
     started = time.monotonic()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run_id = f"rollback-{stamp}-{os.urandom(3).hex()}"
     # The lock first, then one look at the server: what is planned is what runs.
     held = deploy_lock.acquire(
         remote,
@@ -434,7 +448,8 @@ def run_rollback(
         wait=options.lock_wait,
         echo=run.say,
     )
-    entry: dict[str, Any] = {"event": "rollback", "who": who(), "host": options.host}
+    entry: dict[str, Any] = {"run": run_id, "event": "rollback", "who": who(), "host": options.host}
+    handed_over = followed = False
     try:
         state = read_state(remote)
         current, target, plan = _plan_for(state, options, deploy_lock.read_log(remote))
@@ -442,6 +457,8 @@ def run_rollback(
             run.say(line)
         if plan.refused:
             raise RollbackRefused(plan.reason)
+        if plan.mode == RESTORE_BACKUP and plan.backup and not remote.exists(plan.backup):
+            raise RollbackRefused(f"the pre-deploy dump {plan.backup} is gone: nothing to restore")
         entry.update(
             release=target.name,
             version=target.version,
@@ -454,24 +471,34 @@ def run_rollback(
             backup=plan.backup if plan.mode == RESTORE_BACKUP else None,
             started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
-        _execute(remote, options, run, plan, current, target, entry)
-        steps.set_previous(remote, current.path)
-        entry["result"] = "ok"
-    except RollbackFailed as exc:
-        entry.update(result="failed, back on the release it came from", reason=str(exc))
-        raise
-    except Exception as exc:
-        # A step failed before the switch: the newer release still runs, and a failed
-        # downgrade rolled back with its transaction (CONCURRENTLY steps excepted).
-        entry.update(result="failed", reason=f"{type(exc).__name__}: {exc}"[:2000])
+        deploy_lock.append_log(remote, {**entry, "result": "started"})
+        domain = options.domain or steps.site_domain(remote)
+        settings = runner_settings(
+            run_id, held.token, domain, stage_ca_file(remote, options.ca_file), options
+        )
+        runner_plan = {
+            **settings,
+            **_runner_plan(plan, current, target, state.previous),
+            "entry": entry,
+        }
+        handed_over = True
+        unit = handover.start(remote, run_id, runner_plan, held)
+        run.say(f"handed over to the server: unit {unit.unit} finishes the rollback")
+        entry.update(handover.follow(remote, unit, echo, "rollback"))
+        followed = True
+        if entry.get("result") != "ok":
+            raise RollbackFailed(
+                f"{entry.get('reason')}; undone: " + "; ".join(entry.get("undone", []))
+            )
+    except RollbackRefused as exc:
+        if "release" in entry:
+            entry.update(result="refused", reason=str(exc))
+            deploy_lock.append_log(remote, {"run": run_id, "result": "refused", "reason": str(exc)})
         raise
     finally:
-        held.release()
-        entry["steps"] = run.timings
+        if not handed_over or followed:
+            held.release()
         entry["duration_s"] = round(time.monotonic() - started, 1)
-        if "release" in entry:
-            entry["alembic_after"] = db_revision(remote)
-            deploy_lock.append_log(remote, entry)
     if options.host and options.repo is not None:
         from releases.deploy import DeployRefused
         from releases.deploy import tag_deployed
@@ -486,69 +513,58 @@ def run_rollback(
     return entry
 
 
-def _execute(
-    remote: Remote,
-    options: RollbackOptions,
-    run: Any,
-    plan: RollbackPlan,
-    current: Release,
-    target: Release,
-    entry: dict[str, Any],
-) -> None:
-    from releases import steps
-    from releases.backups import restore_backup
+def restore_command(dump: str, revision: str | None) -> str:
+    """The server's restore script for the runner: the app stays as the runner left it."""
+    from releases.provision import RESTORE_SCRIPT
 
-    domain = options.domain or steps.site_domain(remote)
-    probe = steps.HttpsProbe(remote, domain, options.ca_file)
-    downgraded = False
+    expect = f" --expect-revision {shlex.quote(revision)}" if revision else ""
+    return f"{RESTORE_SCRIPT} --no-units{expect} {shlex.quote(dump)}"
+
+
+def _runner_plan(
+    plan: RollbackPlan, current: Release, target: Release, previous: str | None
+) -> dict[str, Any]:
+    """What the server-side runner does for ``plan`` (releases/scripts/runner.py)."""
+    from releases.inventory import RELEASES_DIR
+
+    prepare: list[dict[str, Any]] = []
+    undo: dict[str, str] | None = None
     if plan.mode == DOWNGRADE:
         assert plan.target_revision is not None
-        with run(f"alembic downgrade {plan.target_revision} from {current.name}'s venv") as note:
-            done = steps.migrate_database(remote, current.path, "downgrade", plan.target_revision)
-            downgraded = True
-            note["detail"] = f"database at {done.after}"
-    with run(f"switch current -> {target.name}" + ("" if plan.backup else " and restart")):
-        steps.switch_current_release(remote, target.path)
-        failure = "" if plan.mode == RESTORE_BACKUP else steps.restart_app(remote)
-    if plan.mode == RESTORE_BACKUP:
+        prepare.append(
+            {
+                "do": "migrate",
+                "label": f"alembic downgrade {plan.target_revision} from {current.name}'s venv",
+                "release": current.path,
+                "action": "downgrade",
+                "target": plan.target_revision,
+            }
+        )
+        if current.alembic_head:
+            undo = {
+                "release": current.path,
+                "action": "upgrade",
+                "target": current.alembic_head,
+                "when": "before-switch-back",
+                "words": f"alembic upgrade {current.alembic_head} from {current.name}'s venv",
+            }
+    elif plan.mode == RESTORE_BACKUP:
         assert plan.backup is not None
-        with run(f"restore {plan.backup} (the app is stopped meanwhile)") as note:
-            before = row_counts(remote)
-            restore_backup(remote, plan.backup)
-            after = row_counts(remote)
-            lost = {t: before[t] - after.get(t, 0) for t in before if before[t] != after.get(t)}
-            entry["lost_rows"] = lost
-            entry["lost_since"] = dump_time(plan.backup)
-            note["detail"] = (
-                f"writes since {dump_time(plan.backup)} are gone; rows per table, "
-                "before -> after: "
-                + (
-                    ", ".join(f"{t} {before[t]} -> {after.get(t, 0)}" for t in sorted(lost))
-                    or "no difference in row counts"
-                )
-            )
-    with run(f"health gate: {probe.url} must answer {target.version}") as note:
-        if failure:
-            health = steps.Health(False, 0, detail=f"restart failed: {failure}")
-        else:
-            health = steps.wait_for_https_health(
-                probe, target.version, timeout=options.health_timeout
-            )
-        note["detail"] = health.summary()
-    entry["health"] = health.record()
-    if health.ok:
-        return
-    # Put the newer release back as it was: schema up again if we took it down.
-    reason = f"{target.version} failed its health gate: {health.explain()}"
-    run.say(f"FAILED: {reason}; going back to {current.name}")
-    if downgraded and current.alembic_head:
-        with run(f"undo: alembic upgrade {current.alembic_head} from {current.name}'s venv"):
-            steps.migrate_database(remote, current.path, "upgrade", current.alembic_head)
-    with run(f"undo: switch current back to {current.name} and restart"):
-        steps.switch_current_release(remote, current.path)
-        steps.restart_app(remote)
-    with run(f"undo: check {current.version} answers") as note:
-        back = steps.wait_for_https_health(probe, current.version, timeout=options.health_timeout)
-        note["detail"] = back.summary()
-    entry["undo_health"] = back.record()
-    raise RollbackFailed(reason + f"; back on {current.name}: {back.summary()}")
+        prepare.append(
+            {
+                "do": "restore",
+                "label": f"restore {plan.backup} (the app is stopped meanwhile)",
+                "command": restore_command(plan.backup, plan.target_revision),
+                "lost_since": dump_time(plan.backup),
+            }
+        )
+    return {
+        "kind": "rollback",
+        "expect_before": plan.db_revision,
+        "new": {"name": target.name, "path": target.path, "version": target.version},
+        "old": {"name": current.name, "path": current.path, "version": current.version},
+        "previous_before": f"{RELEASES_DIR}/{previous}" if previous else None,
+        "prepare": prepare,
+        "undo_schema": undo,
+        "undone_result": "failed, back on the release it came from",
+    }

@@ -88,6 +88,36 @@ def invoke(*args: str, stdin: str = "", timeout: float = 900) -> subprocess.Comp
     return result
 
 
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def clone_for_releases(target: Path) -> Path:
+    """A throwaway clone of this repository to cut real releases in (tags stay there)."""
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(target)], check=True)
+    git(target, "config", "user.email", "deploy-test@example.invalid")
+    git(target, "config", "user.name", "Deploy Test")
+    return target
+
+
+def cut(repo: Path, part: str, note: str) -> str:
+    """Commit what changed in ``repo`` with a CHANGELOG line and cut a release of it."""
+    from releases.release import cut_release
+
+    changelog = repo / "CHANGELOG.md"
+    text = changelog.read_text()
+    changelog.write_text(text.replace("## [Unreleased]\n", f"## [Unreleased]\n\n- {note}\n", 1))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", note)
+    started = time.monotonic()
+    manifest = cut_release(part, root=repo, echo=lambda _: None)
+    assert manifest is not None
+    print(f"[e2e] release {manifest['version']}: {time.monotonic() - started:.1f} s")
+    return str(manifest["version"])
+
+
 def must(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result.stdout

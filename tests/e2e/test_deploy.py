@@ -29,7 +29,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -44,12 +43,14 @@ import requests
 from releases import capacity
 from releases import lock as deploy_lock
 from releases.loadtest_smoke import _Visitor
-from releases.release import cut_release
 from releases.remote import Remote
 from releases.remote import SshTarget
 from releases.remote import connect
 from tests.e2e import vpsbox
 from tests.e2e.conftest import DOMAIN
+from tests.e2e.conftest import clone_for_releases
+from tests.e2e.conftest import cut
+from tests.e2e.conftest import git
 from tests.e2e.conftest import invoke
 from tests.e2e.conftest import must
 
@@ -101,22 +102,11 @@ class Site:
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    return git(repo, *args)
 
 
 def _release(repo: Path, part: str, note: str) -> str:
-    changelog = repo / "CHANGELOG.md"
-    text = changelog.read_text()
-    changelog.write_text(text.replace("## [Unreleased]\n", f"## [Unreleased]\n\n- {note}\n", 1))
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", note)
-    started = time.monotonic()
-    manifest = cut_release(part, root=repo, echo=lambda _: None)
-    assert manifest is not None
-    print(f"[e2e] release {manifest['version']}: {time.monotonic() - started:.1f} s")
-    return str(manifest["version"])
+    return cut(repo, part, note)
 
 
 def as_tas(box: vpsbox.VpsBox, sql: str) -> str:
@@ -139,8 +129,9 @@ def snapshot(box: vpsbox.VpsBox) -> dict[str, str]:
 
 
 def log_entries(box: vpsbox.VpsBox) -> list[dict[str, Any]]:
+    """The deploy log as `invoke releases` reads it: the lines of one run make one entry."""
     text = box.enter(["cat", "/srv/tas/shared/deploys.log"], check=False).stdout
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return deploy_lock.merge_log(text)
 
 
 def load_average() -> str:
@@ -248,10 +239,7 @@ def site(
     )
     print(f"[e2e] box booted and provisioned: {time.monotonic() - started:.1f} s")
 
-    repo = tmp_path_factory.mktemp("deploy") / "repo"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    _git(repo, "config", "user.email", "deploy-test@example.invalid")
-    _git(repo, "config", "user.name", "Deploy Test")
+    repo = clone_for_releases(tmp_path_factory.mktemp("deploy") / "repo")
     assert _release(repo, "minor", "First release for the deploy test.") == V1
     v1_revision = json.loads((repo / "releases/manifests" / f"{V1}.json").read_text())[
         "alembic_head"

@@ -2,8 +2,9 @@
 
 One disposable Debian 12 systemd host per session (see vpsbox.py). The module fixture
 runs the real commands an operator runs: ``invoke provision`` (pebble as the ACME server,
-for taskaversionsystem.test) and ``invoke deploy-simple``; the tests then look at the
-result through nginx over HTTPS, re-run provisioning, and round-trip a backup.
+for taskaversionsystem.test), ``invoke release`` (in a throwaway clone) and ``invoke
+deploy``; the tests then look at the result through nginx over HTTPS, re-run
+provisioning, and round-trip a backup.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from tests.e2e import vpsbox
 from tests.e2e.conftest import DOMAIN
+from tests.e2e.conftest import clone_for_releases
+from tests.e2e.conftest import cut
 from tests.e2e.conftest import invoke
 from tests.e2e.conftest import must
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 @dataclass
@@ -40,10 +39,13 @@ class Server:
     deploy_plan: str
     ca: Path
     address: str
+    version: str
 
 
 @pytest.fixture(scope="module")
-def server(box: vpsbox.VpsBox, pebble: vpsbox.Pebble) -> Server:
+def server(
+    box: vpsbox.VpsBox, pebble: vpsbox.Pebble, tmp_path_factory: pytest.TempPathFactory
+) -> Server:
     ssh = ["--host", box.address, "--key-file", str(box.key_file)]
     provision_args = [
         *ssh,
@@ -59,10 +61,22 @@ def server(box: vpsbox.VpsBox, pebble: vpsbox.Pebble) -> Server:
     dry = must(invoke("provision", *provision_args, "--dry-run"))
     untouched = box.enter(["test", "-e", "/srv/tas"], check=False).returncode != 0
     first = must(invoke("provision", *provision_args))
-    must(invoke("deploy-simple", *ssh))
-    plan = must(invoke("deploy-simple", *ssh, "--dry-run"))
+    repo = clone_for_releases(tmp_path_factory.mktemp("provision") / "repo")
+    version = cut(repo, "minor", "A release for the provisioning test.")
+    release = ["--repo", str(repo), "--domain", DOMAIN, "--ca-file", str(pebble.issuer_root)]
+    must(invoke("deploy", *ssh, *release))
+    plan = must(invoke("deploy", *ssh, *release, "--dry-run"))
     return Server(
-        box, ssh, provision_args, dry, untouched, first, plan, pebble.issuer_root, box.address
+        box,
+        ssh,
+        provision_args,
+        dry,
+        untouched,
+        first,
+        plan,
+        pebble.issuer_root,
+        box.address,
+        version,
     )
 
 
@@ -121,13 +135,13 @@ def test_healthz_over_https_answers_with_the_deployed_version(server: Server):
     body = wait_for_healthz(server)
     assert body["status"] == "ok"
     assert body["db"] == "ok"
-    assert body["version"] == PROJECT_VERSION
+    assert body["version"] == server.version
 
 
 def test_deploy_dry_run_names_the_live_release(server: Server):
     live = server.box.enter(["readlink", "/srv/tas/current"]).stdout.strip()
-    assert live.startswith(f"/srv/tas/releases/{PROJECT_VERSION}-")
-    assert f"current release: {live}; 1 release(s) on the server" in server.deploy_plan
+    assert live.startswith(f"/srv/tas/releases/{server.version}-")
+    assert f"current: {Path(live).name} ({server.version}, alembic " in server.deploy_plan
     assert "Python 3.11" in server.deploy_plan
 
 

@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 from releases.deploy import undo_plan
+from releases.deploy import undo_schema
 from releases.inventory import Release
 from releases.inventory import ServerState
 from releases.inventory import releases_to_delete
 from releases.inventory import table
 from releases.lock import LockState
-from releases.steps import _parse
+from releases.scripts.runner import judge
+from releases.scripts.runner import renders
+from releases.scripts.runner import summary
 
 
 def release(name: str, head: str | None = "0001", failed: str | None = None) -> Release:
@@ -99,29 +102,50 @@ def test_before_the_switch_only_the_schema_is_undone():
     assert kinds(undo_plan(manifest(BASE), OLD, "0001", "0001", switched=False)) == ["note"]
 
 
-def test_a_first_deploy_has_nothing_to_switch_back_to():
+def test_a_first_deploy_has_nothing_to_switch_back_to_and_never_goes_to_base():
     actions = undo_plan(manifest(BASE), None, None, "0001", switched=True)
-    assert kinds(actions) == ["downgrade", "note"]
-    assert "alembic downgrade base" in actions[0][1]
+    assert kinds(actions) == ["note", "note"]
+    assert "no previous release" in actions[0][1]
+    assert "the schema stays at 0001: there was none before" in actions[1][1]
+    assert not any("base" in words for _, words in actions)
+    assert undo_schema(manifest(BASE), None, None, "/srv/tas/releases/x") is None
+
+
+def test_the_runner_goes_back_to_the_revision_seen_under_the_lock():
+    new = {"revision": "0002", "down_revision": "0001", "compatible_with_previous": False}
+    undo = undo_schema(manifest(new, BASE), OLD, "0001", "/srv/tas/releases/2.0.0-x")
+    assert undo == {
+        "release": "/srv/tas/releases/2.0.0-x",
+        "action": "downgrade",
+        "target": "@before",
+        "when": "before-switch-back",
+        "words": "alembic downgrade 0001 from the new release's venv",
+    }
+    expand = {**new, "compatible_with_previous": True}
+    assert undo_schema(manifest(expand, BASE), OLD, "0001", "p")["when"] == "after-switch-back"
 
 
 # --- health answers -------------------------------------------------------------------------
 
 
-def answer(body: dict[str, Any], code: int) -> str:
-    return json.dumps(body) + f"\n{code}"
-
-
 def test_health_needs_200_ok_and_the_expected_version():
     good = {"status": "ok", "version": "1.2.0", "schema": "0002", "schema_state": "current"}
-    assert _parse(answer(good, 200), 0, "1.2.0").ok
-    wrong = _parse(answer({**good, "version": "1.1.0"}, 200), 0, "1.2.0")
-    assert not wrong.ok and wrong.detail == "answers version 1.1.0"
-    behind = _parse(answer({"status": "error", "version": "1.2.0"}, 503), 22, "1.2.0")
-    assert not behind.ok and behind.status == 503
-    assert "HTTP 503" in behind.summary()
-    silent = _parse("\n000", 28, "1.2.0")
-    assert not silent.ok and "no answer" in silent.detail
+    assert judge(200, json.dumps(good), 0, "1.2.0")["ok"]
+    wrong = judge(200, json.dumps({**good, "version": "1.1.0"}), 0, "1.2.0")
+    assert not wrong["ok"] and wrong["detail"] == "answers version 1.1.0"
+    behind = judge(503, json.dumps({"status": "error", "version": "1.2.0"}), 22, "1.2.0")
+    assert not behind["ok"] and behind["http"] == 503
+    assert "HTTP 503" in summary(behind)
+    silent = judge(0, "", 28, "1.2.0")
+    assert not silent["ok"] and "no answer" in silent["detail"]
+
+
+def test_a_page_renders_only_whole_with_its_form():
+    page = '<html><form><input name="csrf_token" value="x"></form></html>'
+    assert renders(200, page)
+    assert not renders(500, page)
+    assert not renders(200, "<html><h1>Internal Server Error</h1></html>")
+    assert not renders(200, page[:30])  # cut off half-way
 
 
 # --- the lock ------------------------------------------------------------------------------
