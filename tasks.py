@@ -762,7 +762,6 @@ def restore(
     from releases import backups
     from releases import lock as deploy_lock
     from releases.deploy import who
-    from releases.inventory import read_state
     from releases.remote import open_remote
 
     target = _ssh_target("restore", host, user, port, key_file)
@@ -771,54 +770,29 @@ def restore(
     try:
         with open_remote(target, dry_run=dry_run) as remote:
             path = backups.resolve_backup(remote, file)
-            revision = backups.ensure_backup_present(remote, path)["revision"]
-            state = read_state(remote)
-            live = state.current_release
-            print(
-                f"restore: {path} holds revision {revision or 'none'}; the database is at "
-                f"{state.db_revision or 'no revision'}"
-                + (
-                    f"; {live.name} runs and needs {live.alembic_head or 'no schema'}"
-                    if live
-                    else ""
-                )
-            )
-            expect = None
-            if live is not None and live.manifest and not any_revision:
-                expect = live.alembic_head or ""
-                if (revision or "") != expect:
-                    raise Exit(
-                        f"restore refused: {live.name} would serve a database at "
-                        f"{revision or 'no revision'} and needs {expect or 'no schema'}. Roll "
-                        "back to the release of that revision (invoke rollback --to VERSION "
-                        "--restore-backup), or pass --any-revision and deploy a matching "
-                        "release afterwards. Nothing changed."
-                    )
             if dry_run:
+                _restore_expectation(remote, path, any_revision)
                 print(
                     f"restore: would restore {path} into a new database, dump the live one, "
                     "stop the app, swap the two and start it"
                 )
                 return
-            if not yes:
-                answer = input(f"Replace ALL data on {host} with {path}? Type 'yes' to go on: ")
-                if answer.strip().lower() != "yes":
-                    raise Exit("restore: cancelled, nothing changed")
+            # The lock first, then the look at the server: what is checked is what runs.
             held = deploy_lock.acquire(
                 remote,
                 {"who": who(), "pid": os.getpid(), "action": "restore", "version": file},
                 wait=lock_wait,
             )
-            entry: dict[str, Any] = {
-                "event": "restore",
-                "who": who(),
-                "host": host,
-                "dump": path,
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
+            entry: dict[str, Any] = {"event": "restore", "who": who(), "host": host, "dump": path}
             started = time.monotonic()
             try:
-                outcome = backups.restore_backup(remote, path, expect_revision=expect or None)
+                expect = _restore_expectation(remote, path, any_revision)
+                if not yes:
+                    answer = input(f"Replace ALL data on {host} with {path}? Type 'yes' to go on: ")
+                    if answer.strip().lower() != "yes":
+                        raise Exit("restore: cancelled, nothing changed")
+                entry["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                outcome = backups.restore_backup(remote, path, expect_revision=expect)
                 entry.update(
                     result="ok",
                     **{k: outcome[k] for k in ("revision", "safety_dump", "replaced_database")},
@@ -829,8 +803,10 @@ def restore(
                 raise
             finally:
                 held.release()
-                entry["duration_s"] = round(time.monotonic() - started, 1)
-                deploy_lock.append_log(remote, entry)
+                if "started_at" in entry:  # only a restore that ran is logged
+                    entry.setdefault("result", "interrupted")
+                    entry["duration_s"] = round(time.monotonic() - started, 1)
+                    deploy_lock.append_log(remote, entry)
     except backups.BackupNotFound as exc:
         raise Exit(f"restore: {exc}") from exc
     except (backups.BackupUnusable, deploy_lock.LockHeld) as exc:
@@ -846,3 +822,33 @@ def restore(
         f"restore: {outcome['dump']} restored (revision {outcome['revision'] or 'none'}) in "
         f"{outcome['duration_s']:.1f}s; rows: {rows or 'no tables'}"
     )
+
+
+def _restore_expectation(remote: Any, path: str, any_revision: bool) -> str | None:
+    """Check the dump and say what it holds; the revision the restore must find in it.
+
+    That is the revision the live release needs (a dump at another one would leave the
+    site on a schema its code does not serve): refused unless ``any_revision``.
+    """
+    from releases import backups
+    from releases.inventory import read_state
+
+    revision = backups.ensure_backup_present(remote, path)["revision"]
+    state = read_state(remote)
+    live = state.current_release
+    needs = f"; {live.name} runs and needs {live.alembic_head or 'no schema'}" if live else ""
+    print(
+        f"restore: {path} holds revision {revision or 'none'}; the database is at "
+        f"{state.db_revision or 'no revision'}{needs}"
+    )
+    if live is None or not live.manifest or any_revision:
+        return None
+    if revision != live.alembic_head:
+        raise Exit(
+            f"restore refused: {live.name} would serve a database at "
+            f"{revision or 'no revision'} and needs {live.alembic_head or 'no schema'}. Roll "
+            "back to the release of that revision (invoke rollback --to VERSION "
+            "--restore-backup), or pass --any-revision and deploy a matching release "
+            "afterwards. Nothing changed."
+        )
+    return revision

@@ -19,7 +19,8 @@ In order; the first failure stops it and says why:
    left behind is dropped first.)
 3. Drop the database the previous restore replaced (its data is in the safety dump it took).
 4. Dump the live database into the backup folder (``tas-pre-restore-<stamp>.dump``,
-   read back with ``pg_restore --list``).
+   read back with ``pg_restore --list``). The app still serves meanwhile (no downtime for
+   the dump); what it writes after the dump is in the replaced database, kept below.
 5. Stop the app (socket and service: no request re-activates it), end the connections left
    on the live database, and swap the names in ONE transaction (``ALTER DATABASE ... RENAME``
    is transactional): the live one becomes ``<db>_replaced_<stamp>``, the new one ``<db>``.
@@ -279,6 +280,9 @@ def safety_dump(tools: Tools, database: str, backup_dir: str, stamp: str) -> str
     return final
 
 
+CAUGHT = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
 def systemctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
 
@@ -317,8 +321,6 @@ def restore(args: argparse.Namespace, tools: Tools, checked: dict[str, Any]) -> 
         time.sleep(1)  # a restore earlier in this same second
         file_stamp, db_stamp = utc_stamp()
     new, replaced = f"{database}_restore_{db_stamp}", f"{database}_replaced_{db_stamp}"
-    if len(replaced) > 63:
-        raise Refused(f"the database name {database} is too long to add _replaced_{db_stamp}")
 
     swapped = False
     create_database(tools, new, args.app_role, live)
@@ -344,15 +346,24 @@ def restore(args: argparse.Namespace, tools: Tools, checked: dict[str, Any]) -> 
         for name in old_replaced:
             drop_database(tools, name)
             say(f"dropped {name} (replaced by an earlier restore; its safety dump has it)")
+        untouched = f"{new} was dropped, {database} and the app were not touched"
         safety: str | None = None
         if live is None:
             say(f"{database} does not exist: nothing to save, the restore creates it")
         else:
-            safety = safety_dump(tools, database, backup_dir, file_stamp)
+            try:
+                safety = safety_dump(tools, database, backup_dir, file_stamp)
+            except Failed as exc:
+                raise Failed(f"{exc}\n(no safety dump, so no swap: {untouched})") from None
             say(f"safety dump of {database} as it was: {safety}")
         with stopped(args.units):
             script = SWAP if live is not None else SWAP_NEW_ONLY
-            tools.sql(script, live=database, new=new, replaced=replaced)
+            try:
+                tools.sql(script, live=database, new=new, replaced=replaced)
+            except Interrupted:
+                raise  # psql was killed: whether its COMMIT got through is not known here
+            except Failed as exc:
+                raise Failed(f"{exc}\n(the swap rolled back: {untouched})") from None
             swapped = True
     finally:
         if not swapped:
@@ -402,9 +413,6 @@ def stopped(units: Sequence[str]) -> Iterator[None]:
         )
 
 
-CAUGHT = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-
 def on_signal(signum: int, frame: object) -> None:
     for caught in CAUGHT:
         signal.signal(caught, signal.SIG_IGN)  # one interruption is enough to clean up
@@ -438,7 +446,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     for option in ("database", "app_role"):
         if not NAME.match(getattr(args, option)):
             parser.error(f"--{option.replace('_', '-')} must match {NAME.pattern}")
-    args.units = [unit for unit in args.units.split(",") if unit.strip()]
+    if len(f"{args.database}_replaced_20261127_101500") > 63:
+        parser.error("--database is too long to add _replaced_<stamp> (63 characters at most)")
+    args.units = [unit.strip() for unit in args.units.split(",") if unit.strip()]
     return args
 
 

@@ -10,6 +10,7 @@ drops every database and role it made.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -284,6 +285,21 @@ def test_a_damaged_or_misplaced_dump_is_refused_before_anything_changes(
     assert live.state() == before
     assert live.databases() == {live.name}
     assert live.files() == files
+
+
+def test_a_second_restore_while_one_runs_is_refused(live: Live, old_dump: Path):
+    before, files = live.state(), live.files()
+    running = os.open(live.backups, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(running, fcntl.LOCK_EX)  # what a running restore holds
+    try:
+        result = live.restore(old_dump)
+    finally:
+        os.close(running)
+
+    assert result.returncode == 2
+    assert "another restore is running" in result.stderr
+    assert live.state() == before and live.files() == files
+    assert live.databases() == {live.name}
 
 
 def test_a_restore_that_fails_half_way_leaves_the_live_database_alone(live: Live):
