@@ -707,6 +707,9 @@ def backup(
         **_SSH_HELP,
         "file": "the dump to restore: a name from `invoke backup` output, or its full path",
         "yes": "do not ask for confirmation",
+        "any_revision": "restore a dump whose Alembic revision is not the one the live release "
+        "needs (the site then needs a deploy or rollback to match it)",
+        "lock_wait": "seconds to wait for a deploy's lock (default 0: refuse at once)",
     }
 )
 def restore(
@@ -714,13 +717,25 @@ def restore(
     host: str = "",
     file: str = "",
     yes: bool = False,
+    any_revision: bool = False,
+    lock_wait: int = 0,
     user: str = "deploy",
     port: int = 22,
     key_file: str = "",
     dry_run: bool = False,
 ) -> None:
-    """Replace the server's database with a backup. The app is stopped while it runs."""
+    """Replace the server's database with a backup, under the deploy lock.
+
+    The dump is checked first (readable to the end, its Alembic revision the one the live
+    release needs). It is restored into a new database, the live one is dumped (the safety
+    dump), and the two are swapped by name while the app is stopped. The replaced database
+    is kept until the next restore.
+    """
+    import time
+
     from releases import backups
+    from releases import lock as deploy_lock
+    from releases.deploy import who
     from releases.remote import open_remote
 
     target = _ssh_target("restore", host, user, port, key_file)
@@ -730,14 +745,84 @@ def restore(
         with open_remote(target, dry_run=dry_run) as remote:
             path = backups.resolve_backup(remote, file)
             if dry_run:
-                print(f"restore: would stop the app and restore the database from {path}")
+                _restore_expectation(remote, path, any_revision)
+                print(
+                    f"restore: would restore {path} into a new database, dump the live one, "
+                    "stop the app, swap the two and start it"
+                )
                 return
-            if not yes:
-                answer = input(f"Replace ALL data on {host} with {path}? Type 'yes' to go on: ")
-                if answer.strip().lower() != "yes":
-                    raise Exit("restore: cancelled, nothing changed")
-            print(f"restore: {backups.restore_backup(remote, path)}")
+            # The lock first, then the look at the server: what is checked is what runs.
+            held = deploy_lock.acquire(
+                remote,
+                {"who": who(), "pid": os.getpid(), "action": "restore", "version": file},
+                wait=lock_wait,
+            )
+            entry: dict[str, Any] = {"event": "restore", "who": who(), "host": host, "dump": path}
+            started = time.monotonic()
+            try:
+                expect = _restore_expectation(remote, path, any_revision)
+                if not yes:
+                    answer = input(f"Replace ALL data on {host} with {path}? Type 'yes' to go on: ")
+                    if answer.strip().lower() != "yes":
+                        raise Exit("restore: cancelled, nothing changed")
+                entry["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                outcome = backups.restore_backup(remote, path, expect_revision=expect)
+                entry.update(
+                    result="ok",
+                    **{k: outcome[k] for k in ("revision", "safety_dump", "replaced_database")},
+                    row_counts=outcome["row_counts"],
+                )
+            except RuntimeError as exc:
+                entry.update(result="failed", reason=str(exc)[:2000])
+                raise
+            finally:
+                held.release()
+                if "started_at" in entry:  # only a restore that ran is logged
+                    entry.setdefault("result", "interrupted")
+                    entry["duration_s"] = round(time.monotonic() - started, 1)
+                    deploy_lock.append_log(remote, entry)
     except backups.BackupNotFound as exc:
         raise Exit(f"restore: {exc}") from exc
+    except (backups.BackupUnusable, deploy_lock.LockHeld) as exc:
+        raise Exit(f"restore refused: {exc}") from exc
     except RuntimeError as exc:
         raise Exit(f"restore failed: {exc}") from exc
+    for line in outcome["lines"]:
+        print(f"restore: {line}")
+    rows = ", ".join(f"{table} {count}" for table, count in sorted(outcome["row_counts"].items()))
+    saved = outcome["safety_dump"] or "none (there was no database to replace)"
+    print(f"restore: safety dump of the replaced data: {saved}")
+    print(
+        f"restore: {outcome['dump']} restored (revision {outcome['revision'] or 'none'}) in "
+        f"{outcome['duration_s']:.1f}s; rows: {rows or 'no tables'}"
+    )
+
+
+def _restore_expectation(remote: Any, path: str, any_revision: bool) -> str | None:
+    """Check the dump and say what it holds; the revision the restore must find in it.
+
+    That is the revision the live release needs (a dump at another one would leave the
+    site on a schema its code does not serve): refused unless ``any_revision``.
+    """
+    from releases import backups
+    from releases.inventory import read_state
+
+    revision = backups.ensure_backup_present(remote, path)["revision"]
+    state = read_state(remote)
+    live = state.current_release
+    needs = f"; {live.name} runs and needs {live.alembic_head or 'no schema'}" if live else ""
+    print(
+        f"restore: {path} holds revision {revision or 'none'}; the database is at "
+        f"{state.db_revision or 'no revision'}{needs}"
+    )
+    if live is None or not live.manifest or any_revision:
+        return None
+    if revision != live.alembic_head:
+        raise Exit(
+            f"restore refused: {live.name} would serve a database at "
+            f"{revision or 'no revision'} and needs {live.alembic_head or 'no schema'}. Roll "
+            "back to the release of that revision (invoke rollback --to VERSION "
+            "--restore-backup), or pass --any-revision and deploy a matching release "
+            "afterwards. Nothing changed."
+        )
+    return revision

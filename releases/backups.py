@@ -1,42 +1,174 @@
-"""Database backups on the server: take one now, list them, restore one.
+"""Database backups on the server: take one, list them, check one, restore one, prune.
 
-The nightly ``tas-backup.timer`` and ``invoke backup`` run the same unit
-(``tas-backup.service`` -> ``/usr/local/sbin/tas-backup``): ``pg_dump -Fc``, checked with
-``pg_restore --list``, newest N kept. A restore stops the app (its socket too), runs
-``pg_restore --clean --if-exists --single-transaction`` and starts it again.
+Three kinds of dump live in ``/srv/tas/backups``, told apart by their names (the stamp is
+the UTC time the dump was started):
+
+* ``tas-<stamp>.dump`` — **nightly**: the ``tas-backup.timer`` and ``invoke backup`` run
+  ``tas-backup.service`` (``/usr/local/sbin/tas-backup``); the newest N are kept.
+* ``tas-predeploy-<stamp>-<release>.dump`` — **pre-deploy**: taken before a deploy migrates,
+  holding the schema of ``<release>`` (the release live when it was taken, the one a
+  ``rollback --restore-backup`` goes back to). The nightly retention never deletes one; the
+  deploy's cleanup does (:func:`prune_predeploy_dumps`) once ``<release>`` is no longer kept.
+* ``tas-pre-restore-<stamp>.dump`` — **pre-restore**: the safety dump ``tas-restore`` takes of
+  the database it replaces. Never deleted automatically.
+
+Every dump is made with ``pg_dump -Fc`` and read back with ``pg_restore --list`` before it
+gets its final name. A restore (``/usr/local/sbin/tas-restore``, releases/scripts/tas_restore.py)
+checks the dump and its Alembic revision first, restores into a new database, takes the
+safety dump, and swaps the names while the app is stopped: see that script.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
+from collections.abc import Iterable
 from pathlib import PurePosixPath
+from typing import Any
 
+from releases.provision import APP_USER
 from releases.provision import BACKUP_DIR
+from releases.provision import BACKUP_SCRIPT
+from releases.provision import DATABASE
 from releases.provision import RESTORE_SCRIPT
 from releases.remote import Remote
 
+NIGHTLY = "nightly"
+PREDEPLOY = "predeploy"
+PRE_RESTORE = "pre-restore"
+# What the nightly retention counts, and what the other two kinds look like.
+_STAMP = r"(?P<stamp>\d{8}T\d{6}Z)"
+_KINDS = {
+    NIGHTLY: re.compile(rf"^tas-{_STAMP}\.dump$"),
+    PREDEPLOY: re.compile(
+        rf"^tas-predeploy-{_STAMP}-(?P<release>[A-Za-z0-9_+][A-Za-z0-9._+-]*)\.dump$"
+    ),
+    PRE_RESTORE: re.compile(rf"^tas-pre-restore-{_STAMP}\.dump$"),
+}
+_RELEASE_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$")
+# How the restore script is told where things are on the server (its defaults match).
+_RESTORE_OPTIONS = (
+    f"--database={DATABASE} --app-role={APP_USER} --backup-dir={BACKUP_DIR} "
+    f"--units=tas.socket,tas.service --app-user={APP_USER} --admin-user=postgres"
+)
+
+
+class BackupNotFound(LookupError):
+    """No such dump in the backup directory."""
+
+
+class BackupUnusable(RuntimeError):
+    """A dump that should be there is missing, unreadable or at the wrong revision."""
+
+
+# --- names (pure) ---------------------------------------------------------------------------
+
+
+def backup_kind(path: str) -> str | None:
+    """``nightly``, ``predeploy`` or ``pre-restore`` from a dump's file name; None otherwise."""
+    name = PurePosixPath(path).name
+    return next((kind for kind, pattern in _KINDS.items() if pattern.match(name)), None)
+
+
+def backup_stamp(path: str) -> str:
+    """The UTC stamp in a dump's name (``20261127T101500Z``); "" when it has none."""
+    name = PurePosixPath(path).name
+    for pattern in _KINDS.values():
+        match = pattern.match(name)
+        if match:
+            return match.group("stamp")
+    return ""
+
+
+def predeploy_release(path: str) -> str | None:
+    """The release a pre-deploy dump protects (whose schema it holds); None for other dumps."""
+    match = _KINDS[PREDEPLOY].match(PurePosixPath(path).name)
+    return match.group("release") if match else None
+
+
+def predeploy_dumps_to_delete(paths: Iterable[str], kept_releases: Iterable[str]) -> list[str]:
+    """The pre-deploy dumps whose release is not among ``kept_releases`` (release names).
+
+    Other kinds are never chosen. An empty ``kept_releases`` chooses nothing: a server
+    always keeps its current release, so an empty list is a caller's mistake, and
+    deleting every pre-deploy dump on a mistake is what this guards against.
+    """
+    kept = set(kept_releases)
+    if not kept:
+        return []
+    return [
+        path
+        for path in paths
+        if (release := predeploy_release(path)) is not None and release not in kept
+    ]
+
+
+# --- on the server --------------------------------------------------------------------------
+
 
 def list_backups(remote: Remote) -> list[str]:
-    """Dumps on the server, oldest first (names sort by their UTC timestamp)."""
+    """Every dump on the server (all kinds), oldest first by the stamp in its name."""
     result = remote.sudo(f"ls -1 {BACKUP_DIR} | grep -E '^tas-.*[.]dump$' || true")
-    return [f"{BACKUP_DIR}/{name}" for name in sorted(result.stdout.split())]
+    names = result.stdout.split()
+    return [f"{BACKUP_DIR}/{name}" for name in sorted(names, key=lambda n: (backup_stamp(n), n))]
 
 
-def take_backup(remote: Remote) -> str:
-    """Run the backup unit now and return the new dump's path."""
+def take_backup(remote: Remote, kind: str = NIGHTLY, release: str | None = None) -> str:
+    """Take a verified dump now and return its path.
+
+    ``kind="nightly"`` (the default) runs the nightly unit, as the timer does: the dump
+    counts towards the nightly retention. ``kind="predeploy"`` with ``release`` — the name
+    of the release whose schema the database holds now (``0.2.0-20261127T101500Z``; the one
+    a ``rollback --restore-backup`` would go back to) — runs the same script as the app
+    user with ``predeploy RELEASE``: ``tas-predeploy-<stamp>-<release>.dump``, deleted only
+    by :func:`prune_predeploy_dumps`. Raises RuntimeError with the reason when it fails.
+    """
+    if kind == NIGHTLY:
+        return _take_nightly(remote)
+    if kind != PREDEPLOY:
+        raise ValueError(f"unknown backup kind {kind!r} (nightly or predeploy)")
+    if not release or not _RELEASE_NAME.match(release):
+        raise ValueError(f"a pre-deploy backup needs a release name, not {release!r}")
+    command = f"runuser -u {APP_USER} -- {BACKUP_SCRIPT} predeploy {shlex.quote(release)}"
+    result = remote.sudo(command, warn=True)
+    if result.exited != 0:
+        raise RuntimeError(f"the pre-deploy backup failed:\n{result.stderr.strip()}")
+    lines = result.stdout.strip().splitlines()
+    path = lines[-1] if lines else ""
+    if predeploy_release(path) != release or str(PurePosixPath(path).parent) != BACKUP_DIR:
+        raise RuntimeError(
+            f"{BACKUP_SCRIPT} wrote {path or 'nothing'} instead of a pre-deploy dump: "
+            "it predates pre-deploy dumps (run invoke provision)"
+        )
+    return path
+
+
+def _take_nightly(remote: Remote) -> str:
     before = set(list_backups(remote))
     result = remote.sudo("systemctl start tas-backup.service", warn=True)
     if result.exited != 0:
         log = remote.sudo("journalctl -u tas-backup.service -n 20 --no-pager", warn=True)
         raise RuntimeError(f"the backup failed:\n{log.stdout}")
-    new = [path for path in list_backups(remote) if path not in before]
+    new = [
+        path for path in list_backups(remote) if path not in before and backup_kind(path) == NIGHTLY
+    ]
     if not new:
         raise RuntimeError("the backup unit succeeded but wrote no new dump")
     return new[-1]
 
 
-class BackupNotFound(LookupError):
-    """No such dump in the backup directory."""
+def prune_predeploy_dumps(remote: Remote, kept_release_names: Iterable[str]) -> list[str]:
+    """Delete the pre-deploy dumps of releases no longer kept; return their paths.
+
+    For the deploy's cleanup, after it chose the releases to keep: pass the names of every
+    release that stays on the server (current and previous included). In a dry run
+    (``remote.dry_run``) nothing is deleted and the paths that would be are returned.
+    """
+    doomed = predeploy_dumps_to_delete(list_backups(remote), kept_release_names)
+    if doomed and not remote.dry_run:
+        remote.sudo("rm -f -- " + " ".join(shlex.quote(path) for path in doomed))
+    return doomed
 
 
 def resolve_backup(remote: Remote, name: str) -> str:
@@ -47,8 +179,62 @@ def resolve_backup(remote: Remote, name: str) -> str:
     return path
 
 
-def restore_backup(remote: Remote, path: str) -> str:
-    result = remote.sudo(f"{RESTORE_SCRIPT} {shlex.quote(path)}", warn=True)
-    if result.exited != 0:
-        raise RuntimeError(f"the restore failed:\n{result.stdout}{result.stderr}")
-    return result.stdout.strip()
+def restore_command(path: str, expect_revision: str | None = None, check: bool = False) -> str:
+    """The ``tas-restore`` command line for ``path`` (run as root on the server)."""
+    parts = [RESTORE_SCRIPT, _RESTORE_OPTIONS]
+    if expect_revision is not None:
+        parts.append(f"--expect-revision={shlex.quote(expect_revision)}")
+    if check:
+        parts.append("--check")
+    parts += ["--", shlex.quote(path)]
+    return " ".join(parts)
+
+
+def _run_restore_script(remote: Remote, command: str) -> dict[str, Any]:
+    """Run tas-restore; its last stdout line is JSON. Raises RuntimeError with its message."""
+    result = remote.sudo(command, warn=True)
+    if result.exited == 127:
+        raise RuntimeError(f"{RESTORE_SCRIPT} is missing on the server: run invoke provision")
+    lines = result.stdout.strip().splitlines()
+    if result.exited != 0 or not lines:
+        message = result.stderr.strip() or result.stdout.strip() or f"exit status {result.exited}"
+        raise RuntimeError(message.removeprefix("tas-restore: "))
+    try:
+        outcome: dict[str, Any] = json.loads(lines[-1])
+    except ValueError as exc:
+        raise RuntimeError(f"tas-restore printed no result line:\n{result.stdout}") from exc
+    outcome["lines"] = lines[:-1]
+    return outcome
+
+
+def ensure_backup_present(
+    remote: Remote, path: str, expect_revision: str | None = None
+) -> dict[str, Any]:
+    """Check a dump (say, the one the deploy log names) before relying on it.
+
+    It must be in the backup directory, its table of contents and data must read to the
+    end, and — when ``expect_revision`` is given — its Alembic revision must be that one.
+    Changes nothing. Returns ``{"dump", "revision", "entries"}``; raises
+    :class:`BackupUnusable` (a RuntimeError) saying what is wrong otherwise.
+    """
+    if str(PurePosixPath(path).parent) != BACKUP_DIR:
+        raise BackupUnusable(f"the dump {path} is not in {BACKUP_DIR}")
+    try:
+        outcome = _run_restore_script(remote, restore_command(path, expect_revision, check=True))
+    except RuntimeError as exc:
+        raise BackupUnusable(f"the dump {path} cannot be used: {exc}") from exc
+    return {key: outcome[key] for key in ("dump", "revision", "entries")}
+
+
+def restore_backup(remote: Remote, path: str, expect_revision: str | None = None) -> dict[str, Any]:
+    """Replace the live database with the dump at ``path`` (the app is stopped meanwhile).
+
+    With ``expect_revision``, a dump at another Alembic revision is refused before anything
+    changes. Returns the script's result: ``dump``, ``revision`` (the dump's), ``safety_dump``
+    (the replaced data, ``tas-pre-restore-<stamp>.dump``), ``replaced_database`` (kept until
+    the next restore), ``row_counts`` (per table, as restored), ``duration_s``, and ``lines``
+    (what it said on the way). Raises RuntimeError with the script's message on failure:
+    refused or failed, the live database is then as it was (the message says otherwise
+    only when the app could not be started again).
+    """
+    return _run_restore_script(remote, restore_command(path, expect_revision))

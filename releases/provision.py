@@ -19,6 +19,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -210,7 +211,8 @@ def install_backup_scripts(remote: Remote, settings: Settings) -> list[str]:
     changes = []
     if remote.ensure_file(BACKUP_SCRIPT, render("tas-backup.sh", **values), mode="755"):
         changes.append(BACKUP_SCRIPT)
-    restore = render("tas-restore.sh", database=DATABASE, backup_script=BACKUP_SCRIPT)
+    # A Python script (the server's python3, standard library only), shipped as is.
+    restore = (resources.files("releases") / "scripts" / "tas_restore.py").read_text()
     if remote.ensure_file(RESTORE_SCRIPT, restore, mode="755"):
         changes.append(RESTORE_SCRIPT)
     return changes
