@@ -50,8 +50,9 @@ _RELEASE_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$")
 # How the restore script is told where things are on the server (its defaults match).
 _RESTORE_OPTIONS = (
     f"--database={DATABASE} --app-role={APP_USER} --backup-dir={BACKUP_DIR} "
-    f"--units=tas.socket,tas.service --app-user={APP_USER} --admin-user=postgres"
+    f"--app-user={APP_USER} --admin-user=postgres"
 )
+APP_UNITS = "tas.socket,tas.service"
 
 
 class BackupNotFound(LookupError):
@@ -85,6 +86,14 @@ def predeploy_release(path: str) -> str | None:
     """The release a pre-deploy dump protects (whose schema it holds); None for other dumps."""
     match = _KINDS[PREDEPLOY].match(PurePosixPath(path).name)
     return match.group("release") if match else None
+
+
+def predeploy_command(release: str) -> str:
+    """A verified pre-deploy dump of the schema ``release`` serves, as the app user; prints
+    its path (the server-side deploy runs it: releases/scripts/runner.py)."""
+    if not _RELEASE_NAME.match(release):
+        raise ValueError(f"a pre-deploy backup needs a release name, not {release!r}")
+    return f"runuser -u {APP_USER} -- {BACKUP_SCRIPT} predeploy {shlex.quote(release)}"
 
 
 def predeploy_dumps_to_delete(paths: Iterable[str], kept_releases: Iterable[str]) -> list[str]:
@@ -130,8 +139,7 @@ def take_backup(remote: Remote, kind: str = NIGHTLY, release: str | None = None)
         raise ValueError(f"unknown backup kind {kind!r} (nightly or predeploy)")
     if not release or not _RELEASE_NAME.match(release):
         raise ValueError(f"a pre-deploy backup needs a release name, not {release!r}")
-    command = f"runuser -u {APP_USER} -- {BACKUP_SCRIPT} predeploy {shlex.quote(release)}"
-    result = remote.sudo(command, warn=True)
+    result = remote.sudo(predeploy_command(release), warn=True)
     if result.exited != 0:
         raise RuntimeError(f"the pre-deploy backup failed:\n{result.stderr.strip()}")
     lines = result.stdout.strip().splitlines()
@@ -179,9 +187,14 @@ def resolve_backup(remote: Remote, name: str) -> str:
     return path
 
 
-def restore_command(path: str, expect_revision: str | None = None, check: bool = False) -> str:
-    """The ``tas-restore`` command line for ``path`` (run as root on the server)."""
-    parts = [RESTORE_SCRIPT, _RESTORE_OPTIONS]
+def restore_command(
+    path: str, expect_revision: str | None = None, check: bool = False, units: str = APP_UNITS
+) -> str:
+    """The ``tas-restore`` command line for ``path`` (run as root on the server).
+
+    ``units``: what it stops while swapping ("" when the caller stopped the app itself,
+    as a rollback does: it starts the release it goes back to on the restored database)."""
+    parts = [RESTORE_SCRIPT, _RESTORE_OPTIONS, f"--units={shlex.quote(units)}"]
     if expect_revision is not None:
         parts.append(f"--expect-revision={shlex.quote(expect_revision)}")
     if check:

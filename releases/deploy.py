@@ -61,6 +61,7 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
+from releases import backups
 from releases import handover
 from releases import lock as deploy_lock
 from releases import scripts
@@ -78,7 +79,6 @@ from releases.inventory import read_state
 from releases.inventory import releases_to_delete
 from releases.provision import APP_ROOT
 from releases.provision import APP_USER
-from releases.provision import BACKUP_SCRIPT
 from releases.provision import DATABASE
 from releases.provision import ENV_FILE
 from releases.provision import UNIT_DIR
@@ -483,7 +483,9 @@ class _Deploy:
                 {
                     "do": "backup",
                     "label": "back up the database (pg_dump -Fc, checked by pg_restore --list)",
-                    "command": predeploy_backup_command(name),
+                    # Named after the release whose schema it holds (the one a
+                    # rollback --restore-backup returns to); kept while that release is.
+                    "command": backups.predeploy_command(self.old.name if self.old else "initial"),
                 }
             )
             prepare.append(
@@ -530,18 +532,18 @@ class _Deploy:
             doomed = releases_to_delete(state.releases, self.options.keep, protected)
             steps.remove_releases(self.remote, [r.path for r in doomed])
             self.entry["deleted"] = [r.name for r in doomed]
+            kept = [r.name for r in state.releases if r not in doomed]
+            dumps = backups.prune_predeploy_dumps(self.remote, kept)
+            self.entry["deleted_dumps"] = dumps
             note["detail"] = "deleted " + ", ".join(self.entry["deleted"]) if doomed else "none"
+            if dumps:
+                note["detail"] += f"; pre-deploy dumps of releases gone: {', '.join(dumps)}"
 
 
 def _release_info(release: Release | None) -> dict[str, str] | None:
     if release is None:
         return None
     return {"name": release.name, "path": release.path, "version": release.version}
-
-
-def predeploy_backup_command(release: str) -> str:
-    """A verified dump before migrating, as the app user; prints the dump's path."""
-    return f"runuser -u {APP_USER} -- {BACKUP_SCRIPT}"
 
 
 def runner_settings(
@@ -637,7 +639,10 @@ def deploy_release(
             undone = "; ".join(entry.get("undone", []))
             raise DeployFailed(f"{reason}\nundone: {undone}")
         job.clean_up()
-        deploy_lock.append_log(remote, {"run": run_id, "deleted": entry["deleted"]})
+        deploy_lock.append_log(
+            remote,
+            {"run": run_id, "deleted": entry["deleted"], "deleted_dumps": entry["deleted_dumps"]},
+        )
     except DeployRefused as exc:
         entry.update(result="refused", reason=str(exc))
         raise

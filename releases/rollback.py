@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -429,6 +428,7 @@ def run_rollback(
     (:mod:`releases.handover`), so a lost connection or a killed client cannot leave it
     half done.
     """
+    from releases import backups
     from releases import handover
     from releases import lock as deploy_lock
     from releases import steps
@@ -457,8 +457,15 @@ def run_rollback(
             run.say(line)
         if plan.refused:
             raise RollbackRefused(plan.reason)
-        if plan.mode == RESTORE_BACKUP and plan.backup and not remote.exists(plan.backup):
-            raise RollbackRefused(f"the pre-deploy dump {plan.backup} is gone: nothing to restore")
+        if plan.mode == RESTORE_BACKUP and plan.backup:
+            # Before anything changes: the dump is there, reads to its end, and holds the
+            # schema the target release needs.
+            try:
+                checked = backups.ensure_backup_present(remote, plan.backup, plan.target_revision)
+            except backups.BackupUnusable as exc:
+                raise RollbackRefused(f"{exc}: nothing was changed") from exc
+            revision, entries = checked["revision"], checked["entries"]
+            run.say(f"dump checked: {plan.backup} at {revision}, {entries} entries")
         entry.update(
             release=target.name,
             version=target.version,
@@ -513,18 +520,11 @@ def run_rollback(
     return entry
 
 
-def restore_command(dump: str, revision: str | None) -> str:
-    """The server's restore script for the runner: the app stays as the runner left it."""
-    from releases.provision import RESTORE_SCRIPT
-
-    expect = f" --expect-revision {shlex.quote(revision)}" if revision else ""
-    return f"{RESTORE_SCRIPT} --no-units{expect} {shlex.quote(dump)}"
-
-
 def _runner_plan(
     plan: RollbackPlan, current: Release, target: Release, previous: str | None
 ) -> dict[str, Any]:
     """What the server-side runner does for ``plan`` (releases/scripts/runner.py)."""
+    from releases import backups
     from releases.inventory import RELEASES_DIR
 
     prepare: list[dict[str, Any]] = []
@@ -554,7 +554,7 @@ def _runner_plan(
             {
                 "do": "restore",
                 "label": f"restore {plan.backup} (the app is stopped meanwhile)",
-                "command": restore_command(plan.backup, plan.target_revision),
+                "command": backups.restore_command(plan.backup, plan.target_revision, units=""),
                 "lost_since": dump_time(plan.backup),
             }
         )

@@ -360,7 +360,7 @@ class Runner:
 
     def swap_back(self) -> str:
         """Undo a restore: the replaced database becomes the live one again."""
-        replaced = self.restored.get("replaced")
+        replaced = self.restored.get("replaced_database")
         if not replaced:
             raise StepFailed("the restore kept no replaced database to go back to")
         live = self.plan["database"]

@@ -39,7 +39,19 @@ pg_dump --format=custom --dbname={{ database }} --file="$partial"
 pg_restore --list "$partial" >/dev/null
 mv "$partial" "$final"
 if [ "$kind" = nightly ]; then
-  ls -1 "$dir" | grep -E '^tas-[0-9]{8}T[0-9]{6}Z[.]dump$' | sort | head -n "-$keep" |
-    while read -r old; do rm -f -- "$dir/$old"; done
+  # Nightly dumps only, oldest first (a glob sorts by name, and names by time).
+  set --
+  for f in "$dir"/tas-[0-9]*Z.dump; do
+    case "${f##*/}" in
+      tas-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.dump)
+        set -- "$@" "$f" ;;
+    esac
+  done
+  excess=$(($# - keep))
+  while [ "$excess" -gt 0 ]; do
+    rm -f -- "$1"
+    shift
+    excess=$((excess - 1))
+  done
 fi
 echo "$final"
