@@ -97,8 +97,10 @@ def revision_of(url: str) -> str:
     return query(url, "SELECT version_num FROM alembic_version")[0][0]
 
 
+# As the migration template (db/migrations/script.py.mako) advises.
 CONCURRENT_INDEX = (
     """with op.get_context().autocommit_block():
+    op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_tasks_description")
     op.execute("CREATE INDEX CONCURRENTLY ix_tasks_description ON tasks (description)")""",
     """with op.get_context().autocommit_block():
     op.execute("DROP INDEX CONCURRENTLY ix_tasks_description")""",
