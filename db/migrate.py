@@ -15,9 +15,18 @@ from db.engine import normalize_url
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
 
-def alembic_config(url: str | None = None, *, configure_logging: bool = True) -> Config:
+def alembic_config(
+    url: str | None = None,
+    *,
+    configure_logging: bool = True,
+    script_location: Path | None = None,
+) -> Config:
+    """The project's Alembic config; ``script_location`` swaps in another migrations folder
+    (tests stack revisions of their own on a copy of db/migrations)."""
     config = Config(str(ALEMBIC_INI))
     config.attributes["configure_logging"] = configure_logging
+    if script_location is not None:
+        config.set_main_option("script_location", str(script_location))
     if url:
         # ConfigParser treats % specially; URLs may contain percent-encoded passwords.
         config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))

@@ -109,24 +109,51 @@ def plan_release(part: str, day: dt.date, root: Path = ROOT) -> ReleasePlan:
     )
 
 
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 def migration_chain(root: Path = ROOT) -> list[dict[str, Any]]:
     """Every migration from head to base with its flags (for rollback plans).
 
     ``compatible_with_previous`` missing from a migration counts as False: the rollback
     planner then downgrades instead of trusting older code with the newer schema.
+    ``compatible_with_release`` names the release that "previous" means: the one cut right
+    before the first release that shipped the migration, read from the manifests of the
+    releases cut so far (a migration none of them lists is new: the newest of them). It
+    is None for a contract step, and when no release came before the first one that
+    shipped it. The planner rolls back code-only only to that release (releases.rollback).
     """
+    released = sorted(
+        (
+            json.loads(path.read_text(encoding="utf-8"))
+            for path in (root / "releases" / "manifests").glob("*.json")
+        ),
+        key=lambda manifest: _version_key(str(manifest["version"])),
+    )
+    # revision -> the release cut right before the first release that shipped it
+    before_first: dict[str, str | None] = {}
+    previous: str | None = None
+    for manifest in released:
+        for entry in manifest.get("migrations", []):
+            before_first.setdefault(str(entry["revision"]), previous)
+        previous = str(manifest["version"])
     script = ScriptDirectory(str(root / "db" / "migrations"))
-    return [
-        {
-            "revision": rev.revision,
-            "down_revision": rev.down_revision,
-            "irreversible": bool(getattr(rev.module, "irreversible", False)),
-            "compatible_with_previous": bool(
-                getattr(rev.module, "compatible_with_previous", False)
-            ),
-        }
-        for rev in script.walk_revisions()
-    ]
+    chain = []
+    for rev in script.walk_revisions():
+        compatible = bool(getattr(rev.module, "compatible_with_previous", False))
+        chain.append(
+            {
+                "revision": rev.revision,
+                "down_revision": rev.down_revision,
+                "irreversible": bool(getattr(rev.module, "irreversible", False)),
+                "compatible_with_previous": compatible,
+                "compatible_with_release": (
+                    before_first.get(rev.revision, previous) if compatible else None
+                ),
+            }
+        )
+    return chain
 
 
 def manifest_for(plan: ReleasePlan, artifact_sha256: str, root: Path = ROOT) -> dict[str, Any]:

@@ -4,19 +4,37 @@
 each release) and the revision the database is at, and decides how to get back:
 
 * **code only** — the database is already at the target's revision, or every migration
-  between the two only *expanded* the schema (``compatible_with_previous = True`` in the
-  migration, copied into the manifest by ``invoke release``): code written for an older
-  schema keeps working on the newer one, and the older release's ``/healthz`` answers 200
-  with ``schema_state: "ahead"``. Nothing is lost, nothing waits on the database.
-* **downgrade** — some migration on the path is a *contract* step
-  (``compatible_with_previous = False``, or no flag at all: unknown counts as
-  incompatible) and all of them are reversible: ``alembic downgrade <target revision>``,
-  run from the NEWER release's venv (only it has the down scripts), before switching.
+  between the two only *expanded* the schema in a way the TARGET release's own code
+  serves: code written for the older schema keeps working on the newer one, and the
+  older release's ``/healthz`` answers 200 with ``schema_state: "ahead"``. Nothing is
+  lost, nothing waits on the database.
+* **downgrade** — some migration on the path is not known to be compatible with the
+  target release (see below) and all of them are reversible: ``alembic downgrade <target
+  revision>``, run from the NEWER release's venv (only it has the down scripts), before
+  switching.
 * **restore backup** — some migration on the path is irreversible: refused unless the
   operator asks for ``--restore-backup``; then the pre-deploy dump of the deploy that
   left the target's schema is restored, and every write since that dump is lost.
 * **refused** — anything else (no path between the revisions, the database behind the
   target, the target is what already runs): said plainly, nothing is done.
+
+Which release a migration is compatible with. A migration's author declares
+``compatible_with_previous = True`` for an *expand* step (new tables, nullable columns,
+indexes): the code of the release before the one that ships it keeps working on it. That
+says nothing about older releases: a later migration may drop a column that the release
+right before it stopped reading but an older one still reads. So ``invoke release`` pins
+"previous" to a version: each migration in a manifest carries ``compatible_with_release``,
+the release cut right before the first release that shipped it (None for a contract step,
+or when no release came before). The rule is then: **a rollback is code-only only when
+every migration between the target's revision and the database's was declared compatible
+with the target release itself** — in practice, when all of them were first shipped by the
+release cut right after the target. Rolling back two releases across migrations is a
+downgrade. A manifest cut before the field existed pins nothing: its migrations never
+make a rollback code-only (unknown counts as incompatible, as does a missing flag).
+
+Not "expand": a constraint added ``NOT VALID`` skips the check of existing rows only;
+PostgreSQL enforces it on every new write, so old code writing rows that violate it fails.
+Such a migration is compatible with old code only if that code never writes such rows.
 
 Why "compatible" is a flag the author sets and not something derived: whether old code
 survives a new schema depends on what the old code reads and writes, which no tool can
@@ -55,6 +73,9 @@ class Migration:
     down_revisions: tuple[str, ...]
     irreversible: bool
     compatible_with_previous: bool
+    # The release whose code the migration was declared compatible with (the one cut right
+    # before the first release that shipped it); None: no release is known to be.
+    compatible_with_release: str | None = None
 
     @classmethod
     def from_manifest(cls, entry: Mapping[str, Any]) -> Migration:
@@ -65,13 +86,27 @@ class Migration:
             downs = (down,)
         else:
             downs = tuple(down)
+        release = entry.get("compatible_with_release")
         return cls(
             revision=str(entry["revision"]),
             down_revisions=downs,
             irreversible=bool(entry.get("irreversible", False)),
             # Manifests cut before the flag existed say nothing: treat as a contract step.
             compatible_with_previous=bool(entry.get("compatible_with_previous", False)),
+            # Manifests cut before the pin existed name no release: compatible with none.
+            compatible_with_release=str(release) if release else None,
         )
+
+    def serves(self, version: str) -> bool:
+        """Whether the code of the release ``version`` works on the schema after this."""
+        return self.compatible_with_previous and self.compatible_with_release == version
+
+    def why_not(self, version: str) -> str:
+        if not self.compatible_with_previous:
+            return f"{self.revision} changed the schema in a way {version} cannot serve"
+        if self.compatible_with_release is None:
+            return f"{self.revision} names no release whose code serves it"
+        return f"{self.revision} is compatible with {self.compatible_with_release}'s code only"
 
 
 @dataclass(frozen=True)
@@ -200,13 +235,13 @@ def plan_rollback(
             key=lambda m: -len(_ancestors(m.revision, graph) or ()),
         )
     )
-    if all(m.compatible_with_previous for m in path):
+    if all(m.serves(to_version) for m in path):
         return RollbackPlan(
             CODE_ONLY,
             path=path,
             reason=(
-                f"every migration since {target_rev} only expanded the schema: "
-                f"{to_version} serves it as it is (healthz: schema_state ahead)"
+                f"every migration since {target_rev} only expanded the schema for "
+                f"{to_version}'s code: it serves it as it is (healthz: schema_state ahead)"
             ),
             steps=(switch, verify, f"the database stays at {db_revision}"),
             **base,
@@ -217,9 +252,8 @@ def plan_rollback(
             DOWNGRADE,
             path=path,
             reason=(
-                f"{', '.join(m.revision for m in path if not m.compatible_with_previous)} "
-                f"changed the schema in a way {to_version} cannot serve; every step back "
-                "is reversible"
+                "; ".join(m.why_not(to_version) for m in path if not m.serves(to_version))
+                + "; every step back is reversible"
             ),
             steps=(
                 f"alembic downgrade {target_rev} from {from_version}'s venv "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from db import migrate
 
@@ -68,3 +69,7 @@ def test_every_migration_is_reversible_or_says_it_is_not():
         source = Path(revision.path).read_text()
         if not irreversible:
             assert "def downgrade" in source
+        else:
+            # Should the environment's guard ever be bypassed, the downgrade still refuses.
+            with pytest.raises(CommandError, match="irreversible"):
+                module.downgrade()

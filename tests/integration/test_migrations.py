@@ -1,4 +1,4 @@
-"""Alembic: the schema builds from nothing, comes down to nothing, and matches the models."""
+"""Alembic: the schema builds from nothing, comes down to 0001 (never below), matches the models."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine
 from sqlalchemy import inspect
 
@@ -35,12 +37,16 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_upgrade_from_empty_then_downgrade_to_base_then_upgrade_again(empty_database_url):
+def test_upgrade_from_empty_then_downgrade_to_0001_then_upgrade_again(empty_database_url):
     migrate.upgrade(empty_database_url)
-    assert {"users", "tasks", "attempts", "alembic_version"} <= _tables(empty_database_url)
+    assert {"users", "tasks", "attempts", "page_cache", "alembic_version"} <= _tables(
+        empty_database_url
+    )
 
-    migrate.downgrade(empty_database_url, "base")
-    assert _tables(empty_database_url) <= {"alembic_version"}
+    # 0001 is irreversible: as far down as a downgrade goes.
+    migrate.downgrade(empty_database_url, "0001")
+    assert "page_cache" not in _tables(empty_database_url)
+    assert {"users", "tasks", "attempts"} <= _tables(empty_database_url)
 
     migrate.upgrade(empty_database_url)
     engine = create_engine(empty_database_url)
@@ -49,14 +55,73 @@ def test_upgrade_from_empty_then_downgrade_to_base_then_upgrade_again(empty_data
     engine.dispose()
 
 
-def test_every_revision_downgrades_and_upgrades_again(empty_database_url):
+def test_every_reversible_revision_downgrades_and_upgrades_again(empty_database_url):
     config = migrate.alembic_config(empty_database_url, configure_logging=False)
     script = ScriptDirectory.from_config(config)
     revisions = list(reversed(list(script.walk_revisions())))
     for revision in revisions:
         command.upgrade(config, revision.revision)
+        if revision.module.irreversible:
+            with pytest.raises(CommandError, match=f"through {revision.revision}: irreversible"):
+                command.downgrade(config, revision.down_revision or "base")
+            continue
         command.downgrade(config, revision.down_revision or "base")
         command.upgrade(config, revision.revision)
+    assert [r.revision for r in revisions if r.module.irreversible] == ["0001"]
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", "db/alembic.ini", *args],
+        env={"DATABASE_URL": url, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _contents(url: str) -> dict[str, int]:
+    """Rows per table (alembic_version included)."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return {
+            table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+            for table in sorted(_tables(url))
+        }
+
+
+def test_downgrade_to_base_is_refused_and_leaves_every_table_and_row(database_url):
+    libpq = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(libpq) as conn:
+        user_id = conn.execute(
+            "INSERT INTO users (username, signin_key_hash) VALUES ('ada', 'x') RETURNING id"
+        ).fetchone()[0]
+        task_id = conn.execute(
+            "INSERT INTO tasks (user_id, name) VALUES (%s, 'write') RETURNING id", (user_id,)
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO attempts (user_id, task_id, task_version) VALUES (%s, %s, 1)",
+            (user_id, task_id),
+        )
+        conn.execute(
+            "INSERT INTO page_cache (user_id, page, data_version, key, body) "
+            "VALUES (%s, 'dashboard', 1, 'k', 'cached')",
+            (user_id,),
+        )
+    before = _contents(database_url)
+    assert before["users"] == before["tasks"] == before["attempts"] == 1
+
+    result = _cli(database_url, "downgrade", "base")
+    assert result.returncode != 0
+    assert "refusing to downgrade through 0001: irreversible" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Not even the revisions above 0001 were taken down on the way.
+    assert _contents(database_url) == before
+    assert _cli(database_url, "current").stdout.split()[0] == migrate.head_revision()
+
+    with pytest.raises(CommandError, match="through 0001: irreversible"):
+        migrate.downgrade(database_url, "base")
+    assert _contents(database_url) == before
 
 
 def test_models_and_migrations_do_not_drift(database_url):

@@ -21,7 +21,10 @@ def migration(
     *,
     irreversible: bool = False,
     compatible: bool | None = True,
+    serves: str | None = "1.0.0",
 ) -> dict[str, Any]:
+    """A manifest entry; ``serves``: the release it is declared compatible with (None: the
+    entry of a manifest cut before `invoke release` recorded it)."""
     entry: dict[str, Any] = {
         "revision": revision,
         "down_revision": down,
@@ -29,6 +32,8 @@ def migration(
     }
     if compatible is not None:
         entry["compatible_with_previous"] = compatible
+    if serves is not None:
+        entry["compatible_with_release"] = serves if compatible else None
     return entry
 
 
@@ -111,9 +116,9 @@ def test_restore_backup_without_a_recorded_dump_is_refused():
 def test_rolling_back_across_several_releases_walks_the_whole_chain():
     v3 = manifest(
         "1.2.0",
-        migration("0004", "0003", compatible=True),
+        migration("0004", "0003", serves="1.1.0"),
         migration("0003", "0002", compatible=False),
-        migration("0002", "0001", compatible=True),
+        migration("0002", "0001"),
         BASE,
     )
     plan = plan_rollback(v3, V1, "0004")
@@ -196,3 +201,59 @@ def test_migrations_between_two_revisions_newest_first():
     assert [m.revision for m in migrations_between(v3, "0001", None) or []] == ["0001"]
     assert migrations_between(v3, "0001", "0003") is None
     assert migrations_between(v3, "0009", "0001") is None
+
+
+# --- compatible with which release -------------------------------------------------------
+
+
+V2 = manifest("1.1.0", migration("0002", "0001"), BASE)
+# 1.2.0 adds 0003, declared compatible with the release before it: 1.1.0, not 1.0.0.
+V3 = manifest("1.2.0", migration("0003", "0002", serves="1.1.0"), *V2["migrations"])
+
+
+def test_two_releases_back_across_migrations_compatible_with_their_previous_is_a_downgrade():
+    plan = plan_rollback(V3, V1, "0003")
+    assert plan.mode == DOWNGRADE
+    assert [m.revision for m in plan.path] == ["0003", "0002"]
+    assert "0003 is compatible with 1.1.0's code only" in plan.reason
+    assert plan.steps[0].startswith("alembic downgrade 0001 from 1.2.0's venv")
+
+
+def test_one_release_back_across_its_own_migrations_stays_code_only():
+    assert plan_rollback(V3, V2, "0003").mode == CODE_ONLY
+    assert plan_rollback(V2, V1, "0002").mode == CODE_ONLY
+
+
+def test_migrations_first_shipped_right_after_the_target_roll_back_code_only_from_later():
+    # 1.1.0 shipped 0002 and 0003, both for 1.0.0's code; 1.2.0 ships no migration.
+    v2 = manifest("1.1.0", migration("0003", "0002"), migration("0002", "0001"), BASE)
+    v3 = dict(v2, version="1.2.0", commit="c1.2.0")
+    for current in (v2, v3):
+        plan = plan_rollback(current, V1, "0003")
+        assert plan.mode == CODE_ONLY
+        assert [m.revision for m in plan.path] == ["0003", "0002"]
+
+
+def test_a_manifest_cut_before_releases_were_pinned_never_rolls_back_code_only():
+    old = manifest("1.1.0", migration("0002", "0001", serves=None), BASE)
+    plan = plan_rollback(old, V1, "0002")
+    assert plan.mode == DOWNGRADE
+    assert "0002 names no release whose code serves it" in plan.reason
+    # And when it cannot be downgraded either, nothing is done without a backup.
+    frozen = manifest("1.1.0", migration("0002", "0001", serves=None, irreversible=True), BASE)
+    assert plan_rollback(frozen, V1, "0002").mode == REFUSED
+
+
+def test_no_rollback_plans_a_downgrade_through_0001():
+    # A release from before any migration: getting back to it means undoing 0001, which
+    # drops every table. Even a manifest that calls 0001 reversible (cut before it was
+    # marked irreversible) gets no downgrade, with or without --restore-backup.
+    schemaless = {"version": "0.9.0", "commit": "c0.9.0", "alembic_head": None, "migrations": []}
+    old_base = migration("0001", None, irreversible=False, serves=None)
+    for current in (manifest("1.0.0", old_base), V2):
+        for restore in (False, True):
+            plan = plan_rollback(
+                current, schemaless, current["alembic_head"], restore_backup=restore, backup="/b"
+            )
+            assert plan.mode == REFUSED
+            assert "no migration path" in plan.reason
