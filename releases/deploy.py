@@ -326,7 +326,9 @@ def undo_plan(
     migrated = before != after
     path = migrations_between(manifest, after, before) if migrated else []
     reversible = path is not None and not any(m.irreversible for m in path)
-    compatible = path is not None and all(m.compatible_with_previous for m in path)
+    # The old release serves the newer schema only if every migration says it does for
+    # that very release (a deploy may skip releases: see releases.rollback).
+    compatible = path is not None and old is not None and all(m.serves(old.version) for m in path)
     can_go_back = migrated and reversible and before is not None
     down = ("downgrade", f"alembic downgrade {before} from the new release's venv")
     actions: list[tuple[str, str]] = []

@@ -77,9 +77,26 @@ def test_a_contract_migration_is_downgraded_before_switching_back():
 
 
 def test_an_expand_migration_is_downgraded_after_the_old_release_serves_again():
-    new = {"revision": "0002", "down_revision": "0001", "compatible_with_previous": True}
+    new = {
+        "revision": "0002",
+        "down_revision": "0001",
+        "compatible_with_previous": True,
+        "compatible_with_release": "1.0.0",
+    }
     actions = undo_plan(manifest(new, BASE), OLD, "0001", "0002", switched=True)
     assert kinds(actions) == ["switch", "verify", "downgrade"]
+
+
+def test_an_expand_migration_for_another_release_goes_back_before_switching():
+    """Deploying over a release older than the one the migration was written for."""
+    new = {
+        "revision": "0002",
+        "down_revision": "0001",
+        "compatible_with_previous": True,
+        "compatible_with_release": "1.1.0",
+    }
+    actions = undo_plan(manifest(new, BASE), OLD, "0001", "0002", switched=True)
+    assert kinds(actions) == ["downgrade", "switch", "verify"]
 
 
 def test_an_irreversible_migration_stays_and_says_so():
@@ -121,7 +138,7 @@ def test_the_runner_goes_back_to_the_revision_seen_under_the_lock():
         "when": "before-switch-back",
         "words": "alembic downgrade 0001 from the new release's venv",
     }
-    expand = {**new, "compatible_with_previous": True}
+    expand = {**new, "compatible_with_previous": True, "compatible_with_release": "1.0.0"}
     assert undo_schema(manifest(expand, BASE), OLD, "0001", "p")["when"] == "after-switch-back"
 
 
