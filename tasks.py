@@ -539,6 +539,7 @@ def deploy(
     from releases import deploy as deploying
     from releases.handover import Detached
     from releases.lock import LockHeld
+    from releases.remote import deferred_interrupts
     from releases.remote import open_remote
 
     target = _ssh_target("deploy", host, user, port, key_file)
@@ -556,7 +557,7 @@ def deploy(
         health_timeout=health_timeout,
     )
     try:
-        with open_remote(target, dry_run=dry_run) as remote:
+        with open_remote(target, dry_run=dry_run) as remote, deferred_interrupts():
             if dry_run:
                 print("\n".join(deploying.plan_deploy(remote, options)))
                 return
@@ -567,6 +568,12 @@ def deploy(
         raise Exit(f"deploy FAILED and was undone: {exc}") from exc
     except Detached as exc:
         raise Exit(f"deploy: stopped following: {exc}", code=3) from exc
+    except KeyboardInterrupt as exc:
+        raise Exit(
+            "deploy: interrupted before the hand-over: the old release still serves, the new "
+            "one is marked failed, the lock is free",
+            code=130,
+        ) from exc
     except RuntimeError as exc:
         raise Exit(f"deploy failed: {exc}") from exc
 
@@ -601,7 +608,9 @@ def rollback(
     irreversible migration unless --restore-backup. Same lock, health gate and log as deploy.
     """
     from releases import rollback as rolling
+    from releases.handover import Detached
     from releases.lock import LockHeld
+    from releases.remote import deferred_interrupts
     from releases.remote import open_remote
 
     target = _ssh_target("rollback", host, user, port, key_file)
@@ -618,7 +627,7 @@ def rollback(
         health_timeout=health_timeout,
     )
     try:
-        with open_remote(target, dry_run=dry_run) as remote:
+        with open_remote(target, dry_run=dry_run) as remote, deferred_interrupts():
             if dry_run:
                 print("\n".join(rolling.plan_lines(remote, options)))
                 return
@@ -627,6 +636,10 @@ def rollback(
         raise Exit(f"rollback refused: {exc}") from exc
     except rolling.RollbackFailed as exc:
         raise Exit(f"rollback FAILED: {exc}") from exc
+    except Detached as exc:
+        raise Exit(f"rollback: stopped following: {exc}", code=3) from exc
+    except KeyboardInterrupt as exc:
+        raise Exit("rollback: interrupted before anything changed; the lock is free", 130) from exc
     except RuntimeError as exc:
         raise Exit(f"rollback failed: {exc}") from exc
 
@@ -710,6 +723,9 @@ def backup(
         "any_revision": "restore a dump whose Alembic revision is not the one the live release "
         "needs (the site then needs a deploy or rollback to match it)",
         "lock_wait": "seconds to wait for a deploy's lock (default 0: refuse at once)",
+        "domain": _RELEASE_HELP["domain"],
+        "ca_file": _RELEASE_HELP["ca_file"],
+        "health_timeout": "seconds the app has to answer /healthz after the swap (default 60)",
     }
 )
 def restore(
@@ -722,107 +738,73 @@ def restore(
     user: str = "deploy",
     port: int = 22,
     key_file: str = "",
+    domain: str = "",
+    ca_file: str = "",
+    health_timeout: int = 60,
     dry_run: bool = False,
 ) -> None:
     """Replace the server's database with a backup, under the deploy lock.
 
     The dump is checked first (readable to the end, its Alembic revision the one the live
-    release needs). It is restored into a new database, the live one is dumped (the safety
-    dump), and the two are swapped by name while the app is stopped. The replaced database
-    is kept until the next restore.
+    release needs). Then the server does the rest by itself: the dump into a new database,
+    a safety dump of the live one, the two swapped by name while the app is stopped, the app
+    started and checked through nginx over HTTPS (swapped back if that fails). The replaced
+    database is kept until the next restore.
     """
-    import time
-
     from releases import backups
-    from releases import lock as deploy_lock
-    from releases.deploy import who
+    from releases import restore as restoring
+    from releases.handover import Detached
+    from releases.lock import LockHeld
+    from releases.remote import deferred_interrupts
     from releases.remote import open_remote
 
     target = _ssh_target("restore", host, user, port, key_file)
     if not file:
         raise Exit("restore: say which backup: --file NAME (invoke backup prints names)")
+    if ca_file and not Path(ca_file).is_file():
+        raise Exit(f"restore: no such file {ca_file}")
+    options = restoring.RestoreOptions(
+        file=file,
+        host=host,
+        any_revision=any_revision,
+        lock_wait=lock_wait,
+        domain=domain,
+        ca_file=ca_file or None,
+        health_timeout=health_timeout,
+    )
+
+    def confirm(question: str) -> bool:
+        return yes or input(f"{question} Type 'yes' to go on: ").strip().lower() == "yes"
+
     try:
-        with open_remote(target, dry_run=dry_run) as remote:
-            path = backups.resolve_backup(remote, file)
+        with open_remote(target, dry_run=dry_run) as remote, deferred_interrupts():
             if dry_run:
-                _restore_expectation(remote, path, any_revision)
+                path = backups.resolve_backup(remote, file)
+                restoring.expectation(remote, path, any_revision, print)
                 print(
                     f"restore: would restore {path} into a new database, dump the live one, "
-                    "stop the app, swap the two and start it"
+                    "stop the app, swap the two, start it and check it through nginx"
                 )
                 return
-            # The lock first, then the look at the server: what is checked is what runs.
-            held = deploy_lock.acquire(
-                remote,
-                {"who": who(), "pid": os.getpid(), "action": "restore", "version": file},
-                wait=lock_wait,
-            )
-            entry: dict[str, Any] = {"event": "restore", "who": who(), "host": host, "dump": path}
-            started = time.monotonic()
-            try:
-                expect = _restore_expectation(remote, path, any_revision)
-                if not yes:
-                    answer = input(f"Replace ALL data on {host} with {path}? Type 'yes' to go on: ")
-                    if answer.strip().lower() != "yes":
-                        raise Exit("restore: cancelled, nothing changed")
-                entry["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                outcome = backups.restore_backup(remote, path, expect_revision=expect)
-                entry.update(
-                    result="ok",
-                    **{k: outcome[k] for k in ("revision", "safety_dump", "replaced_database")},
-                    row_counts=outcome["row_counts"],
-                )
-            except RuntimeError as exc:
-                entry.update(result="failed", reason=str(exc)[:2000])
-                raise
-            finally:
-                held.release()
-                if "started_at" in entry:  # only a restore that ran is logged
-                    entry.setdefault("result", "interrupted")
-                    entry["duration_s"] = round(time.monotonic() - started, 1)
-                    deploy_lock.append_log(remote, entry)
+            entry = restoring.run_restore(remote, options, confirm)
     except backups.BackupNotFound as exc:
         raise Exit(f"restore: {exc}") from exc
-    except (backups.BackupUnusable, deploy_lock.LockHeld) as exc:
+    except (restoring.RestoreRefused, LockHeld) as exc:
         raise Exit(f"restore refused: {exc}") from exc
+    except restoring.RestoreFailed as exc:
+        raise Exit(f"restore FAILED: {exc}") from exc
+    except Detached as exc:
+        raise Exit(f"restore: stopped following: {exc}", code=3) from exc
     except RuntimeError as exc:
         raise Exit(f"restore failed: {exc}") from exc
-    for line in outcome["lines"]:
+    outcome = entry.get("restored", {})
+    for line in outcome.get("lines", []):
         print(f"restore: {line}")
-    rows = ", ".join(f"{table} {count}" for table, count in sorted(outcome["row_counts"].items()))
-    saved = outcome["safety_dump"] or "none (there was no database to replace)"
+    counts = outcome.get("row_counts", {})
+    rows = ", ".join(f"{table} {count}" for table, count in sorted(counts.items()))
+    saved = outcome.get("safety_dump") or "none (there was no database to replace)"
     print(f"restore: safety dump of the replaced data: {saved}")
     print(
-        f"restore: {outcome['dump']} restored (revision {outcome['revision'] or 'none'}) in "
-        f"{outcome['duration_s']:.1f}s; rows: {rows or 'no tables'}"
+        f"restore: {outcome.get('dump')} restored (revision {outcome.get('revision') or 'none'})"
+        f" in {outcome.get('duration_s', 0):.1f}s; rows: {rows or 'no tables'}"
     )
-
-
-def _restore_expectation(remote: Any, path: str, any_revision: bool) -> str | None:
-    """Check the dump and say what it holds; the revision the restore must find in it.
-
-    That is the revision the live release needs (a dump at another one would leave the
-    site on a schema its code does not serve): refused unless ``any_revision``.
-    """
-    from releases import backups
-    from releases.inventory import read_state
-
-    revision = backups.ensure_backup_present(remote, path)["revision"]
-    state = read_state(remote)
-    live = state.current_release
-    needs = f"; {live.name} runs and needs {live.alembic_head or 'no schema'}" if live else ""
-    print(
-        f"restore: {path} holds revision {revision or 'none'}; the database is at "
-        f"{state.db_revision or 'no revision'}{needs}"
-    )
-    if live is None or not live.manifest or any_revision:
-        return None
-    if revision != live.alembic_head:
-        raise Exit(
-            f"restore refused: {live.name} would serve a database at "
-            f"{revision or 'no revision'} and needs {live.alembic_head or 'no schema'}. Roll "
-            "back to the release of that revision (invoke rollback --to VERSION "
-            "--restore-backup), or pass --any-revision and deploy a matching release "
-            "afterwards. Nothing changed."
-        )
-    return revision

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import shlex
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
@@ -25,6 +27,38 @@ from paramiko.ssh_exception import SSHException
 
 # Placeholders in releases/templates look like {{ name }}; nothing else there uses braces twice.
 _MANAGED = "Managed by `invoke provision` (releases/templates); local edits are overwritten."
+
+
+_INTERRUPTED = threading.Event()
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Ctrl-C lets the server command that runs finish, then stops at the next one.
+
+    Without this, invoke's runner swallows a Ctrl-C during a remote command (it sends the
+    byte to the command's stdin, which nobody reads) and the deploy goes on as if nothing
+    happened. Here the interrupt is remembered and raised as :class:`KeyboardInterrupt`
+    when that command returns, so what the operator asked for happens at a step boundary:
+    before the hand-over the deploy stops and says so; after it, the client detaches.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: _INTERRUPTED.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _INTERRUPTED.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Raise the remembered Ctrl-C (once)."""
+    if _INTERRUPTED.is_set():
+        _INTERRUPTED.clear()
+        raise KeyboardInterrupt
 
 
 class ServerError(RuntimeError):
@@ -89,6 +123,7 @@ class Remote:
             kwargs["in_stream"] = io.StringIO(stdin)
         result = self.connection.run(command, **kwargs)
         assert result is not None
+        raise_if_interrupted()
         return result
 
     def sudo(

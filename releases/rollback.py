@@ -44,6 +44,7 @@ records which of the two a migration is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -535,6 +536,13 @@ def run_rollback(
         if "release" in entry:
             entry.update(result="refused", reason=str(exc))
             deploy_lock.append_log(remote, {"run": run_id, "result": "refused", "reason": str(exc)})
+        raise
+    except BaseException as exc:
+        if not handed_over and "release" in entry:
+            result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            with contextlib.suppress(Exception):
+                deploy_lock.append_log(remote, {"run": run_id, "result": result, "reason": reason})
         raise
     finally:
         if not handed_over or followed:

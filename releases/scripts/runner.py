@@ -278,12 +278,22 @@ class Runner:
                 self.step(item["label"], lambda item=item: self.restore(item))
             elif kind == "canary":
                 self.step("canary: the new release alone on a temporary socket", self.canary)
-        self.switched = True
-        failure = self.step(
-            f"switch current -> {new['name']} and restart",
-            lambda: self.switch_and_restart(new["path"], old["path"] if old else None),
-        )
+        if new:
+            self.switched = True
+            failure = self.step(
+                f"switch current -> {new['name']} and restart",
+                lambda: self.switch_and_restart(new["path"], old["path"] if old else None),
+            )
+        else:
+            # A restore: the release that served goes on serving, on the restored database.
+            new = old
+            failure = self.step("start the app again", self.restart)
         url = f"https://{p['gate']['domain']}/healthz"
+        if p.get("no_gate"):
+            self.say("no health gate: the database is not at the revision this release needs")
+            if failure:
+                raise StepFailed(f"restart failed: {failure}")
+            return
 
         def gate() -> str:
             if failure:
@@ -417,6 +427,19 @@ class Runner:
             do(schema["words"], schema_back)
         if self.restored:
             do("put the replaced database back", self.swap_back)
+        if self.restored and not self.switched and old:
+
+            def restart_and_check() -> str:
+                failure = self.restart()
+                if failure:
+                    raise StepFailed(f"restart failed: {failure}")
+                health = self.gate(old["version"])
+                self.entry["rollback_health"] = health
+                if not health["ok"]:
+                    raise StepFailed(explain(health))
+                return summary(health)
+
+            do(f"start {old['name']} again and check it answers", restart_and_check)
         if self.switched and old:
             do(
                 f"switch current back to {old['name']} and restart",
@@ -442,7 +465,7 @@ class Runner:
             )
         if not done:
             done.append(f"nothing to undo: {old['name'] if old else 'nothing'} serves")
-        if p["kind"] == "deploy":
+        if p["kind"] == "deploy" and new:
             mark = Path(new["path"]) / p["failed_mark"]
             mark.write_text(reason.strip().splitlines()[0][:300] + "\n")
         return done

@@ -189,11 +189,16 @@ def test_restore_brings_back_the_data_of_the_backup(server: Server):
     dump = re.search(r"backup: (/srv/tas/backups/tas-\S+\.dump)", out).group(1)
 
     as_tas(box, "UPDATE e2e_probe SET note = 'after'; INSERT INTO e2e_probe VALUES ('new')")
-    refused = invoke("restore", *server.ssh, "--file", Path(dump).name, stdin="no\n")
+    restore = ["restore", *server.ssh, "--ca-file", str(server.ca), "--file", Path(dump).name]
+    refused = invoke(*restore, stdin="no\n")
     assert refused.returncode != 0 and "cancelled" in refused.stderr
     assert as_tas(box, "SELECT string_agg(note, ',' ORDER BY note) FROM e2e_probe") == "after,new"
 
-    must(invoke("restore", *server.ssh, "--file", Path(dump).name, "--yes"))
+    out = must(invoke(*restore, "--yes"))
+    assert re.search(
+        r"restore: safety dump of the replaced data: /srv/tas/backups/tas-pre-restore-", out
+    )
+    assert "health gate: https://taskaversionsystem.test/healthz must answer" in out
     assert as_tas(box, "SELECT string_agg(note, ',' ORDER BY note) FROM e2e_probe") == "before"
     assert wait_for_healthz(server)["status"] == "ok"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from releases.deploy import undo_plan
 from releases.deploy import undo_schema
 from releases.inventory import Release
@@ -12,6 +14,9 @@ from releases.inventory import ServerState
 from releases.inventory import releases_to_delete
 from releases.inventory import table
 from releases.lock import LockState
+from releases.lock import merge_log
+from releases.rollback import RollbackRefused
+from releases.rollback import choose_target
 from releases.scripts.runner import judge
 from releases.scripts.runner import renders
 from releases.scripts.runner import summary
@@ -204,3 +209,60 @@ def test_the_releases_table_marks_current_previous_and_failed():
     assert lines[1].startswith("0.2.1-20261122T100000Z") and "failed: the health gate" in lines[1]
     assert lines[2].endswith("current") and lines[3].endswith("previous")
     assert lines[-1].startswith("database at 0002")
+
+
+def test_a_lock_handed_to_a_running_unit_is_held_even_when_the_client_is_gone():
+    info = {"who": "ana@laptop", "pid": 7, "action": "deploy", "version": "1.2.0"}
+    running = LockState(
+        held=True, info=info, age=30, session_alive=False, unit="tas-run-x", unit_active=True
+    )
+    assert running.stale() == ""
+    assert "the server is finishing it in unit tas-run-x" in running.describe()
+    ended = LockState(held=True, info=info, age=30, session_alive=False, unit="tas-run-x")
+    assert ended.stale() == "the holder's SSH session is gone and its unit tas-run-x has ended"
+
+
+# --- the deploy log and rollback targets -------------------------------------------------------
+
+
+def test_the_lines_of_one_run_make_one_entry_in_its_place():
+    lines = [
+        {"run": "a", "event": "deploy", "release": "r2", "result": "started", "backup": None},
+        {"event": "unlock", "reason": "x"},
+        {"run": "a", "result": "migrating", "backup": "/srv/tas/backups/d.dump"},
+        {"run": "a", "result": "ok"},
+        {"run": "a", "deleted": ["r0"]},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
+    entries = merge_log(text)
+    assert [e.get("event") for e in entries] == ["deploy", "unlock"]
+    assert entries[0] == {
+        "run": "a",
+        "event": "deploy",
+        "release": "r2",
+        "result": "ok",
+        "backup": "/srv/tas/backups/d.dump",
+        "deleted": ["r0"],
+    }
+
+
+def test_a_second_rollback_goes_further_back_instead_of_returning():
+    r1, r2, r3 = (release(f"0.{i}.0-2026112{i}T100000Z") for i in (1, 2, 3))
+    log = [
+        {"event": "deploy", "release": r2.name, "from_release": r1.name, "result": "ok"},
+        {"event": "deploy", "release": r3.name, "from_release": r2.name, "result": "ok"},
+        {"event": "rollback", "release": r2.name, "from_release": r3.name, "result": "ok"},
+    ]
+    # After rolling back from r3 to r2, `previous` names r3; the log says r2 came over r1.
+    state = ServerState(releases=[r1, r2, r3], current=r2.name, previous=r3.name, db_ok=True)
+    assert choose_target(state, "", log).name == r1.name
+    first = ServerState(releases=[r1, r2, r3], current=r3.name, previous=r2.name, db_ok=True)
+    assert choose_target(first, "", log[:2]).name == r2.name
+
+
+def test_a_rollback_whose_release_before_is_gone_asks_for_a_target():
+    r2, r3 = release("0.2.0-20261122T100000Z"), release("0.3.0-20261123T100000Z")
+    log = [{"event": "deploy", "release": r3.name, "from_release": "0.1.0-x", "result": "ok"}]
+    state = ServerState(releases=[r2, r3], current=r3.name, previous=None, db_ok=True)
+    with pytest.raises(RollbackRefused, match="no longer on the server: give --to"):
+        choose_target(state, "", log)
