@@ -456,8 +456,8 @@ class _Deploy:
                     (bundle / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
                     steps.upload_bundle(self.remote, _tar(bundle, out / "deps.tar.gz"), self.path)
                     note["detail"] = f"Python {server.markers['python_version']} -> {self.path}"
-                with self.run("install the dependencies into a fresh venv"):
-                    steps.install_dependencies(self.remote, self.path)
+                with self.run("install the dependencies into a fresh venv") as note:
+                    note["detail"] = steps.install_dependencies(self.remote, self.path)
                 with self.run(f"build the artifact from {tag} and check its hash") as note:
                     artifact = build.result()
                     wanted = self.manifest["artifact_sha256"]

@@ -232,7 +232,8 @@ def open_remote(target: SshTarget, *, dry_run: bool = False) -> Iterator[Remote]
         raise ServerError(
             f"on {where}, `{result.command}` exited {result.exited}:\n{output}"
         ) from exc
-    except (OSError, SSHException) as exc:
-        raise ServerError(f"cannot work over SSH on {where}: {exc}") from exc
+    except (OSError, EOFError, SSHException) as exc:
+        # A dropped connection shows as any of these (paramiko raises EOFError mid-command).
+        raise ServerError(f"cannot work over SSH on {where}: {exc or type(exc).__name__}") from exc
     finally:
         remote.close()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 
+from releases import scripts
 from releases.inventory import FAILED_MARK
 from releases.provision import ENV_FILE
 from releases.provision import NGINX_SITE
@@ -58,19 +59,18 @@ def upload_bundle(remote: Remote, bundle: Path, path: str) -> None:
     remote.sudo(f"install -d -m 755 {q} && tar -xzf {shlex.quote(staged)} -C {q} && rm -f {staged}")
 
 
-def install_dependencies(remote: Remote, path: str) -> None:
-    """A fresh venv in the release with the hash-checked wheelhouse, from no index.
+def install_dependencies(remote: Remote, path: str) -> str:
+    """The release's venv with the hash-checked wheelhouse, from no index; returns how.
 
-    Bytecode is compiled afterwards on every core (pip compiles one file at a time): the
-    app runs as a user who cannot write into the release, so it must be there up front.
+    A release installed from the same requirements lends its venv (copied, the project
+    uninstalled from the copy); otherwise a fresh venv is made and its bytecode compiled on
+    every core (the app runs as a user who cannot write into the release, so it must be
+    there up front). See releases/scripts/install_venv.sh.
     """
-    python = f"{path}/venv/bin/python"
-    remote.sudo(
-        f"python3 -m venv {path}/venv && "
-        f"PIP_DISABLE_PIP_VERSION_CHECK=1 {python} -m pip install -q --no-index --no-compile "
-        f"--find-links {path}/wheelhouse --require-hashes -r {path}/wheelhouse/requirements.txt"
-        f" && {python} -m compileall -q -j 0 {path}/venv/lib >/dev/null"
-    )
+    script = scripts.text("install_venv.sh")
+    project = "task-aversion-system"
+    result = remote.sudo(f"sh -c {shlex.quote(script)} install {shlex.quote(path)} {project}")
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
 def install_app(remote: Remote, path: str, wheel_name: str) -> None:

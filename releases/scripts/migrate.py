@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 
 import sqlalchemy as sa
 
@@ -30,6 +31,7 @@ from db.engine import normalize_url
 LOCK = "SELECT pg_advisory_lock(hashtext('tas migrations'))"
 UNLOCK = "SELECT pg_advisory_unlock(hashtext('tas migrations'))"
 REFUSED = 3
+ERROR = "migration failed: "
 
 
 def main(argv: list[str]) -> int:
@@ -65,10 +67,14 @@ def main(argv: list[str]) -> int:
                 migrate.upgrade(url, args.target)
             elif args.action == "downgrade":
                 migrate.downgrade(url, args.target)
-        except Exception:
+        except Exception as exc:
+            # The whole traceback for the journal, then one plain line for the operator.
+            traceback.print_exc()
             guard.rollback()
             print(json.dumps({"before": before, "after": _revision(engine)}), flush=True)
-            raise
+            reason = " ".join(str(exc).split())[:500] or type(exc).__name__
+            print(f"{ERROR}{type(exc).__name__}: {reason}", file=sys.stderr, flush=True)
+            return 1
         after = migrate.current_revision(guard)
         guard.execute(sa.text(UNLOCK))
         guard.commit()

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 PAGE_MARK = 'name="csrf_token"'
+MIGRATION_ERROR = "migration failed: "  # migrate.py's one-line reason
 # Rows per table, in one statement (query_to_xml runs a count per table).
 ROW_COUNTS = """
 SELECT table_name || ' ' || (xpath('/row/c/text()', query_to_xml(
@@ -146,7 +147,12 @@ class Runner:
         if result.returncode != 0:
             if reported is None:
                 self.after = self.read_revision()
-            raise StepFailed(f"alembic {action} {target} failed:\n{result.stderr[-2500:]}")
+            print(result.stderr, flush=True)  # the whole story, for the journal
+            plain = [
+                line for line in result.stderr.splitlines() if line.startswith(MIGRATION_ERROR)
+            ]
+            why = plain[-1] if plain else result.stderr.strip()[-1500:]
+            raise StepFailed(f"alembic {action} {target} failed: {why}")
 
     def read_revision(self, wait: float = 60) -> str | None:
         """The database's revision now; waits while PostgreSQL is restarting."""

@@ -312,6 +312,9 @@ class Case:
     step: str  # the line that starts the step (a regex)
     fault: str
     extra: tuple[str, ...] = ()
+    # Seconds after the step's line before the fault: lands inside a step that takes a while
+    # (the test migration sleeps 4 s inside its transaction).
+    delay: float = 0.0
 
 
 def run_case(lab: Lab, case: Case) -> dict[str, Any]:
@@ -336,12 +339,14 @@ def run_case(lab: Lab, case: Case) -> dict[str, Any]:
     for line in process.stdout:
         output.append(line.rstrip("\n"))
         if not fired_at and re.search(case.step, line):
+            time.sleep(case.delay)
             fired_at = time.monotonic()
             inject(lab, case.fault, process)
     code = process.wait(timeout=900)
     text = "\n".join(output)
     print(f"[faults] {case.id}: exit {code}\n{text}", flush=True)
     assert fired_at, f"{case.id}: the step {case.step!r} never started:\n{text}"
+    assert "Traceback" not in text, f"{case.id}: the operator got a stack trace"
     return {"code": code, "output": text, "started": started, "fired_at": fired_at}
 
 
@@ -449,7 +454,7 @@ DEPLOY_CASES = [
     Case("install-ssh", "deploy", V2, STEP["install"], "ssh-drop"),
     Case("backup-pg", "deploy", V2, STEP["backup"], "pg-restart"),
     Case("backup-sigkill", "deploy", V2, STEP["backup"], "sigkill"),
-    Case("migrate-pg", "deploy", V2, STEP["migrate"], "pg-restart"),
+    Case("migrate-pg", "deploy", V2, STEP["migrate"], "pg-restart", delay=2.0),
     Case("migrate-ssh", "deploy", V2, STEP["migrate"], "ssh-drop"),
     Case("migrate-sigint", "deploy", V2, STEP["migrate"], "sigint"),
     Case("canary-sigkill", "deploy", V2, STEP["canary"], "sigkill"),
@@ -461,7 +466,7 @@ DEPLOY_CASES = [
 
 ROLLBACK_CASES = [
     Case("rb-downgrade-sigkill", "rollback", V1, STEP["rb-downgrade"], "sigkill"),
-    Case("rb-downgrade-pg", "rollback", V1, STEP["rb-downgrade"], "pg-restart"),
+    Case("rb-downgrade-pg", "rollback", V1, STEP["rb-downgrade"], "pg-restart", delay=1.0),
     Case("rb-switch-ssh", "rollback", V1, STEP["rb-switch"], "ssh-drop"),
     Case("rb-gate-sigint", "rollback", V1, STEP["rb-gate"], "sigint"),
 ]
