@@ -96,9 +96,9 @@ def follow(
 
     def show_new_progress() -> None:
         nonlocal offset
-        chunk = remote.sudo(
-            f"tail -c +{offset + 1} {shlex.quote(run.dir)}/progress.jsonl 2>/dev/null; true"
-        ).stdout
+        chunk = _ask(
+            remote, f"tail -c +{offset + 1} {shlex.quote(run.dir)}/progress.jsonl 2>/dev/null"
+        )
         complete, _, _ = chunk.rpartition("\n")
         if complete:
             offset += len((complete + "\n").encode())
@@ -110,8 +110,8 @@ def follow(
             show_new_progress()
             # Whether the unit still runs first, then its result: it writes the result
             # before it ends, so an ended unit without one really has none.
-            active = remote.ok(f"systemctl is-active --quiet {run.unit}")
-            result = remote.read(f"{run.dir}/result.json")
+            active = _unit_running(remote, run.unit)
+            result = _ask(remote, f"cat {shlex.quote(run.dir)}/result.json 2>/dev/null") or None
             if result is not None and not active:
                 show_new_progress()
                 return dict(json.loads(result))
@@ -133,6 +133,22 @@ def follow(
                 raise Detached(_where(run, f"lost the connection ({exc})")) from exc
             echo(f"{prefix}: connection lost ({type(exc).__name__}: {exc}); reconnecting ...")
             time.sleep(min(2.0 * lost, 6.0))
+
+
+def _ask(remote: Remote, command: str) -> str:
+    """A read-only command's output. One cut off by a dropped connection (no exit status)
+    is a lost connection, to be retried, never an answer."""
+    result = remote.sudo(f"{command}; echo tas-ok", warn=True)
+    out = result.stdout
+    if result.exited != 0 or not out.endswith("tas-ok\n"):
+        raise ConnectionError(f"the server's answer was cut off (exit {result.exited})")
+    return out[: -len("tas-ok\n")]
+
+
+def _unit_running(remote: Remote, unit: str) -> bool:
+    """Whether the unit still runs (systemd's own answer)."""
+    state = _ask(remote, f"systemctl is-active {unit}").strip()
+    return state not in ("inactive", "failed", "")
 
 
 def _where(run: Run, why: str) -> str:

@@ -107,10 +107,13 @@ def run_restore(
         "who": who(),
         "host": options.host,
         "dump": path,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     handed_over = followed = False
     started = time.monotonic()
     try:
+        # Every attempt is on record before anything else happens, refused ones too.
+        deploy_lock.append_log(remote, {**entry, "result": "started"})
         expect = expectation(remote, path, options.any_revision, echo)
         state = read_state(remote)
         live = state.current_release
@@ -118,13 +121,8 @@ def run_restore(
             raise RestoreRefused("nothing is deployed: no release to serve the restored data")
         if not confirm(f"Replace ALL data on {options.host} with {path}?"):
             raise RestoreRefused("cancelled, nothing changed")
-        entry.update(
-            release=live.name,
-            version=live.version,
-            alembic_before=state.db_revision,
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        )
-        deploy_lock.append_log(remote, {**entry, "result": "started"})
+        entry.update(release=live.name, version=live.version, alembic_before=state.db_revision)
+        deploy_lock.append_log(remote, {**entry, "result": "confirmed"})
         domain = options.domain or steps.site_domain(remote)
         settings = runner_settings(
             run_id, held.token, domain, stage_ca_file(remote, options.ca_file), options
@@ -161,11 +159,10 @@ def run_restore(
                 f"{entry.get('reason')}; undone: " + "; ".join(entry.get("undone", []))
             )
     except RestoreRefused as exc:
-        if "started_at" in entry:
-            deploy_lock.append_log(remote, {"run": run_id, "result": "refused", "reason": str(exc)})
+        deploy_lock.append_log(remote, {"run": run_id, "result": "refused", "reason": str(exc)})
         raise
     except BaseException as exc:
-        if not handed_over and "started_at" in entry:
+        if not handed_over:
             with contextlib.suppress(Exception):
                 deploy_lock.append_log(
                     remote, {"run": run_id, "result": "failed", "reason": f"{exc}"[:2000]}

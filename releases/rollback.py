@@ -483,9 +483,17 @@ def run_rollback(
         wait=options.lock_wait,
         echo=run.say,
     )
-    entry: dict[str, Any] = {"run": run_id, "event": "rollback", "who": who(), "host": options.host}
+    entry: dict[str, Any] = {
+        "run": run_id,
+        "event": "rollback",
+        "who": who(),
+        "host": options.host,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     handed_over = followed = False
     try:
+        # Every attempt is on record before anything else happens, refused ones too.
+        deploy_lock.append_log(remote, {**entry, "result": "started"})
         state = read_state(remote)
         current, target, plan = _plan_for(state, options, deploy_lock.read_log(remote))
         for line in plan.lines():
@@ -511,9 +519,8 @@ def run_rollback(
             mode=plan.mode,
             alembic_before=state.db_revision,
             backup=plan.backup if plan.mode == RESTORE_BACKUP else None,
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
-        deploy_lock.append_log(remote, {**entry, "result": "started"})
+        deploy_lock.append_log(remote, {**entry, "result": "planned"})
         domain = options.domain or steps.site_domain(remote)
         settings = runner_settings(
             run_id, held.token, domain, stage_ca_file(remote, options.ca_file), options
@@ -533,12 +540,11 @@ def run_rollback(
                 f"{entry.get('reason')}; undone: " + "; ".join(entry.get("undone", []))
             )
     except RollbackRefused as exc:
-        if "release" in entry:
-            entry.update(result="refused", reason=str(exc))
-            deploy_lock.append_log(remote, {"run": run_id, "result": "refused", "reason": str(exc)})
+        entry.update(result="refused", reason=str(exc))
+        deploy_lock.append_log(remote, {"run": run_id, "result": "refused", "reason": str(exc)})
         raise
     except BaseException as exc:
-        if not handed_over and "release" in entry:
+        if not handed_over:
             result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             with contextlib.suppress(Exception):
