@@ -98,7 +98,7 @@ def ready_item(page: Page, name: str) -> Locator:
 
 def open_initialize(page: Page, name: str) -> None:
     go_to_dashboard(page)
-    task_row(page, name).get_by_role("link", name="Initialize").click()
+    task_row(page, name).get_by_role("link", name="Initialize…").click()
     expect(page.get_by_role("heading", name=f"Initialize “{name}”")).to_be_visible()
 
 
