@@ -23,7 +23,8 @@ import requests
 
 from releases.loadtest import CSRF
 
-SIGNIN_KEY = re.compile(r'<code id="signin-key">([^<]+)</code>')
+# The key page shows it in a read-only field (earlier builds: in a <code> element).
+SIGNIN_KEY = re.compile(r'<(?:input|code) id="signin-key"(?: value="|>)([^"<]+)')
 SIGNED_IN = 'action="/signout"'
 TIMEOUT = 15
 

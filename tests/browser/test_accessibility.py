@@ -79,8 +79,8 @@ def _sign_up_someone(page: Page) -> None:
 SCREENS = (
     Screen("welcome", "/", False, (("link", "Create an account"), ("link", "Sign in"))),
     Screen("sign-up", "/signup", False, (("button", "Sign up"),)),
-    Screen("sign-in key", "/signup", False, (("link", "Continue to your dashboard"),),
-           then=_sign_up_someone),
+    Screen("sign-in key", "/signup", False,
+           (("button", "Copy"), ("button", "Continue to your dashboard")), then=_sign_up_someone),
     Screen("sign-in", "/signin", False, (("button", "Sign in"),)),
     Screen("sign-in refused", "/signin", False, (("button", "Sign in"),), then=_fail_sign_in),
     Screen("dashboard", "/", True,
