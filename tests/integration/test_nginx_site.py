@@ -9,6 +9,7 @@ app, of nothing (the app restarting) and of an app that never answers.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import getpass
 import http.client
 import os
@@ -24,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
@@ -50,11 +56,11 @@ HSTS = "Strict-Transport-Security"
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-def _tool(name: str, default: str) -> str:
-    path = os.environ.get(name.upper(), shutil.which(name) or default)
+def _nginx_binary() -> str:
+    path = os.environ.get("NGINX", shutil.which("nginx") or "/usr/sbin/nginx")
     if os.path.isfile(path) and os.access(path, os.X_OK):
         return path
-    reason = f"needs {name} at {path} (install it, or set {name.upper()} to its path)"
+    reason = f"needs nginx at {path} (install it, or set NGINX to its path)"
     if os.environ.get("CI_REQUIRE_ALL") == "1":
         pytest.fail(f"{reason} (CI_REQUIRE_ALL=1: not skipping)", pytrace=False)
     pytest.skip(reason)
@@ -117,27 +123,44 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
-    _tool("nginx", "/usr/sbin/nginx")
-    openssl = _tool("openssl", "/usr/bin/openssl")
+    _nginx_binary()
     root = tmp_path_factory.mktemp("nginx")
     for folder in ("cert", "logs", "temp", "acme", "srv/current"):
         (root / folder).mkdir(parents=True)
     # The release's static files, as steps.install_app links them.
     (root / "srv/current/static").symlink_to(STATIC)
-    # An RSA certificate, like Let's Encrypt's default: RSA key exchange would be possible.
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", f"/CN={DOMAIN}", "-keyout", root / "cert/privkey.pem",
-         "-out", root / "cert/fullchain.pem"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    _self_signed_rsa_certificate(root / "cert")
     return Site(root=root, app_socket=root / "app.sock")
+
+
+def _self_signed_rsa_certificate(folder: Path) -> None:
+    """An RSA certificate, like Let's Encrypt's default: RSA key exchange would be possible."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "fullchain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (folder / "privkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 def _nginx(site: Site, conf: Path, *args: str) -> list[str]:
     """nginx on the test's prefix, logging to stderr (not to /var/log/nginx)."""
-    nginx = _tool("nginx", "/usr/sbin/nginx")
-    return [nginx, "-p", f"{site.root}/", "-c", str(conf), "-e", "stderr", *args]
+    return [_nginx_binary(), "-p", f"{site.root}/", "-c", str(conf), "-e", "stderr", *args]
 
 
 def test_nginx_accepts_the_rendered_site(site: Site) -> None:
