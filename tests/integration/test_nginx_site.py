@@ -134,7 +134,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
 
 def _self_signed_rsa_certificate(folder: Path) -> None:
-    """An RSA certificate, like Let's Encrypt's default: RSA key exchange would be possible."""
+    """An RSA certificate: RSA key exchange is possible with it, so the cipher list is what
+    refuses it (certbot makes ECDSA keys by default, RSA ones when asked)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
     now = dt.datetime.now(dt.timezone.utc)
