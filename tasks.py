@@ -253,7 +253,9 @@ def bench(c: Context, attempts: int = 10_000, runs: int = 30, no_browser: bool =
 
 @task(
     help={
-        "url": "base URL of the running app (http://127.0.0.1:8000, https://example.com)",
+        "url": "base URL of the running app (http://127.0.0.1:8000, https://example.com);"
+        " a production server needs https://: its cookies are Secure, so over http:// sign-up"
+        " fails (400)",
         "ca_file": "PEM CA to trust for HTTPS (a test CA); default: the system's",
         "expect_version": "fail unless /healthz reports this version",
     }
@@ -262,7 +264,8 @@ def smoke(c: Context, url: str, ca_file: str = "", expect_version: str = "") -> 
     """Walk the key pages as a throwaway user over HTTP(S), then delete it; exit 1 on failure.
 
     Sign up, dashboard, create a task, initialize, start, complete, analytics (if present),
-    account, key sign-in, delete: one line per step.
+    account, key sign-in, delete: one line per step. Production settings make the cookies
+    Secure: smoke a production server by its https:// address, not plain http://.
     """
     from releases.loadtest_smoke import run_smoke
 

@@ -23,7 +23,8 @@ import requests
 
 from releases.loadtest import CSRF
 
-SIGNIN_KEY = re.compile(r'<code id="signin-key">([^<]+)</code>')
+# The key page shows it in a read-only field (earlier builds: in a <code> element).
+SIGNIN_KEY = re.compile(r'<(?:input|code) id="signin-key"(?: value="|>)([^"<]+)')
 SIGNED_IN = 'action="/signout"'
 TIMEOUT = 15
 
@@ -94,13 +95,27 @@ class _Visitor:
         if response.status_code != expect:
             where = response.headers.get("Location", "")
             extra = f" -> {where}" if where else ""
-            raise StepFailed(f"{method} {path}: {response.status_code}{extra}, expected {expect}")
+            raise StepFailed(
+                f"{method} {path}: {response.status_code}{extra}, expected {expect}"
+                + self._secure_cookies_over_http()
+            )
         if contains and contains not in text:
             raise StepFailed(f"{method} {path}: the page lacks {contains!r}")
         match = CSRF.search(text)
         if match:
             self.token = match.group(1)
         return text
+
+    def _secure_cookies_over_http(self) -> str:
+        """Why nothing that needs a session can work: its cookie never comes back."""
+        secure = sorted({cookie.name for cookie in self.http.cookies if cookie.secure})
+        if not self.base.startswith("http://") or not secure:
+            return ""
+        return (
+            f" (the server sets its cookies ({', '.join(secure)}) Secure, as production does:"
+            " they are only sent back over HTTPS, so over plain http:// the session and its"
+            " CSRF token are lost. Use the https:// address, e.g. through nginx)"
+        )
 
 
 def _one_id(pattern: str, page: str, what: str) -> str:

@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask
 from flask import current_app
+from flask import redirect
+from flask import url_for
+from flask.typing import ResponseReturnValue
 
 from service import auth
 
@@ -65,7 +68,14 @@ def _static_fingerprint(app: Flask, filename: str) -> str:
     return cache[filename]
 
 
+def favicon() -> ResponseReturnValue:
+    """``/favicon.ico``, asked for by clients that don't read the page's icon link."""
+    return redirect(url_for("static", filename="favicon.svg"))
+
+
 def init_app(app: Flask) -> None:
+    app.add_url_rule("/favicon.ico", "favicon", favicon)
+
     @app.url_defaults
     def _version_static_urls(endpoint: str, values: dict[str, Any]) -> None:
         if endpoint == "static" and "filename" in values:

@@ -167,7 +167,7 @@ class Browser:
 
     def signup(self, username: str, timezone: str = "Europe/Berlin") -> Any:
         response = self.post("/signup", {"username": username, "timezone": timezone})
-        match = re.search(r'id="signin-key">([^<]+)<', response.get_data(as_text=True))
+        match = re.search(r'id="signin-key" value="([^"]+)"', response.get_data(as_text=True))
         if match:
             self.key, self.username = match.group(1), username
         return response

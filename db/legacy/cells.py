@@ -32,6 +32,45 @@ class CellError(ValueError):
         self.column = column
 
 
+# --- spreadsheet formulas --------------------------------------------------------------
+#
+# A spreadsheet opening a CSV file runs a cell that starts with = + - @ (or a tab or a
+# carriage return) as a formula: a task named =HYPERLINK("http://x","y") became a link.
+# The CSV files this app writes (the export, the refused rows of an import) put a single
+# quote before such a cell (OWASP's advice): spreadsheets then show it as text. The import
+# takes it off again, so export → import gives back every value. The exact rule:
+#
+# - Writing: a value that starts with any number of ' followed by one of = + - @ tab CR
+#   gets one more ' in front ("=x" → "'=x", "'=x" → "''=x"), unless the whole value is a
+#   plain number ("-5", "+2.5", "-1e3"): a spreadsheet reads that as a number, never as a
+#   formula, and a numeric column (a negative delay) must stay a number.
+# - Reading (every cell of every file): a cell that starts with one or more ' followed by
+#   one of those characters loses one '. Nothing else changes.
+#
+# Reading undoes exactly what writing does, for any value. Files of the old app never had
+# the quote and read as before, with one exception no real folder is known to have: a
+# text the person began with ' and one of those characters (it loses the ').
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_GUARDED = re.compile(r"'+[=+\-@\t\r]")
+_FORMULA_FIRST = frozenset("'=+-@\t\r")
+
+
+def guard_formula(value: str) -> str:
+    """The cell to write for ``value`` so a spreadsheet shows it as text (rule above)."""
+    if value[:1] in _FORMULA_FIRST and _FORMULA.match(value) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def guard_row(cells: list[str]) -> list[str]:
+    return [guard_formula(cell) for cell in cells]
+
+
+def unguard_formula(cell: str) -> str:
+    """The value a cell written by :func:`guard_formula` stands for."""
+    return cell[1:] if _GUARDED.match(cell) else cell
+
+
 def shorten(value: str, limit: int = 40) -> str:
     """The value quoted for a message, cut so one bad cell cannot flood the report."""
     flat = value.replace("\r", "\\r").replace("\n", "\\n")

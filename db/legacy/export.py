@@ -5,7 +5,8 @@ the v4 header (with ``behavioral_score``) and the prediction and outcome as JSON
 ``emotions.csv`` one column. Times are naive local times in the account's zone, like the
 old app wrote them. The importer reads all of it back, so export → import into another
 account reproduces the data. Archived stand-ins for tasks the old app had deleted are
-not written as tasks: their attempts name them, and an import recreates them.
+not written as tasks: their attempts name them, and an import recreates them. Cells a
+spreadsheet would run as formulas get a leading ' (see ``cells.guard_formula``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy import Engine
 from sqlalchemy import select
 from sqlalchemy import text
 
+from db.legacy.cells import guard_row
 from db.legacy.importer import EMOTIONS
 from db.legacy.importer import INSTANCES
 from db.legacy.importer import TASKS
@@ -226,12 +228,12 @@ def _write_tables(
         names = conn.execute(
             select(Emotion.name).where(Emotion.user_id == user_id).order_by(Emotion.id)
         )
-        writer.writerows([name] for (name,) in names)
+        writer.writerows(guard_row([name]) for (name,) in names)
     with open_text(TASKS) as handle:
         writer = csv.writer(handle)
         writer.writerow(TASK_HEADER)
         for row in conn.execute(text(_TASKS_SQL), {"user_id": user_id}):
-            writer.writerow(_task_cells(row, tz))
+            writer.writerow(guard_row(_task_cells(row, tz)))
     with open_text(INSTANCES) as handle:
         writer = csv.writer(handle)
         writer.writerow(INSTANCE_HEADER)
@@ -242,7 +244,7 @@ def _write_tables(
             execution_options={"stream_results": True, "yield_per": 2000},
         )
         for attempt in result.mappings():
-            writer.writerow(_attempt_cells(attempt, tz))
+            writer.writerow(guard_row(_attempt_cells(attempt, tz)))
 
 
 def _zone_of(conn: Connection, user_id: int, timezone: str | None) -> ZoneInfo:

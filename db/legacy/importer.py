@@ -49,6 +49,7 @@ from db.legacy.attempts import compact_id
 from db.legacy.backup import back_up
 from db.legacy.backup import default_backup_base
 from db.legacy.cells import CellError
+from db.legacy.cells import guard_row
 from db.legacy.reader import CsvFile
 from db.legacy.reader import FileUnreadable
 from db.legacy.reader import Header
@@ -431,8 +432,9 @@ class _Run:
             writer.writerow([*header.names, REASON_COLUMN])
             self._refused[filename] = (handle, writer)
             self.report.refused_files.append(str(path))
+        # Opened in a spreadsheet to be fixed: formulas stay text (read back by the import).
         self._refused[filename][1].writerow(
-            [*record.cells, f"line {record.line}: {column}: {exc.reason}"]
+            guard_row([*record.cells, f"line {record.line}: {column}: {exc.reason}"])
         )
 
     def close(self) -> None:

@@ -21,6 +21,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from db.legacy.cells import unguard_formula
+
 
 class FileUnreadable(Exception):
     """The file cannot be read any further (not UTF-8, a NUL byte, a huge cell...)."""
@@ -135,4 +137,8 @@ class CsvFile:
             end = reader.line_num
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # blank lines carry nothing
+            # A cell of this app's own CSV files may carry a ' against spreadsheet
+            # formulas (cells.guard_formula). A quick look at the row first: few have one.
+            if "\n'" in "\n" + "\n".join(cells):
+                cells = [unguard_formula(cell) for cell in cells]
             yield Record(line=start, cells=cells)

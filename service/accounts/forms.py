@@ -48,7 +48,9 @@ class SigninForm(BaseForm):
     key = PasswordField(
         "Sign-in key",
         validators=[DataRequired("Enter the sign-in key you were given."), Length(max=100)],
-        render_kw={"autocomplete": "off", "spellcheck": "false"},
+        # The key is this account's password as far as password managers go: they fill
+        # it in here, next to the username field.
+        render_kw={"autocomplete": "current-password", "spellcheck": "false"},
     )
 
 

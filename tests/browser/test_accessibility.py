@@ -1,7 +1,8 @@
 """The main pages pass axe-core without serious or critical violations, and fit a phone.
 
 One server and one seeded account serve the whole module (a running attempt, a ready
-one, completed ones, an archived task), so each page check is only a page load.
+one, completed ones, an archived task), so each page check is only a page load. A second
+account holds a year of attempts, for the pages whose tables only overflow with real data.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from playwright.sync_api import Browser
 from playwright.sync_api import BrowserContext
 from playwright.sync_api import Page
 from playwright.sync_api import expect
+from sqlalchemy import text
 
 from tests.browser import ui
 from tests.browser.conftest import LiveServer
@@ -41,6 +43,7 @@ class Site:
     server: LiveServer
     storage_state: dict[str, Any]
     ids: dict[str, int]
+    year_storage_state: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ def _sign_up_someone(page: Page) -> None:
 SCREENS = (
     Screen("welcome", "/", False, (("link", "Create an account"), ("link", "Sign in"))),
     Screen("sign-up", "/signup", False, (("button", "Sign up"),)),
-    Screen("sign-in key", "/signup", False, (("link", "Continue to your dashboard"),),
-           then=_sign_up_someone),
+    Screen("sign-in key", "/signup", False,
+           (("button", "Copy"), ("button", "Continue to your dashboard")), then=_sign_up_someone),
     Screen("sign-in", "/signin", False, (("button", "Sign in"),)),
     Screen("sign-in refused", "/signin", False, (("button", "Sign in"),), then=_fail_sign_in),
     Screen("dashboard", "/", True,
@@ -131,18 +134,80 @@ def _seed(page: Page) -> dict[str, int]:
     return {"ready": number(ready), "done": int(done.group(1)), "done_task": number(edit)}
 
 
+YEAR_PERSON = "year.person"
+# Eight tasks with everyday names, two attempts a day for a year: completed ones with
+# outcomes (and the measures the app derives from them), every seventh one cancelled.
+YEAR_OF_TASKS = """
+INSERT INTO tasks (user_id, name, kind, default_estimate_minutes)
+SELECT u.id, t.name, t.kind, t.estimate
+FROM users u, (VALUES
+    ('Answer the week''s emails', 'routine', 30),
+    ('Quarterly report for the board', 'project', 120),
+    ('Call the insurance about the claim', 'one-time', 20),
+    ('Clean the kitchen', 'routine', 25),
+    ('Physiotherapy exercises', 'recurring', 15),
+    ('Sort the tax receipts', 'one-time', 60),
+    ('Prepare the team meeting', 'recurring', 45),
+    ('Water the plants', 'routine', 5)
+) AS t(name, kind, estimate)
+WHERE u.username = :username
+"""
+YEAR_OF_ATTEMPTS = """
+INSERT INTO attempts (
+    user_id, task_id, task_version, status, initialized_at, started_at, completed_at,
+    cancelled_at, cancel_reason, minutes_spent, expected_aversion, expected_relief,
+    expected_cognitive_load, expected_emotional_load, expected_physical_load, motivation,
+    time_estimate_minutes, actual_relief, actual_cognitive_load, actual_emotional_load,
+    actual_physical_load, completion_percent, stress, net_wellbeing, net_wellbeing_normalized,
+    stress_efficiency, relief_surprise, time_accuracy)
+SELECT t.user_id, t.id, 1, s.status, s.done - interval '3 hours', s.done - interval '1 hour',
+       CASE WHEN s.cancelled THEN NULL ELSE s.done END,
+       CASE WHEN s.cancelled THEN s.done END, CASE WHEN s.cancelled THEN 'Ran out of time' END,
+       s.minutes, s.aversion, s.expected, 40, 45, 20, 60, t.default_estimate_minutes,
+       s.relief, s.load, s.load + 10, s.load / 2, CASE WHEN s.cancelled THEN 30 ELSE 100 END,
+       s.stress, s.relief - s.stress, 50 + (s.relief - s.stress) / 2.0,
+       s.relief / greatest(s.stress, 1), s.relief - s.expected,
+       s.minutes / t.default_estimate_minutes
+FROM (SELECT id, user_id, default_estimate_minutes,
+             row_number() OVER (ORDER BY id) - 1 AS k
+      FROM tasks WHERE user_id = (SELECT id FROM users WHERE username = :username)) t
+JOIN LATERAL (
+    SELECT n % 7 = 3 AS cancelled, now() - make_interval(days => n / 2, hours => n % 2 * 5) AS done,
+           (n * 37 + t.k * 11) % 101 AS aversion, (n * 23 + t.k * 7) % 101 AS expected,
+           (n * 41 + t.k * 13) % 101 AS relief, (n * 17 + t.k * 5) % 81 AS load,
+           ((n * 17 + t.k * 5) % 81 * 3 + 10) / 3.0 AS stress,
+           t.default_estimate_minutes * (0.5 + (n % 10) / 6.0) AS minutes,
+           CASE WHEN n % 7 = 3 THEN 'cancelled' ELSE 'completed' END AS status
+    FROM generate_series(0, 729) AS n
+    WHERE n % 8 = t.k
+) s ON true
+"""
+
+
+def _seed_a_year(page: Page, server: LiveServer) -> None:
+    """Sign up through the pages, then a year of attempts straight into the database."""
+    ui.sign_up(page, YEAR_PERSON)
+    with server.app.extensions["db_engine"].begin() as conn:
+        conn.execute(text(YEAR_OF_TASKS), {"username": YEAR_PERSON})
+        conn.execute(text(YEAR_OF_ATTEMPTS), {"username": YEAR_PERSON})
+
+
 @pytest.fixture(scope="module")
 def site(chromium: Browser, pg_server: PostgresServer, template_database: str) -> Iterator[Site]:
     with own_database(pg_server, template_database) as url, serve(url) as server:
         watch = Watch()
-        context = new_context(chromium, server.url, watch)
-        try:
-            ids = _seed(context.new_page())
-            state = context.storage_state()
-        finally:
-            context.close()
+
+        def signed_in(seed: Callable[[Page], Any]) -> tuple[Any, dict[str, Any]]:
+            context = new_context(chromium, server.url, watch)
+            try:
+                return seed(context.new_page()), dict(context.storage_state())
+            finally:
+                context.close()
+
+        ids, state = signed_in(_seed)
+        _, year_state = signed_in(lambda page: _seed_a_year(page, server))
         assert not watch.problems(), watch.problems()
-        yield Site(server, dict(state), ids)
+        yield Site(server, state, ids, year_state)
 
 
 @pytest.fixture
@@ -154,7 +219,7 @@ def visit(chromium: Browser, site: Site, watch: Watch) -> Iterator[Callable[...,
         if screen.endpoint and not site.server.has_endpoint(screen.endpoint):
             pytest.skip(f"{screen.path} ({screen.endpoint}) doesn't exist yet")
         if screen.signed_in:
-            options["storage_state"] = site.storage_state
+            options.setdefault("storage_state", site.storage_state)
         context = new_context(chromium, site.server.url, watch, **options)
         opened.append(context)
         page = context.new_page()
@@ -212,6 +277,39 @@ def test_page_fits_a_375px_phone_and_its_buttons_can_be_tapped(
             f"“{name}” on {screen.name} is cut off: {box}"
         )
         control.click(trial=True)  # visible, enabled, not covered: a tap would land
+
+
+def _open_the_tables(page: Page) -> None:
+    for summary in page.locator("summary").all():
+        summary.click()
+
+
+def test_analytics_with_a_year_of_data_on_a_phone_lets_the_keyboard_scroll_its_tables(
+    visit: Callable[..., Page], site: Site
+) -> None:
+    screen = Screen("analytics with a year of data", "/analytics", then=_open_the_tables)
+    page = visit(screen, storage_state=site.year_storage_state, viewport=PHONE, is_mobile=True)
+    boxes = page.locator(".table-wrap")
+    scrolling = boxes.evaluate_all(
+        "(boxes) => boxes.flatMap((box, i) => box.scrollWidth > box.clientWidth ? [i] : [])"
+    )
+    assert scrolling, "no table is wider than its box: this check would not see the problem"
+
+    results = Axe().run(page)
+    blocking = [v for v in results.response["violations"] if v["impact"] in BLOCKING_IMPACTS]
+    assert not blocking, f"axe on {screen.name} ({page.url}):\n{_report(blocking)}"
+
+    # A keyboard user tabs to the first table that scrolls and moves it with the arrows.
+    box = boxes.nth(scrolling[0])
+    for _ in range(200):
+        page.keyboard.press("Tab")
+        if box.evaluate("(box) => box === document.activeElement"):
+            break
+    else:
+        raise AssertionError("Tab never reaches the first table that scrolls sideways")
+    expect(box).to_have_accessible_name(re.compile(r"\w"))
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("(box) => box.scrollLeft > 0", arg=box.element_handle())
 
 
 def _widest_elements(page: Page) -> list[str]:

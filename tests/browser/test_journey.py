@@ -32,7 +32,7 @@ def test_new_person_signs_up_plans_does_and_reviews_a_task_then_signs_out(
     key = _sign_up_and_keep_the_key(page)
     with subtests.test("the sign-in key page greets the new person as signed in"):
         _greeted_by_name_and_signed_in(page)
-    page.get_by_role("link", name="Continue to your dashboard").click()
+    page.get_by_role("button", name="Continue to your dashboard").click()
     expect(page.get_by_role("heading", name="Current task")).to_be_visible()
     expect(ui.section(page, "Tasks")).to_contain_text("No tasks yet")
     _create_a_task_with_a_new_emotion(page)
@@ -70,7 +70,7 @@ def _sign_up_and_keep_the_key(page: Page) -> str:
     expect(page.get_by_role("heading", name=re.compile("^Welcome"))).to_be_visible()
     expect(page.get_by_role("note")).to_contain_text("Temporary sign-in without passwords")
     expect(page.get_by_text("It is shown only once.")).to_be_visible()
-    key = page.locator("#signin-key").inner_text().strip()
+    key = page.get_by_label("Sign-in key").input_value()
     assert re.fullmatch(r"[\w-]{16,}", key), f"unexpected sign-in key {key!r}"
     return key
 

@@ -34,9 +34,9 @@ def sign_up(page: Page, username: str) -> str:
     page.get_by_label("Username").fill(username)
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_role("heading", name=re.compile("^Welcome"))).to_be_visible()
-    key = page.locator("#signin-key").inner_text().strip()
+    key = page.get_by_label("Sign-in key").input_value()
     assert len(key) >= 16, f"the sign-in key looks too short: {key!r}"
-    page.get_by_role("link", name="Continue to your dashboard").click()
+    page.get_by_role("button", name="Continue to your dashboard").click()
     expect(page.get_by_role("heading", name="Current task")).to_be_visible()
     return key
 
@@ -98,7 +98,7 @@ def ready_item(page: Page, name: str) -> Locator:
 
 def open_initialize(page: Page, name: str) -> None:
     go_to_dashboard(page)
-    task_row(page, name).get_by_role("link", name="Initialize").click()
+    task_row(page, name).get_by_role("link", name="Initialize…").click()
     expect(page.get_by_role("heading", name=f"Initialize “{name}”")).to_be_visible()
 
 

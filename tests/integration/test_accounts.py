@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
+from typing import Any
 
 from sqlalchemy import text
 
@@ -30,6 +32,63 @@ def test_signup_shows_the_key_once_and_signs_the_browser_in(client, app):
     with app.extensions["db_engine"].connect() as conn:
         stored = conn.execute(text("SELECT signin_key_hash FROM users")).scalar_one()
     assert person.key not in stored and len(stored) == 64
+
+
+class _FormFields(HTMLParser):
+    """The attributes of each form's input fields, form by form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[list[dict[str, Any]]] = []
+        self._in_form = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "form":
+            self.forms.append([])
+            self._in_form = True
+        elif tag == "input" and self._in_form and dict(attrs).get("type") != "hidden":
+            self.forms[-1].append(dict(attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+
+
+def _form_with(page: str, **attrs: str) -> list[dict[str, Any]]:
+    """The fields of the one form holding a field with these attributes."""
+    parser = _FormFields()
+    parser.feed(page)
+    found = [form for form in parser.forms if any(attrs.items() <= field.items() for field in form)]
+    assert len(found) == 1, f"{len(found)} forms with a field {attrs}"
+    return found[0]
+
+
+def test_password_managers_save_the_shown_key_with_the_username_and_fill_it_in(client, app):
+    person = Browser(client)
+    keys = []
+    for page in (
+        person.signup("Alice").get_data(as_text=True),
+        person.post("/account/key").get_data(as_text=True),  # a new key, the same page
+    ):
+        fields = _form_with(page, autocomplete="new-password")
+        assert [(f["autocomplete"], f["id"]) for f in fields] == [
+            ("username", "signin-username"),
+            ("new-password", "signin-key"),
+        ]
+        assert fields[0]["value"] == "Alice"
+        keys.append(fields[1]["value"])
+        assert all("readonly" in f and "name" not in f for f in fields)  # not sent anywhere
+        assert re.search(r'<button type="button" data-copy="signin-key"[^>]*>Copy</button>', page)
+    assert keys[0] == person.key != keys[1]
+
+    sign_in = app.test_client().get("/signin").get_data(as_text=True)
+    fields = _form_with(sign_in, name="key")
+    assert [(f["name"], f.get("type"), f["autocomplete"]) for f in fields] == [
+        ("username", "text", "username"),
+        ("key", "password", "current-password"),
+    ]
+    device = Browser(app.test_client())
+    assert device.post("/signin", {"username": "Alice", "key": keys[1]}).status_code == 302
 
 
 def test_the_notice_is_on_signup_signin_and_account_pages(browser):
@@ -98,7 +157,7 @@ def test_signin_changes_the_session_id_and_signout_ends_it_on_the_server(browser
 def test_regenerating_the_key_makes_the_old_one_useless(browser, app):
     old_key = browser.key
     page = browser.post("/account/key").get_data(as_text=True)
-    new_key = re.search(r'id="signin-key">([^<]+)<', page).group(1)
+    new_key = re.search(r'id="signin-key" value="([^"]+)"', page).group(1)
     assert new_key != old_key
     device = Browser(app.test_client())
     assert device.post("/signin", {"username": "alice", "key": old_key}).status_code == 200

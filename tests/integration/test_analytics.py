@@ -141,7 +141,7 @@ def test_dread_summary_compares_dreaded_tasks_with_the_rest(browser, app):
     assert "Tasks you dreaded (aversion ≥ 70) brought on average 85 relief vs 50" in section
     assert "Relief surprise averaged +33" in section
     assert "better than you expected" in section
-    aversion_table, expected_table = section.split("<caption>")[1:]
+    aversion_table, expected_table = re.split(r"<caption[^>]*>", section)[1:]
     assert "<td>80–89</td><td>1</td><td>90</td>" in aversion_table
     assert "<td>90–100</td><td>1</td><td>80</td>" in aversion_table
     assert "<td>20–29</td><td>1</td><td>50</td>" in aversion_table
@@ -149,10 +149,24 @@ def test_dread_summary_compares_dreaded_tasks_with_the_rest(browser, app):
     assert "<td>40–49</td><td>1</td><td>90</td>" in expected_table
 
 
+def test_every_table_box_is_a_keyboard_reachable_region_named_by_its_table(browser, app):
+    _known_data(browser, app)
+    for path in ("/analytics", "/"):
+        page = browser.client.get(path).get_data(as_text=True)
+        boxes = re.findall(r'<div class="table-wrap"([^>]*)>', page)
+        assert len(boxes) >= (7 if path == "/analytics" else 1), path
+        for attributes in boxes:
+            assert 'tabindex="0"' in attributes and 'role="region"' in attributes, attributes
+            label = re.search(r'aria-labelledby="([^"]+)"', attributes)
+            assert label, attributes
+            named = re.search(rf'id="{label.group(1)}"[^>]*>([^<]+)<', page)
+            assert named and named.group(1).strip(), f"{label.group(1)} names nothing"
+
+
 def test_rankings_order_tasks_by_their_averages(browser, app):
     _known_data(browser, app)
     section = _section(_page(browser.client), "rank-heading")
-    tables = section.split("<caption>")[1:]
+    tables = re.split(r"<caption[^>]*>", section)[1:]
     most_relief, best_efficiency, lowest_stress = tables
     # Relief: Taxes 80, Dishes 70. Efficiency: Taxes 2.0, Dishes (3 + 0.83) / 2.
     # Stress: Taxes 40, Dishes 45. A task never completed is never ranked.

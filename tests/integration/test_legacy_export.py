@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import shutil
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +20,8 @@ from db.engine import make_engine
 from db.legacy import export_folder
 from db.legacy import export_zip
 from db.legacy import import_legacy_folder
+from tests.integration.test_attempts import OUTCOME
+from tests.integration.test_attempts import PREDICTION
 
 EXAMPLES = Path(db.legacy.__file__).parent / "examples"
 # What differs between two accounts holding the same data: surrogate keys and owners,
@@ -136,3 +140,92 @@ def test_the_zip_export_holds_the_same_files(engine, tmp_path):
         assert archive.namelist() == ["emotions.csv", "tasks.csv", "task_instances.csv"]
         for member in archive.namelist():
             assert archive.read(member) == (tmp_path / "out" / member).read_bytes()
+
+
+FORMULA_NAME = '=HYPERLINK("http://x","y")'
+RISKY_FIRST = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cells(path: Path) -> list[list[str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text_and_read_back(
+    browser, engine, tmp_path
+):
+    person = make_user(engine, "bob")
+    browser.create_task(FORMULA_NAME, description="+1 for the plan", new_emotions="@home")
+    browser.create_task("-5")  # a name that is a number: a spreadsheet shows it as one
+    browser.create_task("'=quoted by hand")
+    task = browser.latest_id("tasks") - 2
+    browser.post(f"/tasks/{task}/initialize", {**PREDICTION, "description": "-do it now"})
+    attempt = browser.latest_id("attempts")
+    browser.post(f"/attempts/{attempt}/start")
+    browser.post(f"/attempts/{attempt}/complete", {**OUTCOME, "notes": "+call them back"})
+    with engine.begin() as conn:  # a negative delay, as real data has
+        conn.execute(text("UPDATE attempts SET delay_minutes = -5 WHERE id = :a"), {"a": attempt})
+        alice = conn.execute(text("SELECT id FROM users WHERE username = 'alice'")).scalar_one()
+
+    export_folder(engine, tmp_path / "out", user_id=alice)
+    emotions, tasks, instances = (
+        _cells(tmp_path / "out" / name)
+        for name in ("emotions.csv", "tasks.csv", "task_instances.csv")
+    )
+    names = {row[1]: row for row in tasks[1:]}
+    assert set(names) == {"'" + FORMULA_NAME, "-5", "''=quoted by hand"}
+    assert names["'" + FORMULA_NAME][2] == "'+1 for the plan"
+    assert ["'@home"] in emotions
+    (row,) = instances[1:]
+    columns = dict(zip(instances[0], row, strict=True))
+    assert columns["task_name"] == "'" + FORMULA_NAME
+    assert columns["delay_minutes"] == "-5.0"  # a number stays a number
+    assert json.loads(columns["actual"])["notes"] == "+call them back"  # inside a JSON cell
+    assert json.loads(columns["predicted"])["description"] == "-do it now"
+    for cell in (cell for rows in (emotions, tasks, instances) for row in rows for cell in row):
+        assert not cell.startswith(RISKY_FIRST) or cell == "-5" or cell == "-5.0", cell
+
+    report = import_legacy_folder(engine, tmp_path / "out", user_id=person)
+    assert report.status == "imported", report.render_text()
+    original, copy = _what_people_see(engine, alice), _what_people_see(engine, person)
+    assert sorted(copy["tasks"]) == [
+        ("'=quoted by hand", ""),
+        ("-5", ""),
+        (FORMULA_NAME, "+1 for the plan"),
+    ]
+    assert copy["attempts"] == [(FORMULA_NAME, "-do it now", "+call them back", 90)]
+    assert ("@home",) in copy["emotions"]
+    assert copy == original
+
+
+def _what_people_see(engine: Engine, user_id: int) -> dict[str, list[Any]]:
+    """The texts of an account, without ids (rows made in the web app have no legacy id)."""
+    with engine.connect() as conn:
+        rows = {
+            "emotions": "SELECT name FROM emotions WHERE user_id = :u",
+            "tasks": "SELECT name, description FROM tasks WHERE user_id = :u",
+            "attempts": "SELECT t.name, a.description, a.notes, a.actual_relief"
+            " FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE a.user_id = :u",
+        }
+        return {
+            table: sorted(tuple(row) for row in conn.execute(text(sql), {"u": user_id}))
+            for table, sql in rows.items()
+        }
+
+
+def test_a_refused_row_written_back_for_fixing_keeps_formulas_as_text(engine, tmp_path):
+    person = make_user(engine, "carol")
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "tasks.csv").write_text(
+        "task_id,name,description,type,version,created_at,is_recurring,categories,"
+        "default_estimate_minutes\n"
+        f't1,"{FORMULA_NAME.replace(chr(34), chr(34) * 2)}",@note,sometimes,1,,False,[],10\n'
+    )
+    report = import_legacy_folder(
+        engine, source, user_id=person, skip_invalid=True, backup_dir=tmp_path / "backups"
+    )
+    assert report.files["tasks.csv"].refused == 1  # "sometimes" is not a task type
+    (written,) = report.refused_files
+    row = _cells(Path(written))[1]
+    assert row[1:3] == ["'" + FORMULA_NAME, "'@note"]

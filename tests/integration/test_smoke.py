@@ -118,3 +118,22 @@ def test_smoke_fails_when_nothing_listens():
     lines: list[str] = []
     result = run_smoke(f"http://127.0.0.1:{port}", echo=lines.append)
     assert not result.passed and lines[0].startswith("FAIL healthz")
+
+
+def test_smoke_says_why_a_production_server_fails_over_plain_http(database_url):
+    # Production's cookies are Secure: a client keeps them but never sends them over http://.
+    with served(database_url, SESSION_COOKIE_SECURE=True) as (url, version):
+        lines: list[str] = []
+        result = run_smoke(url, expect_version=version, echo=lines.append)
+    assert not result.passed
+    failed = lines[-1]
+    assert failed.startswith("FAIL signup") and "POST /signup: 400" in failed
+    assert "Secure" in failed and "https://" in failed, failed
+    assert _user_count(database_url) == 0
+
+
+def test_smoke_help_says_a_production_server_needs_https():
+    from tasks import smoke
+
+    assert "https://" in smoke.help["url"] and "Secure" in smoke.help["url"]
+    assert "https://" in (smoke.__doc__ or "")

@@ -71,7 +71,7 @@ TARGETS_MS = {
     ("browser", "/analytics"): 400,
     ("browser", "/"): 200,
 }
-KEY = re.compile(r'id="signin-key">([^<]+)<')
+KEY = re.compile(r'id="signin-key" value="([^"]+)"')
 ATTEMPT_COLUMNS = (
     "user_id",
     "task_id",

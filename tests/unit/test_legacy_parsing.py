@@ -13,9 +13,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from db.legacy.cells import CellError
+from db.legacy.cells import guard_formula
 from db.legacy.cells import parse_bool
 from db.legacy.cells import parse_number
 from db.legacy.cells import parse_timestamp
+from db.legacy.cells import unguard_formula
 from db.legacy.reader import CsvFile
 from db.legacy.reader import FileUnreadable
 from db.legacy.reader import Header
@@ -337,3 +339,34 @@ def test_log_parser_returns_a_valid_row_or_a_clear_error(cells):
         assert exc.reason
         return
     _check_row_is_valid(row)
+
+
+# Texts near the rule's edges: quotes, formula starts and numbers, in any mix.
+formula_texts = st.text(alphabet=st.sampled_from("'=+-@\t\r5.e x"), max_size=8) | st.text()
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=formula_texts)
+def test_a_guarded_cell_is_never_a_formula_and_reads_back_as_the_value(value):
+    cell = guard_formula(value)
+    assert unguard_formula(cell) == value
+    if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        assert parse_number(cell) is not None, f"{cell!r} would run as a formula"
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+        ("+1 for the plan", "'+1 for the plan"),
+        ("@home", "'@home"),
+        ("\tindented", "'\tindented"),
+        ("-5", "-5"),  # a number: a spreadsheet reads it as one, a numeric column needs it
+        ("-2.5e3", "-2.5e3"),
+        ("'=typed with a quote", "''=typed with a quote"),
+        ("'quoted", "'quoted"),
+        ("Water the plants", "Water the plants"),
+    ],
+)
+def test_the_guard_rule(value, cell):
+    assert guard_formula(value) == cell

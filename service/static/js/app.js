@@ -27,6 +27,23 @@ document.querySelectorAll("button[data-fill]").forEach((button) => {
   });
 });
 
+// Copy buttons (the sign-in key): shown only where the page may write to the clipboard.
+document.querySelectorAll("button[data-copy]").forEach((button) => {
+  const source = document.getElementById(button.dataset.copy);
+  const status = document.getElementById(button.dataset.copyStatus);
+  if (!source || !status || !navigator.clipboard) return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(source.value);
+      status.textContent = "Copied.";
+    } catch (_) {
+      source.select();
+      status.textContent = "Couldn't copy here: the key is selected, copy it with Ctrl+C (⌘C on a Mac).";
+    }
+  });
+});
+
 // The running task's live elapsed time.
 document.querySelectorAll(".elapsed[data-base-minutes]").forEach((el) => {
   const base = parseFloat(el.dataset.baseMinutes) || 0;
