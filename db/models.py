@@ -92,7 +92,9 @@ def search_vector(*columns: Any) -> Any:
     words = columns[0]
     for column in columns[1:]:
         words = words.op("||")(text("' '")).op("||")(column)
-    return func.to_tsvector(SEARCH_CONFIG, words)
+    # Angle brackets become spaces: PostgreSQL's parser takes "<...>" for an HTML tag and
+    # drops the words in it ("x<y and y>z"), and all of "<script>...</script>".
+    return func.to_tsvector(SEARCH_CONFIG, func.translate(words, text("'<>'"), text("'  '")))
 
 
 def utcnow() -> dt.datetime:

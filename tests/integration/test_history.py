@@ -261,7 +261,9 @@ def test_search_finds_words_by_their_start_in_names_descriptions_notes_and_reaso
     _complete(browser, by_notes, notes="She talked about the allotment")
     by_reason = _initialize(browser, call)
     _cancel(browser, by_reason, "failed_to_complete", "Phone battery died")
-    by_description = _initialize(browser, call, description="Ask about the Überraschung")
+    by_description = _initialize(
+        browser, call, description="Ask about the Überraschung <draft plan>"
+    )
 
     def found(words: str) -> set[int]:
         return set(_listed(_get(browser.client, f"?q={words}")))
@@ -271,6 +273,7 @@ def test_search_finds_words_by_their_start_in_names_descriptions_notes_and_reaso
     assert found("allot") == {by_notes}  # the attempt's notes
     assert found("batt") == {by_reason}  # the cancel reason
     assert found("überr") == {by_description}  # the attempt's description, not ASCII
+    assert found("draft") == {by_description}  # between angle brackets too
     assert found("grandma") == {by_notes, by_reason, by_description}
     assert found("grand phone") == {by_reason}  # every word must be found
     assert found("taxes receipts") == {by_name}

@@ -46,11 +46,12 @@ CHECK = "ck_attempts_cancel_category_length"
 INDEXES = {
     "ix_attempts_user_id_initialized_at_id": "attempts (user_id, initialized_at, id)",
     "ix_attempts_search": (
-        "attempts USING gin (to_tsvector('simple'::regconfig,"
-        " (((description || ' ') || notes) || ' ') || coalesce(cancel_reason, '')))"
+        "attempts USING gin (to_tsvector('simple'::regconfig, translate("
+        "(((description || ' ') || notes) || ' ') || coalesce(cancel_reason, ''), '<>', '  ')))"
     ),
     "ix_tasks_search": (
-        "tasks USING gin (to_tsvector('simple'::regconfig, (name || ' ') || description))"
+        "tasks USING gin (to_tsvector('simple'::regconfig,"
+        " translate((name || ' ') || description, '<>', '  ')))"
     ),
 }
 
