@@ -40,6 +40,15 @@ NAMING_CONVENTION = {
 }
 
 TASK_KINDS = ("one-time", "recurring", "routine", "project")
+# Why an attempt was cancelled: the old app's categories (its keys, our labels).
+CANCEL_CATEGORIES = {
+    "failed_to_complete": "Couldn't finish it",
+    "deferred_to_plan": "Put off to a later plan",
+    "did_while_another_active": "Did it while another task was running",
+    "accidental_initialization": "Started by mistake",
+    "development_test": "Only trying the app out",
+    "other": "Other",
+}
 ATTEMPT_STATUSES = ("initialized", "started", "paused", "completed", "cancelled")
 EMOTION_PHASES = ("before", "after")
 
@@ -50,6 +59,7 @@ DESCRIPTION_MAX = 5000
 NOTES_MAX = 10000
 EMOTION_NAME_MAX = 60
 CONTEXT_MAX = 200
+CANCEL_CATEGORY_MAX = 60
 
 PREDICTION_SCALES = (
     "expected_aversion",
@@ -65,6 +75,26 @@ OUTCOME_SCALES = (
     "actual_emotional_load",
     "actual_physical_load",
 )
+
+
+# Literal SQL, not bound parameters nor literal_column: the index expression and the
+# query's must be written alike, and an Index finds its table only through real columns.
+SEARCH_CONFIG = text("'simple'::regconfig")
+
+
+def search_vector(*columns: Any) -> Any:
+    """The words of ``columns`` for full-text search, as the search indexes hold them.
+
+    The ``simple`` configuration lowercases and keeps every word (no stemming, no stop
+    words), so a search works alike in any language and a prefix query finds a word by its
+    start. Queries must use this very expression for PostgreSQL to use the index.
+    """
+    words = columns[0]
+    for column in columns[1:]:
+        words = words.op("||")(text("' '")).op("||")(column)
+    # Angle brackets become spaces: PostgreSQL's parser takes "<...>" for an HTML tag and
+    # drops the words in it ("x<y and y>z"), and all of "<script>...</script>".
+    return func.to_tsvector(SEARCH_CONFIG, func.translate(words, text("'<>'"), text("'  '")))
 
 
 def utcnow() -> dt.datetime:
@@ -243,6 +273,7 @@ class Attempt(Base):
         _length_check("description", DESCRIPTION_MAX),
         _length_check("notes", NOTES_MAX),
         _length_check("cancel_reason", NOTES_MAX),
+        _length_check("cancel_category", CANCEL_CATEGORY_MAX),
         _length_check("physical_context", CONTEXT_MAX),
         # Only one attempt per person can be running at a time.
         Index(
@@ -259,6 +290,8 @@ class Attempt(Base):
             postgresql_where=text("status IN ('initialized', 'started', 'paused')"),
         ),
         Index("ix_attempts_user_id_completed_at", "user_id", "completed_at"),
+        # History: every attempt, newest first, a page at a time (keyset on these columns).
+        Index("ix_attempts_user_id_initialized_at_id", "user_id", "initialized_at", "id"),
         Index("ix_attempts_task_id", "task_id"),
     )
 
@@ -297,6 +330,9 @@ class Attempt(Base):
     completion_percent: Mapped[int | None] = mapped_column(SmallInteger)
     notes: Mapped[str] = mapped_column(Text, server_default="")
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # One of CANCEL_CATEGORIES (the old app's keys), or a key of the old app's own
+    # categories (imported); none for attempts cancelled before categories existed.
+    cancel_category: Mapped[str | None] = mapped_column(Text)
 
     # Measures, computed once when the outcome is saved (see service.attempts.measures).
     stress: Mapped[float | None] = mapped_column(Double)
@@ -314,6 +350,15 @@ class Attempt(Base):
     # Anything else worth keeping (legacy blocker types, pause reasons, ...).
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     legacy_id: Mapped[str | None] = mapped_column(Text)
+
+
+# What the history's search looks through: the attempt's own words, and its task's.
+ATTEMPT_WORDS = search_vector(
+    Attempt.description, Attempt.notes, func.coalesce(Attempt.cancel_reason, text("''"))
+)
+TASK_WORDS = search_vector(Task.name, Task.description)
+Index("ix_attempts_search", ATTEMPT_WORDS, postgresql_using="gin")
+Index("ix_tasks_search", TASK_WORDS, postgresql_using="gin")
 
 
 class AttemptEmotion(Base):

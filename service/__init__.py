@@ -19,6 +19,7 @@ from service import database
 from service import emotions
 from service import errors
 from service import health
+from service import history
 from service import security
 from service import tasks
 from service import templating
@@ -66,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         dashboard.bp,
         tasks.bp,
         attempts.bp,
+        history.bp,
         emotions.bp,
         transfer.bp,
         analytics.bp,

@@ -120,6 +120,15 @@ def _summary_statement() -> Select[Any]:
     tasks = select(
         func.coalesce(func.json_agg(per_task.table_valued()), literal_column("'[]'::json"))
     ).scalar_subquery()
+    by_category = (
+        select(Attempt.cancel_category.label("category"), func.count().label("count"))
+        .where(Attempt.user_id == USER_ID, Attempt.status == "cancelled")
+        .group_by(Attempt.cancel_category)
+        .subquery("by_category")
+    )
+    cancellations = select(
+        func.coalesce(func.json_agg(by_category.table_valued()), literal_column("'[]'::json"))
+    ).scalar_subquery()
     return select(
         active_tasks.label("active_tasks"),
         func.count().filter(done).label("completed"),
@@ -144,6 +153,7 @@ def _summary_statement() -> Select[Any]:
         _mean(Attempt.actual_relief, undreaded).label("other_relief"),
         func.count(Attempt.actual_relief).filter(undreaded).label("other_n"),
         tasks.label("tasks"),
+        cancellations.label("cancellations"),
     ).where(Attempt.user_id == USER_ID)
 
 
@@ -152,7 +162,8 @@ def summary(db: Session, user_id: int, week_start: dt.datetime) -> dict[str, Any
 
     ``tasks``: per task with at least one completed attempt, how it went on average (a
     list of dicts: id, name, archived, completed, and relief, stress_efficiency, stress
-    each with its ``_n``).
+    each with its ``_n``). ``cancellations``: how many cancelled attempts per category (a
+    list of dicts: category, None for none, and count).
     """
     params = {"user_id": user_id, "week_start": week_start}
     return dict(db.execute(_summary_statement(), params).one()._mapping)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from service.analytics import queries
 from service.analytics import stats
+from service.attempts.forms import category_label
 
 WINDOWS = (30, 60, 90)
 RANKING_SIZE = 5
@@ -56,7 +57,12 @@ def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[st
     """Everything the template needs (JSON data); three statements at most."""
     summary = queries.summary(db, user_id, week_start(timezone))
     tasks = summary.pop("tasks")
-    page: dict[str, Any] = {"kpis": kpis(summary), "empty": not summary["completed"]}
+    by_category = summary.pop("cancellations")
+    page: dict[str, Any] = {
+        "kpis": kpis(summary),
+        "empty": not summary["completed"],
+        "cancellations": cancellations(by_category),
+    }
     if page["empty"]:
         return page
     today = local_today(timezone)
@@ -136,6 +142,12 @@ def kpis(summary: dict[str, Any]) -> dict[str, Any]:
         "completion_rate": 100 * summary["completed"] / finished if finished else None,
         "finished": finished,
     }
+
+
+def cancellations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cancelled attempts per category, most frequent first (label, count)."""
+    counted = [{"label": category_label(r["category"]), "count": r["count"]} for r in rows]
+    return sorted(counted, key=lambda c: (-c["count"], c["label"].lower()))
 
 
 def _series_days(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from wtforms import RadioField
 from wtforms import StringField
 from wtforms import TextAreaField
-from wtforms.validators import DataRequired
+from wtforms.validators import AnyOf
 from wtforms.validators import Length
+from wtforms.validators import Optional
+from wtforms.validators import StopValidation
 
+from db.models import CANCEL_CATEGORIES
 from db.models import CONTEXT_MAX
 from db.models import DESCRIPTION_MAX
 from db.models import NOTES_MAX
@@ -70,17 +74,41 @@ class OutcomeForm(BaseForm):
     notes = _notes("Notes")
 
 
+def category_label(key: str | None) -> str:
+    """A cancellation category for people: its label, else the key in words (a category of
+    the old app's own, imported), or "No category" for cancellations made without one."""
+    if not key:
+        return "No category"
+    return CANCEL_CATEGORIES.get(key) or key.replace("_", " ").strip().capitalize()
+
+
 class CancelForm(BaseForm):
+    category = RadioField(
+        "What kind of reason?",
+        choices=list(CANCEL_CATEGORIES.items()),
+        validate_choice=False,
+        validators=[
+            Optional(),
+            AnyOf(list(CANCEL_CATEGORIES), message="Choose one of the listed kinds."),
+        ],
+    )
     reason = StringField(
         "Why are you cancelling?",
-        validators=[
-            DataRequired("Say why, even briefly: it helps your analytics."),
-            Length(max=REASON_MAX, message=f"At most {REASON_MAX:,} characters."),
-        ],
+        validators=[Length(max=REASON_MAX, message=f"At most {REASON_MAX:,} characters.")],
+        description="Optional when you chose a kind of reason above, except “Other”.",
     )
     completion_percent = scale_field("Progress made (%)")
     minutes_spent = minutes_field("Minutes spent")
     notes = _notes("Notes")
+
+    def validate_reason(self, field: StringField) -> None:
+        """A kind of reason, or the reason in words (always for "Other")."""
+        if field.data:
+            return
+        if not self.category.data:
+            raise StopValidation("Say why, even briefly: it helps your analytics.")
+        if self.category.data == "other":
+            raise StopValidation("Say what the other reason is, even briefly.")
 
 
 class PauseForm(BaseForm):

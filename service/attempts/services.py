@@ -277,6 +277,7 @@ def complete_attempt(attempt: Attempt, outcome: dict[str, Any]) -> None:
 def cancel_attempt(attempt: Attempt, cancellation: dict[str, Any]) -> None:
     _finishable(attempt)
     _close_interval(attempt)
+    attempt.cancel_category = cancellation.get("category")
     attempt.cancel_reason = cancellation["reason"]
     attempt.completion_percent = cancellation["completion_percent"]
     if cancellation.get("minutes_spent") is not None:

@@ -22,6 +22,7 @@ from service.attempts.forms import CancelForm
 from service.attempts.forms import OutcomeForm
 from service.attempts.forms import PauseForm
 from service.attempts.forms import PredictionForm
+from service.attempts.forms import category_label
 from service.emotions.services import chosen_emotion_ids
 from service.emotions.services import emotion_choices
 from service.forms import parse_new_emotions
@@ -29,6 +30,7 @@ from service.forms import render_form
 from service.tasks.services import get_task_or_404
 
 bp = Blueprint("attempts", __name__)
+bp.add_app_template_filter(category_label, "cancel_category")
 
 
 def _owned_attempt(attempt_id: int) -> tuple[Attempt, Task]:
@@ -250,6 +252,7 @@ def cancel(attempt_id: int) -> ResponseReturnValue:
     )
     if form.validate_on_submit():
         cancellation = {
+            "category": form.category.data or None,
             "reason": form.reason.data,
             "completion_percent": form.completion_percent.data,
             "minutes_spent": (

@@ -59,7 +59,7 @@ from db.models import PageCache
 from service.attempts.services import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
-FORMAT = 3
+FORMAT = 4
 
 _STORE = (
     insert(PageCache)

@@ -102,6 +102,9 @@ SCREENS = (
            endpoint="analytics.index"),
     Screen("import", "/account/import", True, (("button", "Check the upload"),),
            endpoint="transfer.import_form"),
+    Screen("history", "/history", True, (("button", "Show"),), endpoint="history.index"),
+    Screen("history with a bad date", "/history?start=2026-13-40&q=water", True,
+           (("button", "Show"),), endpoint="history.index"),
     Screen("not found", "/attempts/999999", True, (("link", "Back to the start page"),)),
 )  # fmt: skip
 

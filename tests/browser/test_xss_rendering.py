@@ -70,6 +70,9 @@ def test_markup_typed_into_forms_is_shown_as_text_and_never_runs(
         "task form": (f"/tasks/{task_id}/edit", [TASK, TASK_EMOTION, LISTED_EMOTION]),
         "initialize form": (f"/tasks/{task_id}/initialize", [TASK, TASK_EMOTION]),
         "analytics": ("/analytics", [TASK]),
+        # The task's name is also a (hidden) option of the task filter there.
+        "history": ("/history", [CANCEL_REASON]),
+        "history searched": ("/history?q=cancelled", [CANCEL_REASON]),
     }
     for name, (path, payloads) in screens.items():
         with subtests.test(name):
