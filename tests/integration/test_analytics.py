@@ -151,7 +151,7 @@ def test_dread_summary_compares_dreaded_tasks_with_the_rest(browser, app):
 
 def test_every_table_box_is_a_keyboard_reachable_region_named_by_its_table(browser, app):
     _known_data(browser, app)
-    for path in ("/analytics", "/"):
+    for path in ("/analytics", "/", "/history"):
         page = browser.client.get(path).get_data(as_text=True)
         boxes = re.findall(r'<div class="table-wrap"([^>]*)>', page)
         assert len(boxes) >= (7 if path == "/analytics" else 1), path
