@@ -631,9 +631,7 @@ def deploy_release(
         plan = job.plan(run_id, held.token)
         entry["steps"] = run.timings
         handed_over = True
-        unit = handover.start(remote, run_id, plan, held)
-        run.say(f"handed over to the server: unit {unit.unit} finishes the deploy")
-        result = handover.follow(remote, unit, echo, "deploy")
+        result = handover.run_on_server(remote, run_id, plan, held, echo, "deploy")
         entry.update(result)
         followed = True
         if entry.get("result") != "ok":

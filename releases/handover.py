@@ -71,6 +71,20 @@ def start(remote: Remote, run_id: str, plan: dict[str, Any], held: DeployLock) -
     return run
 
 
+def run_on_server(
+    remote: Remote,
+    run_id: str,
+    plan: dict[str, Any],
+    held: DeployLock,
+    echo: Callable[[str], None],
+    prefix: str,
+) -> dict[str, Any]:
+    """:func:`start`, then :func:`follow` to the end; returns the runner's result."""
+    run = start(remote, run_id, plan, held)
+    echo(f"{prefix}: handed over to the server: unit {run.unit} finishes the {plan['kind']}")
+    return follow(remote, run, echo, prefix)
+
+
 def _prune(remote: Remote) -> None:
     """Keep the newest run directories (the deploy log is the lasting record)."""
     remote.sudo(

@@ -150,9 +150,7 @@ def run_restore(
             "no_gate": expect is None,
         }
         handed_over = True
-        unit = handover.start(remote, run_id, plan, held)
-        run.say(f"handed over to the server: unit {unit.unit} finishes the restore")
-        entry.update(handover.follow(remote, unit, echo, "restore"))
+        entry.update(handover.run_on_server(remote, run_id, plan, held, echo, "restore"))
         followed = True
         if entry.get("result") != "ok":
             raise RestoreFailed(

@@ -531,9 +531,7 @@ def run_rollback(
             "entry": entry,
         }
         handed_over = True
-        unit = handover.start(remote, run_id, runner_plan, held)
-        run.say(f"handed over to the server: unit {unit.unit} finishes the rollback")
-        entry.update(handover.follow(remote, unit, echo, "rollback"))
+        entry.update(handover.run_on_server(remote, run_id, runner_plan, held, echo, "rollback"))
         followed = True
         if entry.get("result") != "ok":
             raise RollbackFailed(

@@ -88,6 +88,29 @@ def invoke(*args: str, stdin: str = "", timeout: float = 900) -> subprocess.Comp
     return result
 
 
+def provisioned_box(
+    image: Path, request: pytest.FixtureRequest, name: str
+) -> tuple[vpsbox.VpsBox, vpsbox.Pebble, list[str]]:
+    """A box of its own for a test module, booted and provisioned by ``invoke provision``
+    with pebble as the ACME server; both are stopped by finalizers. Returns the box, pebble
+    and the SSH options of every invoke call."""
+    started = time.monotonic()
+    box = vpsbox.VpsBox(image=image, workdir=vpsbox.CACHE / "runs" / f"{os.getpid()}-{name}")
+    request.addfinalizer(box.close)
+    box.start()
+    pebble = vpsbox.Pebble(
+        listen=box.host_address, box_address=box.address, workdir=box.workdir / "pebble"
+    )
+    # Registered before start: whatever start() got running is stopped even if it fails.
+    request.addfinalizer(pebble.close)
+    pebble.start()
+    ssh = ["--host", box.address, "--key-file", str(box.key_file)]
+    acme = ["--acme-server", pebble.directory_url, "--acme-ca-file", str(pebble.api_ca)]
+    must(invoke("provision", *ssh, "--domain", DOMAIN, *acme))
+    _timed(f"{name}: box booted and provisioned", started)
+    return box, pebble, ssh
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, capture_output=True, text=True, check=True

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import socket
 import threading
@@ -53,6 +52,7 @@ from tests.e2e.conftest import cut
 from tests.e2e.conftest import git
 from tests.e2e.conftest import invoke
 from tests.e2e.conftest import must
+from tests.e2e.conftest import provisioned_box
 
 pytestmark = pytest.mark.e2e
 
@@ -215,29 +215,7 @@ class Load:
 def site(
     box_image: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
-    started = time.monotonic()
-    box = vpsbox.VpsBox(image=box_image, workdir=vpsbox.CACHE / "runs" / f"{os.getpid()}-deploy")
-    request.addfinalizer(box.close)
-    box.start()
-    pebble = vpsbox.Pebble(
-        listen=box.host_address, box_address=box.address, workdir=box.workdir / "pebble"
-    )
-    request.addfinalizer(pebble.close)
-    pebble.start()
-    ssh = ["--host", box.address, "--key-file", str(box.key_file)]
-    must(
-        invoke(
-            "provision",
-            *ssh,
-            "--domain",
-            DOMAIN,
-            "--acme-server",
-            pebble.directory_url,
-            "--acme-ca-file",
-            str(pebble.api_ca),
-        )
-    )
-    print(f"[e2e] box booted and provisioned: {time.monotonic() - started:.1f} s")
+    box, pebble, ssh = provisioned_box(box_image, request, "deploy")
 
     repo = clone_for_releases(tmp_path_factory.mktemp("deploy") / "repo")
     assert _release(repo, "minor", "First release for the deploy test.") == V1

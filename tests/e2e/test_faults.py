@@ -53,6 +53,7 @@ from tests.e2e.conftest import cut
 from tests.e2e.conftest import git
 from tests.e2e.conftest import invoke
 from tests.e2e.conftest import must
+from tests.e2e.conftest import provisioned_box
 
 pytestmark = pytest.mark.e2e
 
@@ -192,27 +193,7 @@ def _resolving(address: str) -> Iterator[None]:
 def lab(
     box_image: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Lab]:
-    box = vpsbox.VpsBox(image=box_image, workdir=vpsbox.CACHE / "runs" / f"{os.getpid()}-faults")
-    request.addfinalizer(box.close)
-    box.start()
-    pebble = vpsbox.Pebble(
-        listen=box.host_address, box_address=box.address, workdir=box.workdir / "pebble"
-    )
-    request.addfinalizer(pebble.close)
-    pebble.start()
-    ssh = ["--host", box.address, "--key-file", str(box.key_file)]
-    must(
-        invoke(
-            "provision",
-            *ssh,
-            "--domain",
-            DOMAIN,
-            "--acme-server",
-            pebble.directory_url,
-            "--acme-ca-file",
-            str(pebble.api_ca),
-        )
-    )
+    box, pebble, ssh = provisioned_box(box_image, request, "faults")
     repo = clone_for_releases(tmp_path_factory.mktemp("faults") / "repo")
     assert cut(repo, "minor", "The release that serves before every case.") == V1
     heads = {V1: _head(repo, V1)}
