@@ -536,20 +536,25 @@ def test_a_fault_during_a_restore_loses_nothing_and_leaves_a_consistent_site(lab
     _record(lab, case, ran, after, back_to(lab, V1))
 
 
-def test_a_deploy_is_refused_while_the_database_cannot_be_read(lab: Lab):
-    """Item 1: with PostgreSQL down, nothing is planned on a guess (no downgrade to base)."""
+@pytest.mark.parametrize("action", ["deploy", "rollback"])
+def test_nothing_is_planned_while_the_database_cannot_be_read(lab: Lab, action: str):
+    """Item 1: with PostgreSQL down, a deploy or rollback is refused (no plan made from a
+    guess, so no undo that would downgrade to base) and nothing changes."""
     before = lab.box.enter(["readlink", "/srv/tas/current"]).stdout.strip()
+    target = V2 if action == "deploy" else V1
+    option = "--version" if action == "deploy" else "--to"
     stamp = _stamp()
     started = time.monotonic()
     lab.box.enter(["systemctl", "stop", "postgresql"])
     try:
-        result = invoke("deploy", *lab.ssh, *lab.release_args, "--version", V2)
+        result = invoke(action, *lab.ssh, *lab.release_args, option, target)
     finally:
         lab.box.enter(["systemctl", "start", "postgresql"])
     assert result.returncode != 0
-    assert "the database cannot be read" in result.stderr
+    assert f"{action} refused: the database cannot be read" in result.stderr
     assert lab.box.enter(["readlink", "/srv/tas/current"]).stdout.strip() == before
-    case = Case("read-pg-down", "deploy", V2, STEP["read"], "PostgreSQL stopped")
+    step = STEP["read"] if action == "deploy" else "plan"
+    case = Case(f"{action}-pg-down", action, target, step, "PostgreSQL stopped")
     ran = {"code": result.returncode, "started": started, "stamp": stamp}
     after = check_after(lab, case, ran)
     assert after["result"] == "refused" and after["lock"] == "free"
