@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,10 @@ def test(c: Context, k: str = "", x: bool = False) -> None:
         args += ["-k", k]
     if x:
         args.append("-x")
-    result = c.run(" ".join(args), warn=True, pty=False)
-    if result is None or result.exited != 0:
-        raise Exit(code=1 if result is None else result.exited)
+    # A list, not a joined string: `-k "not e2e"` must reach pytest as one argument.
+    code = subprocess.run(args, check=False).returncode
+    if code != 0:
+        raise Exit(code=code)
 
 
 @task
