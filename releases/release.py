@@ -82,6 +82,52 @@ def _git(*args: str, root: Path = ROOT) -> str:
     return result.stdout.strip()
 
 
+RELEASE_BRANCH = "main"
+
+
+def check_branch(root: Path = ROOT) -> str:
+    """Releases are cut from ``main``, and not from a ``main`` behind its remote.
+
+    The remote is fetched when one is configured; when it cannot be reached, the last
+    known state of it is used and the returned warning says so ("" otherwise).
+    """
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD", root=root)
+    if branch != RELEASE_BRANCH:
+        raise ReleaseRefused(
+            f"releases are cut from {RELEASE_BRANCH}; this checkout is on {branch}: "
+            f"merge into {RELEASE_BRANCH} and release from there"
+        )
+    upstream = subprocess.run(
+        ["git", "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not upstream:
+        return ""
+    remote = upstream.split("/", 1)[0]
+    warning = ""
+    fetched = subprocess.run(
+        ["git", "fetch", "--quiet", remote, RELEASE_BRANCH],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if fetched.returncode != 0:
+        why = fetched.stderr.strip() or f"exit {fetched.returncode}"
+        warning = f"could not fetch {remote} ({why}): compared with its last known state"
+    behind = int(_git("rev-list", "--count", f"HEAD..{upstream}", root=root) or 0)
+    if behind:
+        raise ReleaseRefused(
+            f"{RELEASE_BRANCH} is {behind} commit(s) behind {upstream}: pull first, so the "
+            "release holds what everybody merged"
+        )
+    return warning
+
+
 def plan_release(part: str, day: dt.date, root: Path = ROOT) -> ReleasePlan:
     """Check the preconditions and compute the new files; changes nothing."""
     dirty = _git("status", "--porcelain", "--untracked-files=normal", root=root)
@@ -156,6 +202,28 @@ def migration_chain(root: Path = ROOT) -> list[dict[str, Any]]:
     return chain
 
 
+def new_migrations(root: Path = ROOT) -> list[str]:
+    """The migrations this release carries that no release before it did, one line each:
+    whether the release before can run beside it (and be rolled back to code-only)."""
+    shipped = {
+        str(entry["revision"])
+        for path in (root / "releases" / "manifests").glob("*.json")
+        for entry in json.loads(path.read_text(encoding="utf-8")).get("migrations", [])
+    }
+    fresh = [m for m in migration_chain(root) if m["revision"] not in shipped]
+    if not fresh:
+        return ["migrations: none new (the schema is the previous release's)"]
+    lines = [f"migrations: {len(fresh)} new, newest first"]
+    for m in fresh:
+        if m["compatible_with_previous"]:
+            before = m["compatible_with_release"] or "no earlier release"
+            how = f"expand: compatible with {before}"
+        else:
+            how = "contract: the release before cannot serve it (rollback downgrades)"
+        lines.append(f"  {m['revision']}: {how}" + ("; IRREVERSIBLE" if m["irreversible"] else ""))
+    return lines
+
+
 def manifest_for(plan: ReleasePlan, artifact_sha256: str, root: Path = ROOT) -> dict[str, Any]:
     chain = migration_chain(root)
     return {
@@ -190,9 +258,14 @@ def cut_release(
     root: Path = ROOT,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any] | None:
+    warning = check_branch(root)
+    if warning:
+        echo(f"release: WARNING: {warning}")
     plan = plan_release(part, today or dt.date.today(), root)
     echo(f"release: {plan.current} -> {plan.version} (from {plan.base_commit[:12]})")
     echo("release: notes:\n" + plan.notes)
+    for line in new_migrations(root):
+        echo(f"release: {line}")
     if dry_run:
         echo("release: dry run: nothing changed")
         return None

@@ -120,6 +120,7 @@ def git(repo: Path, *args: str) -> str:
 def clone_for_releases(target: Path) -> Path:
     """A throwaway clone of this repository to cut real releases in (tags stay there)."""
     subprocess.run(["git", "clone", "-q", str(ROOT), str(target)], check=True)
+    git(target, "checkout", "-q", "-B", "main")  # releases are cut from main only
     git(target, "config", "user.email", "deploy-test@example.invalid")
     git(target, "config", "user.name", "Deploy Test")
     return target

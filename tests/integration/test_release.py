@@ -32,6 +32,7 @@ def repo(tmp_path: Path) -> Path:
     """A clone of this project with one unreleased change committed."""
     clone = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    _git(clone, "checkout", "-q", "-B", "main")  # releases are cut from main only
     _git(clone, "config", "user.email", "release-test@example.invalid")
     _git(clone, "config", "user.name", "Release Test")
     changelog = clone / "CHANGELOG.md"
@@ -102,3 +103,71 @@ def test_a_dry_run_changes_nothing(repo):
     assert _git(repo, "rev-parse", "HEAD") == head
     assert _git(repo, "status", "--porcelain") == ""
     assert _git(repo, "tag", "--list") == ""
+
+
+def test_a_release_is_cut_from_main_only_and_not_behind_its_remote(repo, tmp_path):
+    _git(repo, "checkout", "-q", "-b", "feature")
+    with pytest.raises(
+        ReleaseRefused, match="releases are cut from main; this checkout is on feature"
+    ):
+        cut_release("patch", today=DAY, root=repo, echo=lambda _: None)
+    _git(repo, "checkout", "-q", "main")
+    # The remote gets a commit this checkout has not pulled.
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(repo), str(other)], check=True)
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(origin)], check=True)
+    _git(repo, "remote", "set-url", "origin", str(origin))
+    _git(repo, "fetch", "-q", "origin")
+    _git(repo, "branch", "-q", "--set-upstream-to=origin/main", "main")
+    _git(other, "remote", "set-url", "origin", str(origin))
+    _git(other, "config", "user.email", "other@example.invalid")
+    _git(other, "config", "user.name", "Other")
+    (other / "NOTE.txt").write_text("merged elsewhere\n")
+    _git(other, "add", "NOTE.txt")
+    _git(other, "commit", "-qm", "A change merged by someone else")
+    _git(other, "push", "-q", "origin", "HEAD:main")
+    head = _git(repo, "rev-parse", "HEAD")
+    with pytest.raises(ReleaseRefused, match=r"main is 1 commit\(s\) behind origin/main"):
+        cut_release("patch", today=DAY, root=repo, echo=lambda _: None)
+    assert _git(repo, "rev-parse", "HEAD") == head and _git(repo, "tag", "--list") == ""
+    _git(repo, "pull", "-q", "--no-rebase", "origin", "main")
+    assert cut_release("patch", today=DAY, root=repo, echo=lambda _: None) is not None
+
+
+def test_a_dry_run_lists_the_new_migrations_and_whether_the_release_before_serves_them(repo):
+    versions = repo / "db/migrations/versions"
+    head = migrate.head_revision()
+    (versions / "20261231_9001_note.py").write_text(
+        f'''"""a note column
+
+Revision ID: t9001
+Revises: {head}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "t9001"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+irreversible = False
+compatible_with_previous = False
+
+
+def upgrade() -> None:
+    op.add_column("tasks", sa.Column("t_note", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("tasks", "t_note")
+'''
+    )
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "A contract migration")
+    lines: list[str] = []
+    cut_release("patch", dry_run=True, today=DAY, root=repo, echo=lines.append)
+    text = "\n".join(lines)
+    assert "release: migrations: " in text
+    assert "t9001: contract: the release before cannot serve it (rollback downgrades)" in text
