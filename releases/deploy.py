@@ -304,6 +304,34 @@ def tag_deployed(repo: Path, host: str, version: str, message: str) -> str:
     return name
 
 
+def record_deployed(repo: Path, host: str, version: str, message: str) -> tuple[str, str]:
+    """Move ``deployed/<host>`` to ``version`` and, when the repository has a remote, push
+    it there so every developer sees what the server runs. Returns the tag and what to
+    say (a warning when it could not be moved or pushed; the deploy itself stands)."""
+    try:
+        name = tag_deployed(repo, host, version, message)
+    except DeployRefused as exc:
+        return "", f"WARNING: could not move the deployed tag: {exc}"
+    remotes = _git(repo, "remote").split()
+    if not remotes:
+        return name, f"tagged {name} (local: the repository has no remote)"
+    remote = "origin" if "origin" in remotes else remotes[0]
+    pushed = subprocess.run(
+        ["git", "push", "--quiet", "--force", remote, f"refs/tags/{name}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if pushed.returncode != 0:
+        return (
+            name,
+            f"tagged {name}; WARNING: could not push it to {remote}: {pushed.stderr.strip()}",
+        )
+    return name, f"tagged {name} and pushed it to {remote}"
+
+
 def undo_plan(
     manifest: dict[str, Any],
     old: Release | None,
@@ -682,11 +710,8 @@ def deploy_release(
                 )
     if options.host:
         message = f"{version} deployed to {options.host} at {_now()} by {entry['who']}"
-        try:
-            entry["git_tag"] = tag_deployed(options.repo, options.host, version, message)
-            run.say(f"tagged {entry['git_tag']} (local; push it if you share it)")
-        except DeployRefused as exc:
-            run.say(f"WARNING: could not move the deployed tag: {exc}")
+        entry["git_tag"], said = record_deployed(options.repo, options.host, version, message)
+        run.say(said)
     run.say(f"{version} is live on {options.host} [{entry['duration_s']:.1f}s]")
     return entry
 

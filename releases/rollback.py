@@ -553,15 +553,13 @@ def run_rollback(
             held.release()
         entry["duration_s"] = round(time.monotonic() - started, 1)
     if options.host and options.repo is not None:
-        from releases.deploy import DeployRefused
-        from releases.deploy import tag_deployed
+        from releases.deploy import record_deployed
 
         message = f"{target.version} rolled back to on {options.host} by {entry['who']}"
-        try:
-            entry["git_tag"] = tag_deployed(options.repo, options.host, target.version, message)
-            run.say(f"tagged {entry['git_tag']} (local)")
-        except DeployRefused as exc:
-            run.say(f"WARNING: could not move the deployed tag: {exc}")
+        entry["git_tag"], said = record_deployed(
+            options.repo, options.host, target.version, message
+        )
+        run.say(said)
     run.say(f"{target.version} is live on {options.host} [{entry['duration_s']:.1f}s]")
     return entry
 

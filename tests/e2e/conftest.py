@@ -121,6 +121,8 @@ def clone_for_releases(target: Path) -> Path:
     """A throwaway clone of this repository to cut real releases in (tags stay there)."""
     subprocess.run(["git", "clone", "-q", str(ROOT), str(target)], check=True)
     git(target, "checkout", "-q", "-B", "main")  # releases are cut from main only
+    # No remote: the deployed/<host> tags these tests move stay in the throwaway clone.
+    git(target, "remote", "remove", "origin")
     git(target, "config", "user.email", "deploy-test@example.invalid")
     git(target, "config", "user.name", "Deploy Test")
     return target

@@ -171,3 +171,23 @@ def downgrade() -> None:
     text = "\n".join(lines)
     assert "release: migrations: " in text
     assert "t9001: contract: the release before cannot serve it (rollback downgrades)" in text
+
+
+def test_the_deployed_tag_is_pushed_to_the_remote_so_everybody_sees_what_runs(repo, tmp_path):
+    from releases.deploy import record_deployed
+
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(origin)], check=True)
+    _git(repo, "remote", "set-url", "origin", str(origin))
+    manifest = cut_release("patch", today=DAY, root=repo, echo=lambda _: None)
+    assert manifest is not None
+    name, said = record_deployed(repo, "vps.example", manifest["version"], "deployed by a test")
+    assert name == "deployed/vps.example"
+    assert said == "tagged deployed/vps.example and pushed it to origin"
+    pushed = _git(origin, "rev-parse", "deployed/vps.example^{commit}")
+    assert pushed == _git(repo, "rev-parse", f"v{manifest['version']}^{{commit}}")
+    # Without a remote it stays local, and says so.
+    _git(repo, "remote", "remove", "origin")
+    assert record_deployed(repo, "vps.example", manifest["version"], "again")[1] == (
+        "tagged deployed/vps.example (local: the repository has no remote)"
+    )
