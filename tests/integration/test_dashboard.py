@@ -101,3 +101,17 @@ def test_a_bad_recommendation_filter_is_explained_and_not_saved(browser, app):
     assert "not a valid choice" in response.get_data(as_text=True)
     with app.extensions["db_engine"].connect() as conn:
         assert conn.execute(text("SELECT preferences FROM users")).scalar_one() == {}
+
+
+def test_every_id_on_the_dashboard_is_unique_with_a_running_attempt(browser, app):
+    from tests.integration.test_attempts import _initialize
+
+    task_id = browser.create_task("Write report")
+    attempt_id = _initialize(browser, task_id)
+    assert browser.post(f"/attempts/{attempt_id}/start").status_code == 302
+    for _ in range(2):  # computed, then from the page cache
+        page = browser.client.get("/").get_data(as_text=True)
+        assert "Pause" in page
+        ids = re.findall(r'\bid="([^"]+)"', page)
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        assert repeated == [], f"ids used more than once: {repeated}"
