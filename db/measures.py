@@ -1,4 +1,4 @@
-"""The per-attempt measures of product.md, computed once when an outcome is saved.
+"""The per-attempt measures of docs/product.md, computed once when an outcome is saved.
 
 Pure functions of one attempt's own values: scores are absolute, never rescaled against
 the rest of the data (the old app min-max-normalised some of them, so old scores drifted

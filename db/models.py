@@ -334,7 +334,7 @@ class Attempt(Base):
     # categories (imported); none for attempts cancelled before categories existed.
     cancel_category: Mapped[str | None] = mapped_column(Text)
 
-    # Measures, computed once when the outcome is saved (see service.attempts.measures).
+    # Measures, computed once when the outcome is saved (see db.measures).
     stress: Mapped[float | None] = mapped_column(Double)
     net_wellbeing: Mapped[float | None] = mapped_column(Double)
     net_wellbeing_normalized: Mapped[float | None] = mapped_column(Double)

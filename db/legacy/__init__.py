@@ -1,6 +1,6 @@
 """Import the old app's CSV data folder into Postgres, and export it back.
 
-The format is described in ``docs/legacy-csv.md`` (shared docs). Public entry points:
+The format is described in ``docs/legacy-csv.md``. Public entry points:
 :func:`import_legacy_folder`, :func:`import_uploaded_zip`, :func:`export_folder`,
 :func:`export_zip`, :func:`user_id_for_username`; errors an operator must fix are
 :class:`LegacyImportError`.

@@ -39,7 +39,7 @@ def username_field() -> StringField:
 
 class SignupForm(BaseForm):
     username = username_field()
-    # Filled in by the browser (static/js/timezone.js); settings can change it later.
+    # Filled in by the browser (static/js/app.js, data-detect-timezone); settings can change it.
     timezone = HiddenField("Time zone", validators=[Length(max=64)])
 
 
