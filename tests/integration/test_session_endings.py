@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from releases.loadtest import CSRF
 from service import auth
 from service import create_app
 from service.accounts.services import key_hash
@@ -95,6 +96,12 @@ def test_a_new_key_signs_out_the_other_devices_and_keeps_this_one(app: Flask) ->
     # Bob's devices never noticed.
     assert _sessions(app, "bob") == bobs_sessions
     assert _signed_in_as(bob.client, "bob") and _signed_in_as(bobs_phone.client, "bob")
+
+    # The key page's own forms (the menu's Sign out) work with the new session.
+    form_token = CSRF.search(page)
+    assert form_token is not None
+    signout = alice.client.post("/signout", data={"csrf_token": form_token.group(1)})
+    assert signout.status_code == 302 and _sent_to_signin(alice.client)
 
 
 def test_sign_out_everywhere_signs_out_every_device_of_the_person(app: Flask) -> None:
