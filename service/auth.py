@@ -2,7 +2,9 @@
 
 The cookie holds a random token; the database keeps only its SHA-256 in
 ``user_sessions``. Sign-in creates a new token (the session id changes), sign-out and
-account deletion delete the row, so a stolen old cookie is worthless.
+account deletion delete the row, so a stolen old cookie is worthless. A new sign-in key and
+"sign out everywhere" delete every row of the person; expired rows are deleted by
+``flask prune-sessions`` (:func:`prune_expired_sessions`).
 
 Every request but static files looks the person up, so the lookup is one SQL statement
 sent as written through the request's connection (no statement to compile, no ORM object to
@@ -29,7 +31,9 @@ from flask import redirect
 from flask import request
 from flask import session
 from flask import url_for
+from sqlalchemy import Engine
 from sqlalchemy import delete
+from sqlalchemy import text
 
 from db.models import User
 from db.models import UserSession
@@ -108,6 +112,33 @@ def end_session() -> None:
             delete(UserSession).where(UserSession.token_hash == token_hash(token))
         )
     session.clear()
+
+
+def end_all_sessions(user_id: int) -> None:
+    """Sign the person out on every device, this one included (the view commits)."""
+    database.session().execute(delete(UserSession).where(UserSession.user_id == user_id))
+    session.clear()
+
+
+# Expired rows, a batch at a time: each batch is a short transaction that locks only rows
+# nobody can use any more, and skips any a sign-out is deleting at the same moment.
+_PRUNE_BATCH = """
+DELETE FROM user_sessions WHERE token_hash IN (
+    SELECT token_hash FROM user_sessions WHERE expires_at <= now()
+    LIMIT :batch FOR UPDATE SKIP LOCKED
+)
+"""
+
+
+def prune_expired_sessions(engine: Engine, batch: int = 1000) -> int:
+    """Delete expired sessions (they can no longer sign anyone in); return how many."""
+    deleted = 0
+    while True:
+        with engine.begin() as conn:
+            count = conn.execute(text(_PRUNE_BATCH), {"batch": batch}).rowcount
+        deleted += count
+        if count < batch:
+            return deleted
 
 
 # The person, and in the same statement this page's cached row if it was computed at the

@@ -1,7 +1,7 @@
-"""Server command lines: ``flask --app service.wsgi import-csv|export-csv ...``.
+"""Server command lines: ``flask --app service.wsgi import-csv|export-csv|prune-sessions``.
 
-The same as the invoke tasks, but against the app's configured database, for an
-operator logged in on the server.
+The import and export are the same as the invoke tasks, but against the app's configured
+database, for an operator logged in on the server.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from flask.cli import with_appcontext
 from db.legacy.commands import run_export
 from db.legacy.commands import run_import
 from db.legacy.importer import LegacyImportError
+from service import auth
 from service import database
 
 
@@ -74,6 +75,19 @@ def export_csv_command(username: str, out: Path) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@click.command("prune-sessions")
+@with_appcontext
+def prune_sessions_command() -> None:
+    """Delete expired sign-in sessions and print how many.
+
+    Expired sessions sign nobody in; they only take space. Safe while the app serves: it
+    deletes in small batches, each its own short transaction.
+    """
+    count = auth.prune_expired_sessions(database.engine())
+    click.echo(f"Deleted {count} expired session{'' if count == 1 else 's'}.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(import_csv_command)
     app.cli.add_command(export_csv_command)
+    app.cli.add_command(prune_sessions_command)

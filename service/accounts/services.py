@@ -101,7 +101,11 @@ def create_user(db: Session, username: str, timezone: str, max_users: int) -> tu
 
 
 def verify_signin(db: Session, username: str, key: str) -> User | None:
-    user = find_user(db, username)
+    # FOR SHARE until the sign-in commits: a new key being made at the same moment either
+    # waits for this session to exist (and then signs it out) or is seen by this check.
+    user = db.scalar(
+        select(User).where(func.lower(User.username) == username.lower()).with_for_update(read=True)
+    )
     if user is None:
         # Same work either way, so timing doesn't tell which names exist.
         hmac.compare_digest(key_hash(key), key_hash("x"))
@@ -109,9 +113,11 @@ def verify_signin(db: Session, username: str, key: str) -> User | None:
     return user if hmac.compare_digest(user.signin_key_hash, key_hash(key)) else None
 
 
-def regenerate_key(user: User) -> str:
+def regenerate_key(db: Session, user: User) -> str:
+    """A new key for ``user``; the old one stops working (the caller ends the sessions)."""
     key = new_signin_key()
     user.signin_key_hash = key_hash(key)
+    db.flush()  # the row lock a concurrent sign-in with the old key waits for
     return key
 
 

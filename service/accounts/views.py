@@ -129,9 +129,24 @@ def change_timezone() -> ResponseReturnValue:
 @auth.login_required
 @limiter.limit(AUTH_LIMITS)
 def regenerate_key() -> ResponseReturnValue:
-    key = services.regenerate_key(auth.user_row())
+    user = auth.user_row()
+    key = services.regenerate_key(database.session(), user)
+    # Whoever signed in with the old key (or copied a cookie) is out; this browser signs
+    # back in with a fresh session id.
+    auth.end_all_sessions(user.id)
+    auth.start_session(user.id)
     database.commit()
     return render_template("accounts/key.html", key=key, new_account=False)
+
+
+@bp.post("/account/signout-everywhere")
+@auth.login_required
+@limiter.limit(AUTH_LIMITS)
+def signout_everywhere() -> ResponseReturnValue:
+    auth.end_all_sessions(auth.user().id)
+    database.commit()
+    flash("You are signed out on every device, this one included.")
+    return redirect(url_for("accounts.signin"))
 
 
 @bp.post("/account/delete")
