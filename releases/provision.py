@@ -229,6 +229,10 @@ def install_units(remote: Remote, settings: Settings) -> list[str]:
             backup_keep=settings.backup_keep,
         ),
         "tas-backup.timer": render("tas-backup.timer"),
+        "tas-prune-sessions.service": render(
+            "tas-prune-sessions.service", env_file=ENV_FILE, app_root=APP_ROOT
+        ),
+        "tas-prune-sessions.timer": render("tas-prune-sessions.timer"),
     }
     written = [
         name for name, text in units.items() if remote.ensure_file(f"{UNIT_DIR}/{name}", text)
@@ -237,7 +241,7 @@ def install_units(remote: Remote, settings: Settings) -> list[str]:
     if written and not remote.dry_run:
         remote.sudo("systemctl daemon-reload")
         _apply_unit_changes(remote, written)
-    for unit in ("tas.socket", "tas-backup.timer"):
+    for unit in ("tas.socket", "tas-backup.timer", "tas-prune-sessions.timer"):
         enabled = remote.ok(f"systemctl is-enabled --quiet {unit}")
         active = remote.ok(f"systemctl is-active --quiet {unit}")
         if not (enabled and active):

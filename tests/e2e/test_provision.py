@@ -168,7 +168,14 @@ def test_units_and_nginx_config_pass_their_own_checks(server: Server):
     box = server.box
     units = [
         f"/etc/systemd/system/{u}"
-        for u in ("tas.socket", "tas.service", "tas-backup.service", "tas-backup.timer")
+        for u in (
+            "tas.socket",
+            "tas.service",
+            "tas-backup.service",
+            "tas-backup.timer",
+            "tas-prune-sessions.service",
+            "tas-prune-sessions.timer",
+        )
     ]
     verify = box.enter(["systemd-analyze", "verify", *units], check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -176,7 +183,13 @@ def test_units_and_nginx_config_pass_their_own_checks(server: Server):
     assert nginx.returncode == 0, nginx.stderr
     env_file = box.enter(["stat", "-c", "%a %U", "/srv/tas/shared/tas.env"]).stdout.strip()
     assert env_file == "600 tas"
-    for unit in ("tas.socket", "tas.service", "tas-backup.timer", "certbot.timer"):
+    for unit in (
+        "tas.socket",
+        "tas.service",
+        "tas-backup.timer",
+        "tas-prune-sessions.timer",
+        "certbot.timer",
+    ):
         assert (
             box.enter(["systemctl", "is-active", unit], check=False).stdout.strip() == "active"
         ), unit
@@ -201,6 +214,27 @@ def test_restore_brings_back_the_data_of_the_backup(server: Server):
     assert "health gate: https://taskaversionsystem.test/healthz must answer" in out
     assert as_tas(box, "SELECT string_agg(note, ',' ORDER BY note) FROM e2e_probe") == "before"
     assert wait_for_healthz(server)["status"] == "ok"
+
+
+def test_the_nightly_session_pruning_runs_as_the_app_and_deletes_expired_sessions(server: Server):
+    box = server.box
+    as_tas(
+        box,
+        "WITH person AS (INSERT INTO users (username, signin_key_hash) "
+        "VALUES ('e2e-prune', 'x') RETURNING id) "
+        "INSERT INTO user_sessions (token_hash, user_id, created_at, expires_at) "
+        "SELECT 'e2e-' || n, person.id, now() - interval '60 days', "
+        "now() + (CASE WHEN n = 1 THEN interval '30 days' ELSE interval '-1 day' END) "
+        "FROM person, generate_series(1, 3) n",
+    )
+    assert as_tas(box, "SELECT count(*) FROM user_sessions WHERE expires_at < now()") == "2"
+    # What the timer starts, started now.
+    run = box.enter(["systemctl", "start", "tas-prune-sessions.service"], check=False)
+    assert run.returncode == 0, run.stderr
+    said = box.enter(["journalctl", "-u", "tas-prune-sessions.service", "-o", "cat", "-n", "5"])
+    assert re.search(r"Deleted \d+ expired sessions?\.", said.stdout), said.stdout
+    assert as_tas(box, "SELECT count(*) FROM user_sessions WHERE expires_at < now()") == "0"
+    assert as_tas(box, "SELECT count(*) FROM user_sessions WHERE token_hash = 'e2e-1'") == "1"
 
 
 def test_nginx_rate_limits_sign_in_and_caches_static_files(server: Server):
