@@ -3,9 +3,12 @@ time), notes on the running attempt, isolation, CSRF, and notes leaving with the
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import html
+import io
 import re
+import zipfile
 from typing import Any
 
 import pytest
@@ -332,3 +335,27 @@ def test_deleting_the_account_deletes_its_notes_only(browser, other_browser, app
 
 def test_the_notes_page_is_in_the_navigation(browser):
     assert '<a href="/notes">Notes</a>' in _page(browser.client, "/")
+
+
+def test_the_data_export_holds_the_notes_in_the_later_layout(browser, other_browser, app):
+    _add(browser, "=1+1 looks like a formula\nand has a second line")
+    attempt = _running_attempt(browser)
+    browser.post(f"/attempts/{attempt}/notes", {"body": "On the attempt", "back": "dashboard"})
+    _add(other_browser, "Mallory's")
+    written = _sql(app, "SELECT created_at FROM notes ORDER BY id LIMIT 1").scalar_one()
+
+    response = browser.client.get("/account/export.zip")
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
+        content = archive.read("notes.csv").decode("utf-8")
+    header, *rows = list(csv.reader(io.StringIO(content)))
+    assert header == ["note_id", "content", "timestamp", "user_id", "instance_id"]
+    assert [row[1] for row in rows] == [
+        "'=1+1 looks like a formula\nand has a second line",  # a spreadsheet won't run it
+        "On the attempt",
+    ]
+    # UTC, in the ISO form of the old app's later export.
+    utc = written.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    assert dt.datetime.fromisoformat(rows[0][2]) == utc
+    assert [row[4] for row in rows] == ["", f"tas-attempt-{attempt}"]
+    assert len({row[0] for row in rows}) == 2
