@@ -382,6 +382,30 @@ class AttemptEmotion(Base):
     user_id: Mapped[int] = mapped_column(BigInteger)
 
 
+class Note(Base):
+    """A free-text note of the person's, timestamped; written on an attempt or on nothing.
+
+    ``attempt_id`` has a plain key to attempts (``ON DELETE SET NULL`` of a composite key
+    needs PostgreSQL 15, the servers run 14): the app only links a note to an attempt it
+    has looked up among the person's own. Deleting the attempt keeps the note, unlinked.
+    """
+
+    __tablename__ = "notes"
+    __table_args__ = (
+        CheckConstraint(f"char_length(body) BETWEEN 1 AND {NOTES_MAX}", name="body_length"),
+        # The Notes page: newest first, a page at a time (keyset on these columns).
+        Index("ix_notes_user_id_created_at_id", "user_id", "created_at", "id"),
+        Index("ix_notes_attempt_id", "attempt_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
 class ImportRun(Base):
     """A record of each legacy-folder import, with its report."""
 

@@ -20,6 +20,7 @@ from service import emotions
 from service import errors
 from service import health
 from service import history
+from service import notes
 from service import security
 from service import tasks
 from service import templating
@@ -68,6 +69,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         tasks.bp,
         attempts.bp,
         history.bp,
+        notes.bp,
         emotions.bp,
         transfer.bp,
         analytics.bp,

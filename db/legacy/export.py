@@ -2,9 +2,12 @@
 
 ``tasks.csv`` has the clean header plus an ``archived_at`` column, ``task_instances.csv``
 the v4 header (with ``behavioral_score``) and the prediction and outcome as JSON,
-``emotions.csv`` one column. Times are naive local times in the account's zone, like the
-old app wrote them. The importer reads all of it back, so export → import into another
-account reproduces the data. Archived stand-ins for tasks the old app had deleted are
+``emotions.csv`` one column, ``notes.csv`` the later export's header plus ``instance_id``
+(the attempt a note was written on, if any). Times are naive local times in the account's
+zone, like the old app wrote them; a note's time is UTC in ISO form, as its later export
+wrote it. The importer reads the first three back, so export → import into another
+account reproduces them (it lists ``notes.csv`` as not read until it learns the later
+layout). Archived stand-ins for tasks the old app had deleted are
 not written as tasks: their attempts name them, and an import recreates them. Cells a
 spreadsheet would run as formulas get a leading ' (see ``cells.guard_formula``).
 """
@@ -78,6 +81,9 @@ INSTANCE_HEADER = (
     "delay_minutes",
     "behavioral_score",
 )
+NOTES = "notes.csv"
+# The old app's later layout (its notes were linked to nothing), and the attempt ours are on.
+NOTE_HEADER = ("note_id", "content", "timestamp", "user_id", "instance_id")
 PREDICTION_OUT = (
     ("time_estimate_minutes", "time_estimate_minutes"),
     ("expected_relief", "expected_relief"),
@@ -119,6 +125,14 @@ WHERE a.user_id = :user_id
 ORDER BY a.id
 """
 
+_NOTES_SQL = """
+SELECT n.id, n.body, n.created_at, a.id AS attempt_id, a.legacy_id AS attempt_legacy_id
+FROM notes n
+LEFT JOIN attempts a ON a.id = n.attempt_id AND a.user_id = n.user_id
+WHERE n.user_id = :user_id
+ORDER BY n.created_at, n.id
+"""
+
 
 def task_export_id(task_id: int, legacy_id: str | None) -> str:
     # Tasks made in the web app get an id that cannot collide with the old app's t<secs>.
@@ -127,6 +141,13 @@ def task_export_id(task_id: int, legacy_id: str | None) -> str:
 
 def attempt_export_id(attempt_id: int, legacy_id: str | None) -> str:
     return legacy_id or f"tas-attempt-{attempt_id}"
+
+
+def _note_cells(row: Any) -> list[str]:
+    at = row.created_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    on = attempt_export_id(row.attempt_id, row.attempt_legacy_id) if row.attempt_id else ""
+    # The old app wrote its account number as user_id; importers ignore it.
+    return [f"tas-note-{row.id}", row.body, at.isoformat(), "", on]
 
 
 def _local(value: dt.datetime | None, tz: ZoneInfo) -> str:
@@ -245,6 +266,11 @@ def _write_tables(
         )
         for attempt in result.mappings():
             writer.writerow(guard_row(_attempt_cells(attempt, tz)))
+    with open_text(NOTES) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(NOTE_HEADER)
+        for row in conn.execute(text(_NOTES_SQL), {"user_id": user_id}):
+            writer.writerow(guard_row(_note_cells(row)))
 
 
 def _zone_of(conn: Connection, user_id: int, timezone: str | None) -> ZoneInfo:
@@ -259,7 +285,8 @@ def _zone_of(conn: Connection, user_id: int, timezone: str | None) -> ZoneInfo:
 def export_folder(
     engine: Engine, out_dir: Path, *, user_id: int, timezone: str | None = None
 ) -> list[Path]:
-    """Write the person's ``emotions.csv``, ``tasks.csv`` and ``task_instances.csv``."""
+    """Write the person's ``emotions.csv``, ``tasks.csv``, ``task_instances.csv`` and
+    ``notes.csv``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -269,16 +296,16 @@ def export_folder(
             yield handle
 
     with engine.connect() as conn, conn.begin():
-        # One snapshot for all three files, even while the person keeps working.
+        # One snapshot for all the files, even while the person keeps working.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         _write_tables(conn, user_id, _zone_of(conn, user_id, timezone), open_text)
-    return [out_dir / name for name in (EMOTIONS, TASKS, INSTANCES)]
+    return [out_dir / name for name in (EMOTIONS, TASKS, INSTANCES, NOTES)]
 
 
 def export_zip(
     engine: Engine, fileobj: IO[bytes], *, user_id: int, timezone: str | None = None
 ) -> None:
-    """Write the same three files as a zip into ``fileobj`` (which need not be seekable)."""
+    """Write the same files as a zip into ``fileobj`` (which need not be seekable)."""
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED) as archive:
 
         @contextmanager

@@ -70,6 +70,11 @@ def _fail_sign_in(page: Page) -> None:
     expect(page.get_by_role("alert")).to_be_visible()
 
 
+def _submit_empty_note(page: Page) -> None:
+    page.get_by_role("button", name="Save note").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+
+
 def _sign_up_someone(page: Page) -> None:
     page.get_by_label("Username").fill(f"newcomer{next(NEWCOMERS)}")
     page.get_by_role("button", name="Sign up").click()
@@ -105,6 +110,14 @@ SCREENS = (
     Screen("history", "/history", True, (("button", "Show"),), endpoint="history.index"),
     Screen("history with a bad date", "/history?start=2026-13-40&q=water", True,
            (("button", "Show"),), endpoint="history.index"),
+    Screen("notes", "/notes", True, (("button", "Save note"),), endpoint="notes.index"),
+    Screen("notes with an error", "/notes", True, (("button", "Save note"),),
+           endpoint="notes.index", then=_submit_empty_note),
+    Screen("edit note", "/notes/{note}/edit", True, (("button", "Save"),), endpoint="notes.edit"),
+    Screen("delete note", "/notes/{note}/delete", True, (("button", "Delete the note"),),
+           endpoint="notes.delete"),
+    Screen("running attempt with a note", "/attempts/{running}", True, (("button", "Save note"),),
+           endpoint="notes.index"),
     Screen("not found", "/attempts/999999", True, (("link", "Back to the start page"),)),
 )  # fmt: skip
 
@@ -123,6 +136,21 @@ def _seed(page: Page) -> dict[str, int]:
     ui.create_task(page, RUNNING, kind="Project", estimate="90")
     ui.initialize(page, RUNNING)
     ui.start(page, RUNNING)
+    current = ui.section(page, "Current task")
+    current.get_by_label("Note on this task").fill("The intro is done; the figures are next.")
+    current.get_by_role("button", name="Save note").click()
+    expect(ui.flash(page)).to_contain_text(f"Note saved on “{RUNNING}”")
+    running = ui.section(page, "Current task").get_by_role("link", name=RUNNING)
+    running_id = re.search(r"/attempts/(\d+)", running.get_attribute("href") or "")
+    assert running_id
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Notes").click()
+    page.get_by_label("New note").fill("Slept badly; everything felt heavier today.")
+    page.get_by_role("button", name="Save note").click()
+    expect(ui.flash(page)).to_have_text("Note saved.")
+    note = ui.main(page).get_by_role("link", name=re.compile("^Edit the note")).first
+    note_id = re.search(r"/notes/(\d+)/", note.get_attribute("href") or "")
+    assert note_id
+    ui.go_to_dashboard(page)
 
     def number(link: Any) -> int:
         match = re.search(r"/(\d+)/", link.get_attribute("href") or "")
@@ -134,7 +162,13 @@ def _seed(page: Page) -> dict[str, int]:
     edit = ui.task_row(page, DONE).get_by_role("link", name="Edit")
     done = re.search(r"/attempts/(\d+)", recent.get_attribute("href") or "")
     assert done
-    return {"ready": number(ready), "done": int(done.group(1)), "done_task": number(edit)}
+    return {
+        "ready": number(ready),
+        "done": int(done.group(1)),
+        "done_task": number(edit),
+        "note": int(note_id.group(1)),
+        "running": int(running_id.group(1)),
+    }
 
 
 YEAR_PERSON = "year.person"

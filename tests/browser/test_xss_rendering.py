@@ -35,6 +35,8 @@ CONTEXT = '"><script>window.__xss=1</script>'
 PAUSE_REASON = "<svg/onload=alert(1)>"
 OUTCOME_NOTES = "javascript:window.__xss=1 <b onmouseover=alert(1)>bold?</b>"
 CANCEL_REASON = "<script>alert('cancelled')</script>"
+NOTE = '</textarea><img src=x onerror="window.__xss=1"> and <b>more</b>'
+ATTEMPT_NOTE = "<script>window.__xss='note'</script>"
 
 # Elements or attributes that only exist if some payload was parsed as markup.
 INJECTED = (
@@ -57,6 +59,7 @@ def test_markup_typed_into_forms_is_shown_as_text_and_never_runs(
 
     page.on("dialog", dismiss)
     done, cancelled, task_id = _store_payloads(page)
+    note = _store_note_payloads(page, done)
 
     screens = {
         "dashboard": ("/", [TASK]),
@@ -73,6 +76,9 @@ def test_markup_typed_into_forms_is_shown_as_text_and_never_runs(
         # The task's name is also a (hidden) option of the task filter there.
         "history": ("/history", [CANCEL_REASON]),
         "history searched": ("/history?q=cancelled", [CANCEL_REASON]),
+        "notes": ("/notes", [NOTE, ATTEMPT_NOTE, TASK]),
+        "note on the attempt": (f"/attempts/{done}", [ATTEMPT_NOTE]),
+        "deleting a note": (f"/notes/{note}/delete", [NOTE]),
     }
     for name, (path, payloads) in screens.items():
         with subtests.test(name):
@@ -87,6 +93,10 @@ def test_markup_typed_into_forms_is_shown_as_text_and_never_runs(
         expect(page.get_by_label("Description")).to_have_value(DESCRIPTION)
         expect(page.get_by_label(TASK_EMOTION, exact=True)).to_be_checked()
         expect(page).to_have_title(re.compile("^Edit " + re.escape(TASK)))
+
+    with subtests.test("a note's edit form keeps the text as typed"):
+        page.goto(f"/notes/{note}/edit")
+        expect(page.get_by_label("Note")).to_have_value(NOTE)
 
     assert not dialogs, dialogs
 
@@ -128,6 +138,20 @@ def _store_payloads(page: Page) -> tuple[int, int, int]:
     ui.task_row(page, ARCHIVED_TASK).get_by_role("button", name="Archive").click()
     expect(ui.flash(page)).to_contain_text(f"Archived “{ARCHIVED_TASK}”.")
     return done, cancelled, task_id
+
+
+def _store_note_payloads(page: Page, attempt: int) -> int:
+    """A note on the attempt (from its page) and one on nothing; returns the latter's id."""
+    page.goto(f"/attempts/{attempt}")
+    page.get_by_label("Note on this attempt").fill(ATTEMPT_NOTE)
+    page.get_by_role("button", name="Save note").click()
+    expect(ui.flash(page)).to_have_text(f"Note saved on “{TASK}”.")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Notes").click()
+    page.get_by_label("New note").fill(NOTE)
+    page.get_by_role("button", name="Save note").click()
+    expect(ui.flash(page)).to_have_text("Note saved.")
+    edit = ui.main(page).get_by_role("link", name=re.compile("^Edit the note")).first
+    return int(re.findall(r"\d+", edit.get_attribute("href") or "")[0])
 
 
 def _shows_literally_and_runs_nothing(page: Page, payloads: list[str]) -> None:

@@ -14,8 +14,13 @@ from sqlalchemy import text
 from tests.conftest import Browser
 
 # Route parameter → the table whose id it names.
-ID_PARAMETERS = {"task_id": "tasks", "attempt_id": "attempts", "emotion_id": "emotions"}
-TABLES = ("users", "tasks", "attempts", "emotions", "attempt_emotions", "task_emotions")
+ID_PARAMETERS = {
+    "task_id": "tasks",
+    "attempt_id": "attempts",
+    "emotion_id": "emotions",
+    "note_id": "notes",
+}
+TABLES = ("users", "tasks", "attempts", "emotions", "attempt_emotions", "task_emotions", "notes")
 
 
 def _snapshot(app) -> str:
@@ -59,6 +64,7 @@ def _state_changing_routes(app):
 def _give_data(person: Browser) -> None:
     task_id = person.create_task(f"{person.username} task", new_emotions="Secretive")
     person.post(f"/tasks/{task_id}/quick-initialize")
+    person.post("/notes", {"body": f"{person.username}'s note"})
 
 
 @pytest.fixture

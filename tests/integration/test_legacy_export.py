@@ -115,7 +115,12 @@ def test_the_export_uses_the_legacy_headers_and_local_times(engine, tmp_path):
     shutil.copytree(EXAMPLES / "clean-header", source)
     import_legacy_folder(engine, source, user_id=user)
     paths = export_folder(engine, tmp_path / "out", user_id=user)
-    assert [p.name for p in paths] == ["emotions.csv", "tasks.csv", "task_instances.csv"]
+    assert [p.name for p in paths] == [
+        "emotions.csv",
+        "tasks.csv",
+        "task_instances.csv",
+        "notes.csv",
+    ]
     tasks = (tmp_path / "out" / "tasks.csv").read_text(encoding="utf-8").splitlines()
     assert tasks[0].startswith(
         "task_id,name,description,type,version,created_at,is_recurring,categories,"
@@ -137,7 +142,12 @@ def test_the_zip_export_holds_the_same_files(engine, tmp_path):
     buffer = io.BytesIO()
     export_zip(engine, buffer, user_id=user)
     with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
-        assert archive.namelist() == ["emotions.csv", "tasks.csv", "task_instances.csv"]
+        assert archive.namelist() == [
+            "emotions.csv",
+            "tasks.csv",
+            "task_instances.csv",
+            "notes.csv",
+        ]
         for member in archive.namelist():
             assert archive.read(member) == (tmp_path / "out" / member).read_bytes()
 

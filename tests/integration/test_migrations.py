@@ -26,6 +26,7 @@ PERSON_OWNED = {
     "attempt_emotions",
     "import_runs",
     "user_sessions",
+    "notes",
 }
 
 
@@ -216,3 +217,56 @@ def test_an_attempt_needs_a_task_of_its_own_person_and_goes_with_the_person(data
         conn.execute("DELETE FROM users WHERE id = %s", (ann,))
         left = conn.execute("SELECT count(*) FROM attempts WHERE task_id = %s", (task_id,))
         assert left.fetchone()[0] == 0
+
+
+def test_0006_adds_notes_that_go_with_their_person_and_comes_down_again(empty_database_url):
+    url = empty_database_url
+    libpq = url.replace("postgresql+psycopg://", "postgresql://")
+    migrate.upgrade(url, "0005")
+    with psycopg.connect(libpq, autocommit=True) as conn:  # what the previous release writes
+        ann, ben = (
+            conn.execute(
+                "INSERT INTO users (username, signin_key_hash) VALUES (%s, 'x') RETURNING id",
+                (name,),
+            ).fetchone()[0]
+            for name in ("ann", "ben")
+        )
+        task_id = conn.execute(
+            "INSERT INTO tasks (user_id, name) VALUES (%s, 'write') RETURNING id", (ann,)
+        ).fetchone()[0]
+        attempt_id = conn.execute(
+            "INSERT INTO attempts (user_id, task_id, task_version) VALUES (%s, %s, 1) RETURNING id",
+            (ann, task_id),
+        ).fetchone()[0]
+    before = _contents(url)
+
+    migrate.upgrade(url)
+    insert = "INSERT INTO notes (user_id, attempt_id, body) VALUES (%s, %s, %s)"
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        for body in ("", "x" * 10_001):
+            with pytest.raises(psycopg.errors.CheckViolation, match="ck_notes_body_length"):
+                conn.execute(insert, (ann, None, body))
+        conn.execute(insert, (ann, None, "x" * 10_000))
+        conn.execute(insert, (ann, attempt_id, "on the attempt"))
+        conn.execute(insert, (ben, None, "ben's"))
+        # An attempt that goes keeps its notes, unlinked; a person who goes takes theirs.
+        conn.execute("DELETE FROM attempts WHERE id = %s", (attempt_id,))
+        linked = conn.execute("SELECT attempt_id FROM notes WHERE body = 'on the attempt'")
+        assert linked.fetchone() == (None,)
+        conn.execute("DELETE FROM users WHERE id = %s", (ann,))
+        left = conn.execute("SELECT user_id, body FROM notes").fetchall()
+        assert left == [(ben, "ben's")]
+        conn.execute("SET enable_seqscan = off")  # a handful of rows: only ask if it can
+        plan = conn.execute(
+            "EXPLAIN SELECT id FROM notes WHERE user_id = 1"
+            " ORDER BY created_at DESC, id DESC LIMIT 51"
+        ).fetchall()
+        assert "ix_notes_user_id_created_at_id" in " ".join(row[0] for row in plan)
+
+    migrate.downgrade(url, "0005")
+    assert "notes" not in _tables(url)
+    after = _contents(url)
+    assert after["users"] == before["users"] - 1  # ann, deleted above
+    assert after["tasks"] == after["attempts"] == 0  # ann's, gone with her
+    migrate.upgrade(url)
+    assert "notes" in _tables(url)

@@ -22,6 +22,7 @@ def _give_data(person: Browser) -> None:
     person.post(f"/tasks/{task_id}/quick-initialize")
     person.post(f"/tasks/{task_id}/quick-initialize")
     person.post(f"/attempts/{person.latest_id('attempts')}/start")
+    person.post("/notes", {"body": f"{person.username}'s note"})
 
 
 @pytest.fixture(scope="module")

@@ -131,6 +131,7 @@ def _setup_person(app: Flask) -> Browser:
     assert person.post(f"/attempts/{running}/start").status_code == 302
     person.post(f"/tasks/{task_id}/quick-initialize")
     person.create_task("Spare task")  # fresh attempts are made from this one
+    assert person.post("/notes", {"body": "Base note"}).status_code == 302
     return person
 
 
@@ -289,6 +290,9 @@ def test_every_form_and_field_was_attacked(matrix: Matrix) -> None:
         "attempts.pause",
         "emotions.add",
         "dashboard.save_recommendation_filter",
+        "notes.add",
+        "notes.edit",
+        "notes.add_to_attempt",
     }
     assert expected <= set(matrix.forms), sorted(expected - set(matrix.forms))
     attacked = {(s.endpoint, s.field) for s in matrix.submissions}

@@ -26,7 +26,12 @@ from db.models import Base
 
 # Route parameter → the table whose id it names. A route with another parameter fails
 # loudly until it is taught here (the same rule as tests/integration/test_isolation...).
-ID_PARAMETERS = {"task_id": "tasks", "attempt_id": "attempts", "emotion_id": "emotions"}
+ID_PARAMETERS = {
+    "task_id": "tasks",
+    "attempt_id": "attempts",
+    "emotion_id": "emotions",
+    "note_id": "notes",
+}
 
 # What must never reach a person: stack traces, source paths, driver and SQL messages.
 LEAK_PATTERNS = re.compile(
