@@ -234,6 +234,6 @@ def open_remote(target: SshTarget, *, dry_run: bool = False) -> Iterator[Remote]
         ) from exc
     except (OSError, EOFError, SSHException) as exc:
         # A dropped connection shows as any of these (paramiko raises EOFError mid-command).
-        raise ServerError(f"cannot work over SSH on {where}: {exc or type(exc).__name__}") from exc
+        raise ServerError(f"cannot work over SSH on {where}: {str(exc) or type(exc).__name__}") from exc
     finally:
         remote.close()

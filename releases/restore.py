@@ -144,7 +144,8 @@ def run_restore(
                 }
             ],
             "undo_schema": None,
-            "undone_result": "failed, the replaced database is back",
+            # Either the restore failed before the swap, or the swap was undone.
+            "undone_result": "failed, the database that served before is live",
             # A dump at another revision than the live release needs cannot pass the gate:
             # the operator asked for it and deploys a matching release next.
             "no_gate": expect is None,
