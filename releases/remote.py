@@ -234,6 +234,7 @@ def open_remote(target: SshTarget, *, dry_run: bool = False) -> Iterator[Remote]
         ) from exc
     except (OSError, EOFError, SSHException) as exc:
         # A dropped connection shows as any of these (paramiko raises EOFError mid-command).
-        raise ServerError(f"cannot work over SSH on {where}: {str(exc) or type(exc).__name__}") from exc
+        why = str(exc) or type(exc).__name__
+        raise ServerError(f"cannot work over SSH on {where}: {why}") from exc
     finally:
         remote.close()
