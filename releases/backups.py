@@ -123,36 +123,10 @@ def list_backups(remote: Remote) -> list[str]:
     return [f"{BACKUP_DIR}/{name}" for name in sorted(names, key=lambda n: (backup_stamp(n), n))]
 
 
-def take_backup(remote: Remote, kind: str = NIGHTLY, release: str | None = None) -> str:
-    """Take a verified dump now and return its path.
-
-    ``kind="nightly"`` (the default) runs the nightly unit, as the timer does: the dump
-    counts towards the nightly retention. ``kind="predeploy"`` with ``release`` — the name
-    of the release whose schema the database holds now (``0.2.0-20261127T101500Z``; the one
-    a ``rollback --restore-backup`` would go back to) — runs the same script as the app
-    user with ``predeploy RELEASE``: ``tas-predeploy-<stamp>-<release>.dump``, deleted only
-    by :func:`prune_predeploy_dumps`. Raises RuntimeError with the reason when it fails.
-    """
-    if kind == NIGHTLY:
-        return _take_nightly(remote)
-    if kind != PREDEPLOY:
-        raise ValueError(f"unknown backup kind {kind!r} (nightly or predeploy)")
-    if not release or not _RELEASE_NAME.match(release):
-        raise ValueError(f"a pre-deploy backup needs a release name, not {release!r}")
-    result = remote.sudo(predeploy_command(release), warn=True)
-    if result.exited != 0:
-        raise RuntimeError(f"the pre-deploy backup failed:\n{result.stderr.strip()}")
-    lines = result.stdout.strip().splitlines()
-    path = lines[-1] if lines else ""
-    if predeploy_release(path) != release or str(PurePosixPath(path).parent) != BACKUP_DIR:
-        raise RuntimeError(
-            f"{BACKUP_SCRIPT} wrote {path or 'nothing'} instead of a pre-deploy dump: "
-            "it predates pre-deploy dumps (run invoke provision)"
-        )
-    return path
-
-
-def _take_nightly(remote: Remote) -> str:
+def take_backup(remote: Remote) -> str:
+    """Take a nightly dump now, as the timer does (it counts towards the nightly retention),
+    and return its path. Pre-deploy dumps are taken by the server-side deploy with
+    :func:`predeploy_command`. Raises RuntimeError with the reason when it fails."""
     before = set(list_backups(remote))
     result = remote.sudo("systemctl start tas-backup.service", warn=True)
     if result.exited != 0:
@@ -237,17 +211,3 @@ def ensure_backup_present(
     except RuntimeError as exc:
         raise BackupUnusable(f"the dump {path} cannot be used: {exc}") from exc
     return {key: outcome[key] for key in ("dump", "revision", "entries")}
-
-
-def restore_backup(remote: Remote, path: str, expect_revision: str | None = None) -> dict[str, Any]:
-    """Replace the live database with the dump at ``path`` (the app is stopped meanwhile).
-
-    With ``expect_revision``, a dump at another Alembic revision is refused before anything
-    changes. Returns the script's result: ``dump``, ``revision`` (the dump's), ``safety_dump``
-    (the replaced data, ``tas-pre-restore-<stamp>.dump``), ``replaced_database`` (kept until
-    the next restore), ``row_counts`` (per table, as restored), ``duration_s``, and ``lines``
-    (what it said on the way). Raises RuntimeError with the script's message on failure:
-    refused or failed, the live database is then as it was (the message says otherwise
-    only when the app could not be started again).
-    """
-    return _run_restore_script(remote, restore_command(path, expect_revision))

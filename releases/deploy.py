@@ -44,7 +44,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shlex
 import shutil
 import socket
@@ -623,7 +622,7 @@ def deploy_release(
     version = str(manifest["version"])
     run = steps.Steps("deploy", echo)
     started = time.monotonic()
-    run_id = f"deploy-{_stamp()}-{secrets.token_hex(3)}"
+    run_id = handover.new_run_id("deploy")
     entry: dict[str, Any] = {
         "run": run_id,
         "event": "deploy",

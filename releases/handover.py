@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shlex
 import time
 from collections.abc import Callable
@@ -38,6 +39,11 @@ KEEP_RUNS = 30
 
 class Detached(RuntimeError):
     """The client stopped following; the server finishes the run on its own."""
+
+
+def new_run_id(kind: str) -> str:
+    """``deploy-20261203T120000Z-a1b2c3``: the run's unit, directory and log lines."""
+    return f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.urandom(3).hex()}"
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ def run_on_server(
     """:func:`start`, then :func:`follow` to the end; returns the runner's result."""
     run = start(remote, run_id, plan, held)
     echo(f"{prefix}: handed over to the server: unit {run.unit} finishes the {plan['kind']}")
-    return follow(remote, run, echo, prefix)
+    return follow(remote, run, held, echo, prefix)
 
 
 def _prune(remote: Remote) -> None:
@@ -96,6 +102,7 @@ def _prune(remote: Remote) -> None:
 def follow(
     remote: Remote,
     run: Run,
+    held: DeployLock,
     echo: Callable[[str], None],
     prefix: str,
     poll: float = 0.4,
@@ -138,7 +145,7 @@ def follow(
             time.sleep(poll)
         except KeyboardInterrupt:
             with contextlib.suppress(Exception):
-                remote.sudo(f"touch {APP_ROOT}/shared/deploy.lock/detached", warn=True)
+                held.detach()
             raise Detached(_where(run, "interrupted")) from None
         except (OSError, EOFError, SSHException) as exc:
             # Fabric opens the connection again on the next command.

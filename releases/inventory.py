@@ -112,16 +112,6 @@ def read_state(remote: Remote) -> ServerState:
     )
 
 
-def db_revision(remote: Remote) -> str | None:
-    """Just the database's Alembic revision (None before the first migration)."""
-    result = remote.sudo(
-        f"runuser -u postgres -- psql -X -qtA -d {DATABASE} "
-        "-c 'SELECT version_num FROM alembic_version'",
-        warn=True,
-    )
-    return result.stdout.strip() or None if result.exited == 0 else None
-
-
 def releases_to_delete(
     releases: Iterable[Release],
     keep: int,

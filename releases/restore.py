@@ -92,8 +92,7 @@ def run_restore(
 
     path = backups.resolve_backup(remote, options.file)
     run = steps.Steps("restore", echo)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    run_id = f"restore-{stamp}-{os.urandom(3).hex()}"
+    run_id = handover.new_run_id("restore")
     # The lock first, then the look at the server: what is checked is what runs.
     held = deploy_lock.acquire(
         remote,

@@ -474,8 +474,7 @@ def run_rollback(
 
     run = steps.Steps("rollback", echo)
     started = time.monotonic()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    run_id = f"rollback-{stamp}-{os.urandom(3).hex()}"
+    run_id = handover.new_run_id("rollback")
     # The lock first, then one look at the server: what is planned is what runs.
     held = deploy_lock.acquire(
         remote,

@@ -362,7 +362,7 @@ class Runner:
             raise StepFailed(f"the restore failed, nothing was replaced:\n{why}")
         self.restored = reported
         self.after = reported.get("revision")
-        after = self.row_counts()
+        after: dict[str, int] = reported.get("row_counts") or {}  # the script counted them
         lost = {t: before[t] - after.get(t, 0) for t in before if before[t] != after.get(t)}
         self.entry.update(
             lost_rows=lost,
@@ -433,17 +433,21 @@ class Runner:
             do(schema["words"], schema_back)
         if self.restored:
             do("put the replaced database back", self.swap_back)
+
+        def verify() -> str:
+            health = self.gate(old["version"])
+            self.entry["rollback_health"] = health
+            if not health["ok"]:
+                raise StepFailed(explain(health))
+            return summary(health)
+
         if self.restored and not self.switched and old:
 
             def restart_and_check() -> str:
                 failure = self.restart()
                 if failure:
                     raise StepFailed(f"restart failed: {failure}")
-                health = self.gate(old["version"])
-                self.entry["rollback_health"] = health
-                if not health["ok"]:
-                    raise StepFailed(explain(health))
-                return summary(health)
+                return verify()
 
             do(f"start {old['name']} again and check it answers", restart_and_check)
         if self.switched and old:
@@ -451,14 +455,6 @@ class Runner:
                 f"switch current back to {old['name']} and restart",
                 lambda: self.switch_and_restart(old["path"], p.get("previous_before")),
             )
-
-            def verify() -> str:
-                health = self.gate(old["version"])
-                self.entry["rollback_health"] = health
-                if not health["ok"]:
-                    raise StepFailed(explain(health))
-                return summary(health)
-
             do(f"check /healthz answers {old['version']} through nginx", verify)
         elif self.switched:
             done.append("no previous release to go back to")
