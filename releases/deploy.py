@@ -657,9 +657,9 @@ def deploy_release(
         job.install()
         plan = job.plan(run_id, held.token)
         entry["steps"] = run.timings
-        handed_over = True
-        result = handover.run_on_server(remote, run_id, plan, held, echo, "deploy")
-        entry.update(result)
+        unit = handover.start(remote, run_id, plan, held, echo, "deploy")
+        handed_over = True  # from here the server finishes the deploy, whatever happens here
+        entry.update(handover.follow(remote, unit, held, echo, "deploy"))
         followed = True
         if entry.get("result") != "ok":
             reason = str(entry.get("reason") or entry.get("result"))

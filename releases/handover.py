@@ -53,8 +53,16 @@ class Run:
     dir: str
 
 
-def start(remote: Remote, run_id: str, plan: dict[str, Any], held: DeployLock) -> Run:
-    """Upload the runner and the plan, hand the lock over, start the unit."""
+def start(
+    remote: Remote,
+    run_id: str,
+    plan: dict[str, Any],
+    held: DeployLock,
+    echo: Callable[[str], None],
+    prefix: str,
+) -> Run:
+    """Upload the runner and the plan, hand the lock over, start the unit. Until it returns
+    the unit does not run: a failure here leaves the lock to the caller."""
     run = Run(id=run_id, unit=f"tas-run-{run_id}", dir=f"{RUNS_DIR}/{run_id}")
     q = shlex.quote(run.dir)
     remote.sudo(f"install -d -m 755 {RUNS_DIR} && install -d -m 755 {q}")
@@ -73,22 +81,9 @@ def start(remote: Remote, run_id: str, plan: dict[str, Any], held: DeployLock) -
         f"systemd-run --unit={run.unit} --description='tas {plan['kind']} {run_id}' "
         f"-p KillMode=process python3 {q}/runner.py {q}"
     )
+    echo(f"{prefix}: handed over to the server: unit {run.unit} finishes the {plan['kind']}")
     _prune(remote)
     return run
-
-
-def run_on_server(
-    remote: Remote,
-    run_id: str,
-    plan: dict[str, Any],
-    held: DeployLock,
-    echo: Callable[[str], None],
-    prefix: str,
-) -> dict[str, Any]:
-    """:func:`start`, then :func:`follow` to the end; returns the runner's result."""
-    run = start(remote, run_id, plan, held)
-    echo(f"{prefix}: handed over to the server: unit {run.unit} finishes the {plan['kind']}")
-    return follow(remote, run, held, echo, prefix)
 
 
 def _prune(remote: Remote) -> None:

@@ -149,8 +149,9 @@ def run_restore(
             # the operator asked for it and deploys a matching release next.
             "no_gate": expect is None,
         }
-        handed_over = True
-        entry.update(handover.run_on_server(remote, run_id, plan, held, echo, "restore"))
+        unit = handover.start(remote, run_id, plan, held, echo, "restore")
+        handed_over = True  # from here the server finishes the restore, whatever happens here
+        entry.update(handover.follow(remote, unit, held, echo, "restore"))
         followed = True
         if entry.get("result") != "ok":
             raise RestoreFailed(

@@ -529,8 +529,9 @@ def run_rollback(
             **_runner_plan(plan, current, target, state.previous),
             "entry": entry,
         }
-        handed_over = True
-        entry.update(handover.run_on_server(remote, run_id, runner_plan, held, echo, "rollback"))
+        unit = handover.start(remote, run_id, runner_plan, held, echo, "rollback")
+        handed_over = True  # from here the server finishes the rollback, whatever happens here
+        entry.update(handover.follow(remote, unit, held, echo, "rollback"))
         followed = True
         if entry.get("result") != "ok":
             raise RollbackFailed(

@@ -626,3 +626,30 @@ def test_set_cap_needs_a_passing_report_and_restarts_without_a_failed_request(
     last = json.loads(log[-1])
     assert last["to"] == 100 and last["forced"] is True and last["reason"] == "e2e: launch day"
     assert [json.loads(line)["to"] for line in log[-3:]] == [30, int(people), 100]
+
+
+def test_a_deploy_whose_hand_over_cannot_start_changes_nothing_and_frees_the_lock(site: Site):
+    """The runner's folder cannot be made (a file stands where it goes): the deploy stops
+    before anything serves from the new release, says why, logs it and frees the lock."""
+    box = site.box
+    live = box.enter(["readlink", "/srv/tas/current"]).stdout.strip()
+    serving = healthz(site)["version"]
+    box.enter(["mv", "/srv/tas/shared/runs", "/srv/tas/shared/runs.e2e"])
+    box.enter(["touch", "/srv/tas/shared/runs"])
+    try:
+        # No --ca-file: nothing is staged in that folder before the hand-over.
+        result = invoke(
+            "deploy", *site.ssh, "--domain", DOMAIN, "--repo", str(site.repo), "--version", V2
+        )
+    finally:
+        box.enter(["rm", "-f", "/srv/tas/shared/runs"])
+        box.enter(["mv", "/srv/tas/shared/runs.e2e", "/srv/tas/shared/runs"])
+    assert result.returncode != 0
+    assert "deploy failed:" in result.stderr
+    assert box.enter(["readlink", "/srv/tas/current"]).stdout.strip() == live
+    assert healthz(site)["version"] == serving
+    assert box.enter(["test", "-e", deploy_lock.LOCK_DIR], check=False).returncode != 0
+    entry = log_entries(box)[-1]
+    assert entry["event"] == "deploy" and entry["version"] == V2 and entry["result"] == "failed"
+    failed = box.enter(["cat", f"/srv/tas/releases/{entry['release']}/DEPLOY_FAILED"])
+    assert failed.stdout.strip()
