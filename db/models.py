@@ -417,3 +417,25 @@ class ImportRun(Base):
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     dry_run: Mapped[bool] = mapped_column(Boolean, server_default="false")
     report: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+
+
+class LoadTestAccount(Base):
+    """An account made by ``invoke loadtest --host`` for one run, and until when it may live.
+
+    Only accounts listed here are ever removed by the load test's clean-up (never by a name
+    pattern: a person could have chosen a name that looks like one), and they do not count
+    against ``MAX_USERS``: a load test never closes sign-up for real people. ``expires_at``
+    lets the nightly clean-up remove what a run that died could not.
+    """
+
+    __tablename__ = "load_test_accounts"
+    __table_args__ = (
+        Index("ix_load_test_accounts_run", "run"),
+        Index("ix_load_test_accounts_expires_at", "expires_at"),
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    run: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime]

@@ -1,4 +1,5 @@
-"""Server command lines: ``flask --app service.wsgi import-csv|export-csv|prune-sessions``.
+"""Server command lines: ``flask --app service.wsgi <command>`` (import-csv, export-csv,
+prune-sessions, load-accounts).
 
 The import and export are the same as the invoke tasks, but against the app's configured
 database, for an operator logged in on the server.
@@ -6,12 +7,15 @@ database, for an operator logged in on the server.
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
 from flask import Flask
 from flask.cli import with_appcontext
 
+from db import load_accounts
 from db.legacy.commands import run_export
 from db.legacy.commands import run_import
 from db.legacy.importer import LegacyImportError
@@ -87,7 +91,68 @@ def prune_sessions_command() -> None:
     click.echo(f"Deleted {count} expired session{'' if count == 1 else 's'}.")
 
 
+@click.group("load-accounts")
+def load_accounts_group() -> None:
+    """The accounts of a load test on this server (``invoke loadtest --host`` runs these)."""
+
+
+@load_accounts_group.command("create")
+@click.option("--run", "run", required=True, help="The run's name (4-32 of a-z, 0-9).")
+@click.option("--count", "count", required=True, type=click.IntRange(1, 100_000))
+@click.option("--history", default=40, type=click.IntRange(0, 1000), help="Attempts each.")
+@click.option(
+    "--ttl",
+    "ttl_seconds",
+    default=3600,
+    type=click.IntRange(60, 7 * 86400),
+    help="Seconds until the nightly clean-up may remove them (default 3600).",
+)
+@with_appcontext
+def load_accounts_create(run: str, count: int, history: int, ttl_seconds: int) -> None:
+    """Make COUNT accounts for RUN; their keys derive from the secret read on stdin.
+
+    The secret comes on standard input, never on the command line (which others on the
+    server can read). Prints one JSON line: {"run": ..., "created": N}.
+    """
+    secret = sys.stdin.readline().strip()
+    try:
+        created = load_accounts.seed(
+            database.engine(),
+            run=run,
+            count=count,
+            secret=secret,
+            history=history,
+            ttl_seconds=ttl_seconds,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"run": run, "created": created}))
+
+
+@load_accounts_group.command("remove")
+@click.option("--run", "run", default="", help="Remove this run's accounts.")
+@click.option("--expired", is_flag=True, help="Remove every run's accounts past their expiry.")
+@with_appcontext
+def load_accounts_remove(run: str, expired: bool) -> None:
+    """Delete a run's accounts (or the expired ones) and all they own.
+
+    Only accounts the load test made are touched (they are listed in load_test_accounts).
+    Prints one JSON line: {"removed": N, "left": M} (M: load accounts still there).
+    """
+    if bool(run) == expired:
+        raise click.UsageError("say which: --run NAME or --expired")
+    engine = database.engine()
+    try:
+        removed = (
+            load_accounts.remove_run(engine, run) if run else load_accounts.remove_expired(engine)
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"removed": removed, "left": load_accounts.count(engine)}))
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(import_csv_command)
     app.cli.add_command(export_csv_command)
     app.cli.add_command(prune_sessions_command)
+    app.cli.add_command(load_accounts_group)

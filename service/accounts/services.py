@@ -10,6 +10,7 @@ from functools import lru_cache
 from zoneinfo import available_timezones
 
 from sqlalchemy import delete
+from sqlalchemy import exists
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import USERNAME_MAX
+from db.models import LoadTestAccount
 from db.models import User
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -75,7 +77,14 @@ def suggest_usernames(db: Session, username: str, count: int = 2) -> list[str]:
 
 
 def signup_open(db: Session, max_users: int) -> bool:
-    return (db.scalar(select(func.count()).select_from(User)) or 0) < max_users
+    """Room for one more person under the cap. A load test's accounts
+    (``load_test_accounts``) are not people: a run on the live site never closes sign-up."""
+    people = (
+        select(func.count())
+        .select_from(User)
+        .where(~exists().where(LoadTestAccount.user_id == User.id))
+    )
+    return (db.scalar(people) or 0) < max_users
 
 
 def create_user(db: Session, username: str, timezone: str, max_users: int) -> tuple[User, str]:

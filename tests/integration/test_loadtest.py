@@ -80,9 +80,14 @@ def _users(database_url: str) -> int:
 
 
 def test_seeded_accounts_come_with_statistics_for_the_planner(database_url):
-    from releases.loadtest import seed_users
+    from db import load_accounts
+    from db.engine import make_engine
 
-    assert seed_users(database_url, prefix="stats-", count=3, secret="s", history=12) == 3
+    engine = make_engine(database_url)
+    try:
+        assert load_accounts.seed(engine, run="stats1", count=3, secret="s", history=12) == 3
+    finally:
+        engine.dispose()
     url = make_url(database_url).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(url) as conn:
         rows = conn.execute(

@@ -42,7 +42,9 @@ from bench_pages import scratch_database  # noqa: E402
 from werkzeug.datastructures import Headers  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
+from db import load_accounts  # noqa: E402
 from db import migrate  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.models import OUTCOME_SCALES  # noqa: E402
 from db.models import PREDICTION_SCALES  # noqa: E402
 from releases.loadtest import COMPLETABLE  # noqa: E402
@@ -53,10 +55,10 @@ from releases.loadtest import TASK_IDS  # noqa: E402
 from releases.loadtest import address_for  # noqa: E402
 from releases.loadtest import load_user_key  # noqa: E402
 from releases.loadtest import load_username  # noqa: E402
-from releases.loadtest import seed_users  # noqa: E402
 from service import create_app  # noqa: E402
 
-PREFIX = "prof"
+RUN = "prof0"
+PREFIX = load_accounts.run_prefix(RUN)
 # How often each step comes up in the load test's traffic: requests per 22 actions of the
 # locustfile's task weights (dashboard 10, initialize 3, start 2, complete 2, analytics 2,
 # edit 1, account 1, sign out and in 1; each POST followed by the dashboard it redirects to).
@@ -210,7 +212,9 @@ def main() -> int:
     with scratch_database(args.server, keep=False) as url:
         sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
         migrate.upgrade(sa_url)
-        seed_users(sa_url, prefix=PREFIX, count=args.users, secret=secret, history=42)
+        seeding = make_engine(sa_url)
+        load_accounts.seed(seeding, run=RUN, count=args.users, secret=secret, history=42)
+        seeding.dispose()
         os.environ.update(
             APP_ENV="production",
             SECRET_KEY=secrets.token_hex(32),
