@@ -36,6 +36,8 @@ BACKUP_SCRIPT = "/usr/local/sbin/tas-backup"
 RESTORE_SCRIPT = "/usr/local/sbin/tas-restore"
 ACME_WEBROOT = "/var/www/acme"
 NGINX_SITE = "/etc/nginx/sites-available/tas"
+# Keys of running load tests (`invoke loadtest --host`), included by the site (root only).
+LOAD_KEYS_DIR = "/etc/nginx/tas-load-keys"
 ACME_CA_PATH = "/usr/local/share/ca-certificates/tas-acme-ca.crt"
 UNIT_DIR = "/etc/systemd/system"
 # What a server needs for the app: the database, the proxy, certificates, release venvs.
@@ -319,8 +321,12 @@ def configure_nginx_site(remote: Remote, settings: Settings) -> list[str]:
         acme_webroot=ACME_WEBROOT,
         app_root=APP_ROOT,
         max_upload_mb=env.get("MAX_UPLOAD_MB", str(settings.max_upload_mb)),
+        load_keys_dir=LOAD_KEYS_DIR,
     )
-    return _install_nginx_site(remote, site)
+    changes = []
+    if remote.ensure_directory(LOAD_KEYS_DIR, mode="700"):
+        changes.append(f"make {LOAD_KEYS_DIR} (load-test keys, root only)")
+    return changes + _install_nginx_site(remote, site)
 
 
 def enable_renewal(remote: Remote, settings: Settings) -> list[str]:

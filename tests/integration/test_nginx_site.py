@@ -92,6 +92,7 @@ class Site:
             acme_webroot=str(self.root / "acme"),
             app_root=str(self.root / "srv"),
             max_upload_mb=20,
+            load_keys_dir=str(self.root / "load-keys"),
         )
         text = _swap(text, f"/etc/letsencrypt/live/{DOMAIN}/", f"{self.root}/cert/")
         text = _swap(text, "unix:/run/tas.sock", f"unix:{self.app_socket}")
@@ -125,7 +126,7 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     _nginx_binary()
     root = tmp_path_factory.mktemp("nginx")
-    for folder in ("cert", "logs", "temp", "acme", "srv/current"):
+    for folder in ("cert", "logs", "temp", "acme", "srv/current", "load-keys"):
         (root / folder).mkdir(parents=True)
     # The release's static files, as steps.install_app links them.
     (root / "srv/current/static").symlink_to(STATIC)
@@ -173,7 +174,12 @@ def test_nginx_accepts_the_rendered_site(site: Site) -> None:
 
 def test_the_error_pages_nginx_serves_ship_with_the_app() -> None:
     text = render(
-        "nginx-site.conf", domain=DOMAIN, acme_webroot="/a", app_root="/srv/tas", max_upload_mb=1
+        "nginx-site.conf",
+        domain=DOMAIN,
+        acme_webroot="/a",
+        app_root="/srv/tas",
+        max_upload_mb=1,
+        load_keys_dir="/k",
     )
     assert "error_page 502 /static/errors/502.html;" in text
     assert "error_page 504 /static/errors/504.html;" in text
@@ -233,13 +239,16 @@ def _client_context(**options: Any) -> ssl.SSLContext:
     return context
 
 
-def _https(site: Site, path: str, method: str = "GET", **tls: Any) -> Answer:
+def _https(
+    site: Site, path: str, method: str = "GET", extra: dict[str, str] | None = None, **tls: Any
+) -> Answer:
     connection = http.client.HTTPSConnection(
         "127.0.0.1", site.https_port, context=_client_context(**tls), timeout=30
     )
     try:
         body = "csrf_token=x" if method == "POST" else None
         headers = {"Host": DOMAIN, "Content-Type": "application/x-www-form-urlencoded"}
+        headers.update(extra or {})
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
         return Answer(response.status, response.getheaders(), response.read().decode())
@@ -361,3 +370,65 @@ def test_tls_1_2_offers_only_forward_secret_aead_ciphers(
 def test_tls_1_3_still_works(nginx: Site) -> None:
     answer = _https(nginx, "/static/favicon.svg", minimum_version=ssl.TLSVersion.TLSv1_3)
     assert answer.status == 200
+
+
+@contextlib.contextmanager
+def _echo_on(socket_path: Path) -> Iterator[None]:
+    """An app that answers every request with the X-Forwarded-For nginx sent it."""
+
+    def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ.get("HTTP_X_FORWARDED_FOR", "").encode()]
+
+    server = make_server(f"unix://{socket_path}", 0, echo, threaded=True, request_handler=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        socket_path.unlink(missing_ok=True)
+
+
+def _reload(site: Site) -> None:
+    conf = site.root / "nginx.conf"
+    subprocess.run(_nginx(site, conf, "-s", "reload"), check=True, capture_output=True)
+    time.sleep(0.5)  # the old workers hand over to the new ones
+
+
+def test_only_a_running_load_test_key_skips_the_sign_in_limit_and_keeps_its_addresses(
+    nginx: Site,
+) -> None:
+    """Issue 15: `invoke loadtest --host` lets its virtual users through the sign-in limit
+    with a per-run key nginx reads from a file that exists only while the run does.
+    Runs last in this module: it uses up 127.0.0.1's sign-in allowance."""
+    key = "Zk3-" + os.urandom(12).hex()
+    key_file = nginx.root / "load-keys" / "run1.conf"
+    key_file.write_text(f'"{key}" 1;\n')
+    _reload(nginx)
+    spread = {"X-TAS-Load-Key": key, "X-Forwarded-For": "10.9.8.7"}
+    try:
+        with _echo_on(nginx.app_socket):
+            # The key's holder: never limited (10 a minute, burst 5, for everyone else),
+            # and the app sees the per-user address the load generator sent.
+            answers = [_https(nginx, "/signin", "POST", extra=spread) for _ in range(12)]
+            assert [a.status for a in answers] == [200] * 12
+            assert {a.body for a in answers} == {"10.9.8.7"}
+
+            # A stranger's made-up header: the address is nginx's view, limits apply.
+            forged = {"X-TAS-Load-Key": "guess", "X-Forwarded-For": "10.9.8.7"}
+            page = _https(nginx, "/", extra=forged)
+            assert page.body == "10.9.8.7, 127.0.0.1"
+            statuses = [_https(nginx, "/signin", "POST", extra=forged).status for _ in range(8)]
+            assert 429 in statuses and statuses[0] == 200
+
+            # The run is over: its key file goes, and the key is worth nothing any more.
+            key_file.unlink()
+            _reload(nginx)
+            after = _https(nginx, "/", extra=spread)
+            assert after.body == "10.9.8.7, 127.0.0.1"
+            assert _https(nginx, "/signin", "POST", extra=spread).status == 429
+    finally:
+        key_file.unlink(missing_ok=True)
