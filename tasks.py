@@ -255,34 +255,8 @@ def bench(c: Context, attempts: int = 10_000, runs: int = 30, no_browser: bool =
 
 @task(
     help={
-        "url": "base URL of the running app (http://127.0.0.1:8000, https://example.com);"
-        " a production server needs https://: its cookies are Secure, so over http:// sign-up"
-        " fails (400)",
-        "ca_file": "PEM CA to trust for HTTPS (a test CA); default: the system's",
-        "expect_version": "fail unless /healthz reports this version",
-    }
-)
-def smoke(c: Context, url: str, ca_file: str = "", expect_version: str = "") -> None:
-    """Walk the key pages as a throwaway user over HTTP(S), then delete it; exit 1 on failure.
-
-    Sign up, dashboard, create a task, initialize, start, complete, analytics (if present),
-    account, key sign-in, delete: one line per step. Production settings make the cookies
-    Secure: smoke a production server by its https:// address, not plain http://.
-    """
-    from releases.loadtest_smoke import run_smoke
-
-    if ca_file and not Path(ca_file).is_file():
-        raise Exit(f"smoke: no such file {ca_file}")
-    result = run_smoke(url, ca_file=ca_file or None, expect_version=expect_version or None)
-    if not result.passed:
-        failed = next((s.name for s in result.steps if not s.ok), "?")
-        raise Exit(f"smoke: FAILED at {failed} ({url})", code=1)
-    print(f"smoke: passed ({len(result.steps)} steps against {url})")
-
-
-@task(
-    help={
-        "url": "base URL of the running app (gunicorn directly, see docs/benchmarks.md)",
+        "host": "the deployed server (SSH): load its site through its domain, nginx and TLS",
+        "url": "or: base URL of an app on this machine (gunicorn directly, docs/benchmarks.md)",
         "steps": "user counts of the steps, comma-separated (default 20,30,40,50)",
         "step_seconds": "length of each step (default 60)",
         "settle_seconds": "unmeasured start of each step while users arrive (default 15)",
@@ -292,15 +266,21 @@ def smoke(c: Context, url: str, ca_file: str = "", expect_version: str = "") -> 
         "think_max": "longest think time between actions, seconds (default 15)",
         "processes": "locust processes generating the load (default 1)",
         "spawn_rate": "users started per second (default: each step is full within its settle)",
-        "database_url": "the app's database, to seed the test accounts (default $DATABASE_URL)",
-        "keep_users": "leave the seeded accounts in the database",
+        "database_url": "with --url: the app's database, for the accounts (default $DATABASE_URL)",
+        "keep_users": "with --url: leave the accounts in the database",
         "out": "folder for the reports (default releases/capacity/)",
-        "ca_file": "PEM CA to trust for HTTPS",
+        "ca_file": "PEM CA to trust for HTTPS (a test CA)",
+        "domain": "with --host: the site's domain (default: the one its nginx serves)",
+        "connect_to": "with --host: reach the domain at this address (DNS not pointing there yet)",
+        "user": "with --host: SSH user with passwordless sudo (default deploy)",
+        "port": "with --host: SSH port (default 22)",
+        "key_file": "with --host: SSH private key (default: ssh-agent and ~/.ssh keys)",
     }
 )
 def loadtest(
     c: Context,
-    url: str,
+    host: str = "",
+    url: str = "",
     steps: str = "20,30,40,50",
     step_seconds: float = 60.0,
     settle_seconds: float = 15.0,
@@ -314,18 +294,26 @@ def loadtest(
     keep_users: bool = False,
     out: str = "",
     ca_file: str = "",
+    domain: str = "",
+    connect_to: str = "",
+    user: str = "deploy",
+    port: int = 22,
+    key_file: str = "",
 ) -> None:
-    """Step load test with seeded light users; per-step p50/p95/p99, req/s, errors, a verdict.
+    """Step load test with light users; per-step p50/p95/p99, req/s, errors, a verdict.
 
+    --host: against the deployed site, as people reach it (domain, nginx, TLS); accounts are
+    made on the server over SSH and removed afterwards, the server's CPU and memory are
+    read per step, and only such a report can raise that server's cap (`invoke set-cap`).
+    --url: against an app on this machine (the benchmark; accounts via --database-url).
     Writes a capacity report (JSON + HTML) under releases/capacity/; exit 1 when no step
-    passes. `invoke set-cap` reads these reports.
+    passes.
     """
     from releases import capacity
     from releases import loadtest as load
 
-    db_url = database_url or os.environ.get("DATABASE_URL", "")
-    if not db_url:
-        raise Exit("loadtest: give --database-url (or DATABASE_URL) to seed the test accounts")
+    if bool(host) == bool(url):
+        raise Exit("loadtest: say where: --host SERVER (the deployed site) or --url URL (local)")
     try:
         settings = load.LoadSettings(
             steps=tuple(int(s) for s in steps.split(",") if s.strip()),
@@ -339,20 +327,60 @@ def loadtest(
     except ValueError as exc:
         raise Exit(f"loadtest: {exc}") from exc
     gates = capacity.Gates(p95_ms=p95_ms, max_error_rate=max_error_rate)
-    report, json_path, html_path = load.run_loadtest(
-        url,
-        settings,
-        gates,
-        database_url=db_url,
-        out_dir=Path(out) if out else capacity.REPORTS_DIR,
-        keep_users=keep_users,
-        ca_file=ca_file or None,
-    )
+    out_dir = Path(out) if out else capacity.REPORTS_DIR
+    if host:
+        report, json_path, html_path = _loadtest_host(
+            settings,
+            gates,
+            out_dir,
+            target=_ssh_target("loadtest", host, user, port, key_file),
+            domain=domain,
+            connect_to=connect_to,
+            ca_file=ca_file,
+        )
+    else:
+        db_url = database_url or os.environ.get("DATABASE_URL", "")
+        if not db_url:
+            raise Exit("loadtest: give --database-url (or DATABASE_URL) to make the accounts")
+        report, json_path, html_path = load.run_loadtest(
+            url,
+            settings,
+            gates,
+            database_url=db_url,
+            out_dir=out_dir,
+            keep_users=keep_users,
+            ca_file=ca_file or None,
+        )
     for line in capacity.table(report):
         print(line)
     print(f"loadtest: report {json_path} and {html_path.name} (load avg {report.machine})")
     if not report.passed:
         raise Exit(code=1)
+
+
+def _loadtest_host(
+    settings: Any,
+    gates: Any,
+    out_dir: Path,
+    *,
+    target: Any,
+    domain: str,
+    connect_to: str,
+    ca_file: str,
+) -> Any:
+    from releases.loadtest_host import HostOptions
+    from releases.loadtest_host import run_host_loadtest
+    from releases.remote import ServerError
+
+    options = HostOptions(
+        target=target, domain=domain, connect_to=connect_to, ca_file=ca_file, out_dir=out_dir
+    )
+    try:
+        return run_host_loadtest(options, settings, gates)
+    except KeyboardInterrupt:
+        raise Exit("loadtest: interrupted: no report (the clean-up said above how it went)", 130) from None
+    except (ServerError, RuntimeError, OSError) as exc:
+        raise Exit(f"loadtest: {exc}") from exc
 
 
 @task(

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from releases import lock as deploy_lock
+
 if TYPE_CHECKING:
     from releases.remote import Remote
 
@@ -223,6 +225,11 @@ class Report:
     machine: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    # What was measured: {"kind": "local", "url"} or, for `invoke loadtest --host`,
+    # {"kind": "host", "host", "machine_id", "domain", "release", "path", "rate_limits", ...}.
+    target: dict[str, Any] = field(default_factory=dict)
+    # Per step, what the server spent meanwhile (read over SSH; host runs only).
+    server: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def capacity(self) -> int | None:
@@ -256,6 +263,8 @@ class Report:
             "machine": self.machine,
             "run": self.run,
             "files": self.files,
+            "target": self.target,
+            "server": self.server,
         }
 
     @classmethod
@@ -284,6 +293,8 @@ class Report:
             machine=dict(data.get("machine", {})),
             run=dict(data.get("run", {})),
             files=dict(data.get("files", {})),
+            target=dict(data.get("target") or {"kind": "local", "url": data["url"]}),
+            server=list(data.get("server", [])),
         )
 
 
@@ -352,6 +363,14 @@ def _ms(value: int | None) -> str:
     return "–" if value is None else str(value)
 
 
+def _pct(value: float | None) -> str:
+    return f"{'–':>6}" if value is None else f"{value:>5.0f}%"
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}"
+
+
 def table(report: Report) -> list[str]:
     """The per-step table printed at the end of a run."""
     lines = [
@@ -365,6 +384,16 @@ def table(report: Report) -> list[str]:
             f"{f.users:>6} {f.rps:>7.1f} {f.requests:>9} {f.error_rate:>7.2%} "
             f"{_ms(f.p50_ms):>6} {_ms(f.p95_ms):>6} {_ms(f.p99_ms):>6}  {verdict}"
         )
+    if report.server:
+        lines.append(
+            f"{'server':>6} {'cpu':>6} {'steal':>6} {'app':>6} {'db':>6} {'mem MiB':>8} {'load':>5}"
+        )
+        for step in report.server:
+            lines.append(
+                f"{step['users']:>6} {_pct(step.get('cpu_busy'))} {_pct(step.get('cpu_steal'))} "
+                f"{_pct(step.get('app_cpu'))} {_pct(step.get('db_cpu'))} "
+                f"{_num(step.get('mem_used_mib')):>8} {_num(step.get('load1_max')):>5}"
+            )
     if report.passed:
         lines.append(
             f"capacity: {report.capacity} users pass (p95 <= {report.gates.p95_ms:g} ms, "
@@ -437,6 +466,9 @@ td,th{{border:1px solid #999;padding:.3rem .6rem;text-align:right}}</style></hea
 Think time {report.think_time_s[0]:g}–{report.think_time_s[1]:g} s.</p>
 <p><strong>{e(summary)}</strong></p>
 <table><thead><tr>{headers}</tr></thead><tbody>{"".join(rows)}</tbody></table>
+<p>Measured: {e(json.dumps(report.target))}</p>
+<p>Server per step (CPU: % of the whole machine; app and db: % of one core):
+{e(json.dumps(report.server))}</p>
 <p>Run: {e(json.dumps(report.run))}</p>
 <p>Machine: {e(json.dumps(report.machine))}</p>
 {locust_link}
@@ -453,23 +485,80 @@ class CapDecision:
     forced: bool
     message: str
     report_date: str | None = None
+    report: Report | None = None
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What a server runs: the release directory's name, its version, and the machine."""
+
+    version: str
+    release: str
+    machine_id: str
+
+
+def measured(report: Report, deployed: Deployed) -> bool:
+    """Whether ``report`` is a load test of this server's deployed release, through its
+    front (``invoke loadtest --host``), with that release answering the whole run."""
+    target = report.target
+    return (
+        target.get("kind") == "host"
+        and target.get("machine_id") == deployed.machine_id
+        and target.get("release") == deployed.release
+        and target.get("release_after") == deployed.release
+    )
+
+
+def _why_no_report(reports: list[Report], deployed: Deployed) -> str:
+    here = [r for r in reports if r.target.get("kind") == "host"]
+    here = [r for r in here if r.target.get("machine_id") == deployed.machine_id]
+    changed = [r for r in here if r.target.get("release") == deployed.release]
+    if changed:
+        newest = max(changed, key=lambda r: r.date)
+        return (
+            f"the release changed during the load test of {newest.date} "
+            f"({newest.target.get('release')} -> {newest.target.get('release_after')}): "
+            "run `invoke loadtest --host` again"
+        )
+    if here:
+        newest = max(here, key=lambda r: r.date)
+        return (
+            f"this server's newest capacity report ({newest.date}) measured release "
+            f"{newest.target.get('release')}, but it runs {deployed.release}: "
+            "run `invoke loadtest --host` against it again"
+        )
+    local = [r for r in reports if r.target.get("kind", "local") == "local"]
+    same_version = [r for r in local if r.version == deployed.version]
+    if same_version:
+        newest = max(same_version, key=lambda r: r.date)
+        return (
+            f"the only reports of {deployed.version} are of local runs ({newest.url}, "
+            f"{newest.date}); a server's cap is raised only by `invoke loadtest --host` "
+            "against that server's deployed release"
+        )
+    return (
+        f"no capacity report for the deployed release {deployed.release} of this server: "
+        "run `invoke loadtest --host` first"
+    )
 
 
 def decide_cap(
     requested: int,
-    deployed_version: str,
+    deployed: Deployed,
     current_cap: int | None,
     reports: Iterable[Report],
     *,
     force: bool = False,
     reason: str = "",
 ) -> CapDecision:
-    """May ``MAX_USERS`` become ``requested`` on a server running ``deployed_version``?
+    """May ``MAX_USERS`` become ``requested`` on a server running ``deployed``?
 
     Lowering (or keeping) the cap is always allowed. Raising it needs a passing capacity
-    report of exactly the deployed version whose recommended cap is at least the new
-    value; the newest report for that version decides, so a later failing run is never
-    hidden by an older passing one. ``force`` overrides the report, and only with a reason.
+    report of a load test against this very server and release, through its domain, nginx
+    and TLS (``invoke loadtest --host``); a local run, another server or another release
+    does not count, and the message says which it was. The newest such report decides, so
+    a later failing run is never hidden by an older passing one. ``force`` overrides the
+    report, and only with a reason.
     """
     if requested < 0:
         return CapDecision(False, False, "the cap must be 0 or more")
@@ -478,32 +567,36 @@ def decide_cap(
     if current_cap is not None and requested <= current_cap:
         message = f"lowering or keeping the cap ({current_cap} -> {requested})"
         return CapDecision(True, False, message)
-    mine = [r for r in reports if r.version == deployed_version]
+    reports = list(reports)
+    mine = [r for r in reports if measured(r, deployed)]
     if not mine:
-        verdict = f"no capacity report for the deployed version {deployed_version}"
-        return _refuse_or_force(verdict, force, reason, None)
+        return _refuse_or_force(_why_no_report(reports, deployed), force, reason, None)
     newest = max(mine, key=lambda r: r.date)
     if not newest.passed:
-        verdict = f"the newest capacity report for {deployed_version} ({newest.date}) failed"
-        return _refuse_or_force(verdict, force, reason, newest.date)
+        verdict = f"the newest capacity report for {deployed.release} ({newest.date}) failed"
+        return _refuse_or_force(verdict, force, reason, newest.date, newest)
     if requested > newest.recommended_cap:
         verdict = (
             f"{requested} users is above the recommended cap {newest.recommended_cap} "
             f"({newest.headroom:.0%} of the {newest.capacity} users that passed on {newest.date})"
         )
-        return _refuse_or_force(verdict, force, reason, newest.date)
+        return _refuse_or_force(verdict, force, reason, newest.date, newest)
     return CapDecision(
         True,
         False,
         f"{requested} users is within the recommended cap {newest.recommended_cap} "
         f"(report of {newest.date})",
         newest.date,
+        newest,
     )
 
 
-def _refuse_or_force(verdict: str, force: bool, reason: str, date: str | None) -> CapDecision:
+def _refuse_or_force(
+    verdict: str, force: bool, reason: str, date: str | None, report: Report | None = None
+) -> CapDecision:
     if force:
-        return CapDecision(True, True, f"forced past the gate ({verdict}): {reason.strip()}", date)
+        message = f"forced past the gate ({verdict}): {reason.strip()}"
+        return CapDecision(True, True, message, date, report)
     return CapDecision(False, False, f"refused: {verdict}")
 
 
@@ -554,6 +647,12 @@ class ServerState:
     release_path: str
     healthz_version: str | None
     current_cap: int | None
+    machine_id: str = ""
+
+    @property
+    def deployed(self) -> Deployed:
+        release = self.release_path.rstrip("/").rsplit("/", 1)[-1]
+        return Deployed(self.deployed_version, release, self.machine_id)
 
 
 def server_state(remote: Remote) -> ServerState:
@@ -574,7 +673,26 @@ def server_state(remote: Remote) -> ServerState:
     env_text = remote.read(ENV_FILE)
     if env_text is None:
         raise RuntimeError(f"{ENV_FILE} is missing: provision the server first")
-    return ServerState(version_from_release(release), release, running, max_users_in(env_text))
+    machine_id = (remote.read("/etc/machine-id") or "").strip()
+    return ServerState(
+        version_from_release(release), release, running, max_users_in(env_text), machine_id
+    )
+
+
+def _report_summary(report: Report | None) -> dict[str, Any] | None:
+    """What the deploy log keeps of the report a cap change relied on."""
+    if report is None:
+        return None
+    return {
+        "date": report.date,
+        "file": report.files.get("json", report_stem(report) + ".json"),
+        "release": report.target.get("release"),
+        "url": report.url,
+        "capacity": report.capacity,
+        "recommended_cap": report.recommended_cap,
+        "steps": [v.figures.users for v in report.steps],
+        "p95_ms": [v.figures.p95_ms for v in report.steps],
+    }
 
 
 class CapRefused(RuntimeError):
@@ -598,7 +716,7 @@ def set_cap(
             f"reports {state.healthz_version}; finish or roll back the deploy first"
         )
     decision = decide_cap(
-        users, state.deployed_version, state.current_cap, reports, force=force, reason=reason
+        users, state.deployed, state.current_cap, reports, force=force, reason=reason
     )
     if not decision.allowed:
         raise CapRefused(decision.message)
@@ -639,6 +757,7 @@ def apply_cap(
         "reason": reason,
         "decision": decision.message,
         "report_date": decision.report_date,
+        "report": _report_summary(decision.report),
     }
     if remote.dry_run:
         lines += [
@@ -651,7 +770,21 @@ def apply_cap(
     lines.append(f"wrote MAX_USERS={users} into {ENV_FILE}")
     log_line = shlex.quote(json.dumps(entry))
     remote.sudo(f"printf '%s\\n' {log_line} >> {CAPACITY_LOG} && chmod 640 {CAPACITY_LOG}")
-    lines.append(f"logged the change in {CAPACITY_LOG}")
+    deploy_lock.append_log(
+        remote,
+        {
+            "event": "set-cap",
+            "time": entry["time"],
+            "who": entry["who"],
+            "served_release": state.deployed.release,
+            "from": state.current_cap,
+            "to": users,
+            "forced": decision.forced,
+            "reason": reason,
+            "report": entry["report"],
+        },
+    )
+    lines.append(f"logged the change in {CAPACITY_LOG} and {deploy_lock.DEPLOY_LOG}")
     if remote.ok("systemctl is-active --quiet tas.service"):
         remote.sudo("systemctl restart tas.service")
         lines.append("restarted tas.service")

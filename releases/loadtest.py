@@ -1,4 +1,4 @@
-"""Run the step load test (``invoke loadtest``): seed users, run locust, judge each step.
+"""Run the step load test (``invoke loadtest``): make accounts, run locust, judge each step.
 
 The journeys live in ``tests/load/locustfile.py``; this module gives them their settings
 (environment variables, so ``--processes`` workers see them too), the accounts they sign
@@ -6,35 +6,45 @@ in to, and the step plan. The run is a locust subprocess; the locustfile's shape
 snapshot of locust's cumulative totals at every step mark into a JSON file, and
 :mod:`releases.capacity` turns the differences into per-step figures.
 
-Why users are seeded: sign-up and sign-in are rate limited per client address (10 a
-minute in the app and in nginx). Creating 2,500 accounts over HTTP from one machine would
-take hours and would measure the limiter, not the app. So the accounts (with tasks and
-90 days of history, so pages do real work) are inserted with SQL beforehand, each with a
-sign-in key derived from a per-run secret, and every virtual user signs in once with its
-key. Each virtual user also presents its own client address in ``X-Forwarded-For``: the
-benchmark runs gunicorn with ``PROXY_COUNT=1`` and the load generator stands where nginx
-stands in production, reporting each person's address as nginx would. Behind the real
-nginx that header is overwritten, so the limiter can't be bypassed from outside.
+Two ways to run it:
+
+* ``--url``: against an app on this machine (gunicorn directly, the benchmark); the
+  accounts are made through ``--database-url``, and the load generator stands where nginx
+  stands in production: it reports each virtual user's own address in ``X-Forwarded-For``.
+* ``--host`` (:mod:`releases.loadtest_host`): against the deployed site, through its
+  domain, nginx and TLS; the accounts are made on the server over SSH, and nginx lets this
+  run (and nobody else) through its sign-in limit for the run's duration.
+
+Why accounts are made beforehand: sign-up and sign-in are rate limited per client address
+(10 a minute in the app and in nginx). Creating 2,500 accounts over HTTP from one machine
+would take hours and would measure the limiter, not the app. So the accounts (with tasks
+and 90 days of history, so pages do real work) are inserted with SQL (db/load_accounts.py),
+each with a sign-in key derived from a per-run secret, and every virtual user signs in once
+with its key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
-import hmac
 import json
 import math
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from db.load_accounts import load_user_key as load_user_key
+from db.load_accounts import load_username as load_username
+from db.load_accounts import run_prefix
 from releases.capacity import REPORTS_DIR
 from releases.capacity import Gates
 from releases.capacity import Report
@@ -44,7 +54,6 @@ from releases.capacity import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "tests" / "load" / "locustfile.py"
-KEY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 ENV_PREFIX = "TAS_LOAD_"
 
 # What the load tools read from the app's pages and answers (smoke, locustfile, profiler).
@@ -55,146 +64,18 @@ COMPLETABLE = re.compile(r'href="/attempts/(\d+)/complete"')
 SESSION_COOKIE = re.compile(r"(?:^|,\s*)session=([^;,]*)")
 
 
-# --- the accounts ----------------------------------------------------------------------------
+# --- the accounts (db/load_accounts.py makes and removes them) -------------------------------
 
 
-def load_username(prefix: str, number: int) -> str:
-    return f"{prefix}{number:05d}"
-
-
-def load_user_key(secret: str, username: str) -> str:
-    """The sign-in key of a seeded account: derived, so no key list needs to be shipped.
-
-    Same shape as the app's keys (5 groups of 5 from its alphabet).
-    """
-    digest = hmac.new(secret.encode(), username.lower().encode(), hashlib.sha256).digest()
-    raw = "".join(KEY_ALPHABET[b % len(KEY_ALPHABET)] for b in digest[:25])
-    return "-".join(raw[i : i + 5] for i in range(0, 25, 5))
-
-
-def key_hash(key: str) -> str:
-    """What the app stores for a key (service.accounts.services.key_hash, kept in step)."""
-    return hashlib.sha256(key.strip().lower().replace(" ", "").encode()).hexdigest()
-
-
-TASK_NAMES = (
-    ("Answer email", "routine", 20),
-    ("Write weekly report", "recurring", 45),
-    ("Tidy the kitchen", "routine", 15),
-    ("Go for a run", "recurring", 30),
-    ("File taxes", "project", 120),
-    ("Call the dentist", "one-time", 10),
-)
-
-
-def _libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def seed_users(
-    database_url: str, *, prefix: str, count: int, secret: str, history: int = 40
-) -> int:
-    """Insert ``count`` accounts named ``<prefix>00000``…, each with six tasks and
-    ``history`` completed attempts spread over the last 90 days. Returns how many were new.
-    """
-    import psycopg
-
-    rows = []
-    for number in range(count):
-        name = load_username(prefix, number)
-        rows.append((name, key_hash(load_user_key(secret, name))))
-    with psycopg.connect(_libpq_url(database_url)) as conn:
-        with conn.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE load_seed (username text, key_hash text)")
-            with cur.copy("COPY load_seed (username, key_hash) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(
-                """
-                INSERT INTO users (username, timezone, signin_key_hash)
-                SELECT s.username, 'Europe/Berlin', s.key_hash FROM load_seed s
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM users u WHERE lower(u.username) = lower(s.username))
-                RETURNING id
-                """
-            )
-            new_ids = [r[0] for r in cur.fetchall()]
-            if not new_ids:
-                return 0
-            cur.execute(
-                """
-                INSERT INTO tasks (user_id, name, kind, default_estimate_minutes)
-                SELECT u.id, t.name, t.kind, t.estimate
-                FROM unnest(%s::bigint[]) AS u(id),
-                     jsonb_to_recordset(%s::jsonb) AS t(name text, kind text, estimate float)
-                """,
-                (
-                    new_ids,
-                    json.dumps([{"name": n, "kind": k, "estimate": e} for n, k, e in TASK_NAMES]),
-                ),
-            )
-            cur.execute(
-                """
-                INSERT INTO attempts (
-                    user_id, task_id, task_version, status, initialized_at, started_at,
-                    completed_at, minutes_spent, expected_aversion, expected_relief,
-                    expected_cognitive_load, expected_emotional_load, expected_physical_load,
-                    motivation, time_estimate_minutes, actual_relief, actual_cognitive_load,
-                    actual_emotional_load, actual_physical_load, completion_percent,
-                    stress, net_wellbeing, relief_duration_score, behavioral_score)
-                SELECT t.user_id, t.id, 1, 'completed', h.done - interval '2 hours',
-                       h.done - make_interval(mins => h.minutes), h.done, h.minutes,
-                       h.a, h.r, h.c, h.e, h.p, h.m, t.default_estimate_minutes,
-                       h.r2, h.c, h.e, h.p, 100,
-                       (h.c + h.e + h.p) / 3.0, h.r2 - (h.c + h.e + h.p) / 3.0,
-                       h.r2 * h.minutes / 60.0, 50
-                FROM tasks t
-                JOIN unnest(%s::bigint[]) AS u(id) ON u.id = t.user_id
-                CROSS JOIN LATERAL (
-                    SELECT now() - random() * interval '90 days' AS done,
-                           (5 + random() * 60)::int AS minutes,
-                           (random() * 100)::int AS a, (random() * 100)::int AS r,
-                           (random() * 100)::int AS r2, (random() * 100)::int AS c,
-                           (random() * 100)::int AS e, (random() * 100)::int AS p,
-                           (random() * 100)::int AS m, t.id AS task
-                    FROM generate_series(1, %s)
-                ) h
-                """,
-                (new_ids, max(1, math.ceil(history / len(TASK_NAMES)))),
-            )
-        conn.commit()
-    # Statistics for the rows just written, as autovacuum gives them on a server that runs it
-    # (it is off on some, this benchmark machine's among them). Without them the run measures
-    # the planner's guesses for tables it believes empty, and the dead rows of earlier runs.
-    with psycopg.connect(_libpq_url(database_url), autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) users, tasks, attempts")
-    return len(new_ids)
-
-
-def remove_users(database_url: str, prefix: str) -> int:
-    """Delete the seeded accounts (everything they own cascades)."""
-    import psycopg
-
-    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    # Requests still in flight when locust stops can write for these accounts; their
-    # triggers and the cascading delete may then deadlock. PostgreSQL aborts one side:
-    # wait for the stragglers and try again.
-    for attempt in range(5):
-        try:
-            with psycopg.connect(_libpq_url(database_url)) as conn:
-                deleted = conn.execute(
-                    "DELETE FROM users WHERE username LIKE %s", (pattern,)
-                ).rowcount
-                conn.commit()
-            return deleted
-        except psycopg.errors.DeadlockDetected:
-            if attempt == 4:
-                raise
-            time.sleep(2)
-    return 0
+def new_run_name() -> str:
+    """A fresh name per run: accounts of an interrupted run never collide with these."""
+    return secrets.token_hex(4)
 
 
 # --- the plan the locustfile follows ---------------------------------------------------------
+
+
+_TEXT_FIELDS = ("prefix", "secret", "snapshots_file", "ca_file", "connect_to", "load_key")
 
 
 @dataclass(frozen=True)
@@ -214,6 +95,11 @@ class LoadSettings:
     processes: int = 1
     spread_addresses: bool = True
     snapshots_file: str = ""
+    # The live site: the CA to trust (a test CA), the address to reach the URL's host at
+    # (DNS not pointing there yet, or a test box), the run's key nginx lets through.
+    ca_file: str = ""
+    connect_to: str = ""
+    load_key: str = ""
 
     def __post_init__(self) -> None:
         if not self.steps or any(s <= 0 for s in self.steps):
@@ -259,7 +145,7 @@ class LoadSettings:
                 kwargs[f.name] = raw not in ("0", "", "false", "False")
             elif f.name in ("pool", "processes"):
                 kwargs[f.name] = int(raw)
-            elif f.name in ("prefix", "secret", "snapshots_file"):
+            elif f.name in _TEXT_FIELDS:
                 kwargs[f.name] = raw
             else:
                 kwargs[f.name] = float(raw)
@@ -317,13 +203,36 @@ def machine_load() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "load_avg": [round(one, 2), round(five, 2), round(fifteen, 2)]}
 
 
-def healthz_version(url: str, ca_file: str | None = None, timeout: float = 10) -> str:
+@contextlib.contextmanager
+def resolving(host: str, address: str) -> Iterator[None]:
+    """In this process, ``host`` resolves to ``address`` (like curl's ``--connect-to``);
+    TLS still checks the certificate for ``host``. Nothing changes when ``address`` is ''."""
+    if not address:
+        yield
+        return
+    original = socket.getaddrinfo
+
+    def getaddrinfo(name: Any, *args: Any, **kwargs: Any) -> Any:
+        return original(address if name == host else name, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = original
+
+
+def healthz(url: str, ca_file: str | None = None, timeout: float = 10) -> dict[str, Any]:
     import requests
 
     verify: bool | str = ca_file or True
     response = requests.get(url.rstrip("/") + "/healthz", timeout=timeout, verify=verify)
     response.raise_for_status()
-    return str(response.json()["version"])
+    return dict(response.json())
+
+
+def healthz_version(url: str, ca_file: str | None = None, timeout: float = 10) -> str:
+    return str(healthz(url, ca_file, timeout)["version"])
 
 
 def git_commit(root: Path = ROOT) -> str:
@@ -376,7 +285,7 @@ def run_locust(
     ]
     if settings.processes > 1:
         command += ["--processes", str(settings.processes)]
-    env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT), "TAS_LOAD_URL": url}
     echo(
         f"loadtest: steps {list(settings.steps)} x {settings.step_seconds:g}s "
         f"(first {settings.settle_seconds:g}s of each not measured), "
@@ -404,30 +313,66 @@ def run_loadtest(
     ca_file: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> tuple[Report, Path, Path]:
-    """Seed the accounts, run the steps, judge them, write the report (JSON + HTML)."""
+    """The local run (``--url``): make the accounts in ``database_url``, run the steps,
+    judge them, write the report (JSON + HTML)."""
+    from db import load_accounts
+    from db.engine import make_engine
+
     version = healthz_version(url, ca_file)
-    if not settings.secret:
-        settings = dataclasses.replace(settings, secret=secrets.token_hex(16))
-    if settings.prefix == LoadSettings.prefix:
-        # A fresh prefix per run: accounts of an interrupted run never collide with these.
-        settings = dataclasses.replace(settings, prefix=f"load-{secrets.token_hex(3)}-")
-    started = time.monotonic()
-    created = seed_users(
-        database_url, prefix=settings.prefix, count=settings.accounts, secret=settings.secret
+    run = new_run_name()
+    settings = dataclasses.replace(
+        settings, secret=settings.secret or secrets.token_hex(16), prefix=run_prefix(run)
     )
-    echo(
-        f"loadtest: seeded {created} accounts {settings.prefix}* with history "
-        f"in {time.monotonic() - started:.0f}s"
-    )
-    load_before = machine_load()
+    engine = make_engine(database_url)
     try:
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        snapshots, locust_html = run_locust(url, settings, out_dir, stem=f"run-{stamp}", echo=echo)
+        started = time.monotonic()
+        created = load_accounts.seed(
+            engine, run=run, count=settings.accounts, secret=settings.secret
+        )
+        echo(
+            f"loadtest: made {created} accounts {settings.prefix}* with history "
+            f"in {time.monotonic() - started:.0f}s"
+        )
+        load_before = machine_load()
+        try:
+            snapshots, locust_html = run_locust(
+                url, settings, out_dir, stem=f"run-{_stamp()}", echo=echo
+            )
+        finally:
+            if not keep_users:
+                removed = load_accounts.remove_run(engine, run)
+                echo(f"loadtest: removed {removed} accounts")
     finally:
-        if not keep_users:
-            removed = remove_users(database_url, settings.prefix)
-            echo(f"loadtest: removed {removed} seeded accounts")
-    machine = {**machine_load(), "load_avg_before": load_before["load_avg"]}
+        engine.dispose()
+    report = judge(
+        settings,
+        gates,
+        snapshots,
+        version=version,
+        url=url,
+        machine={**machine_load(), "load_avg_before": load_before["load_avg"]},
+        target={"kind": "local", "url": url},
+    )
+    report.files["locust_html"] = locust_html.name
+    json_path, html_path = write_report(report, out_dir)
+    return report, json_path, html_path
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+
+
+def judge(
+    settings: LoadSettings,
+    gates: Gates,
+    snapshots: list[dict[str, Any]],
+    *,
+    version: str,
+    url: str,
+    machine: dict[str, Any],
+    target: dict[str, Any],
+) -> Report:
+    """The report of a run from locust's snapshots."""
     report = build_report(
         version=version,
         url=url,
@@ -445,6 +390,5 @@ def run_loadtest(
             "accounts": settings.accounts,
         },
     )
-    report.files["locust_html"] = locust_html.name
-    json_path, html_path = write_report(report, out_dir)
-    return report, json_path, html_path
+    report.target = target
+    return report

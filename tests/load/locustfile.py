@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from locust import LoadTestShape
 from locust import between
@@ -56,10 +58,34 @@ def _scale() -> str:
     return str(random.randint(0, 100))
 
 
+def _trusting_context(cafile: str | None = None, **_: Any) -> Any:
+    """TLS as a browser does it: the certificate is checked (against ``--ca-file`` when
+    given: a test CA), and so is the host name."""
+    import gevent.ssl  # after locust's monkey-patching (it imports gevent first)
+
+    return gevent.ssl.create_default_context(cafile=SETTINGS.ca_file or cafile)
+
+
+if SETTINGS.connect_to:
+    # Reach the site's host name at this address (a test box, DNS not moved yet); the
+    # certificate is still checked for the name. Only this load generator's lookups change.
+    import gevent.socket
+
+    _lookup = gevent.socket.getaddrinfo
+    _site_host = urlsplit(os.environ.get("TAS_LOAD_URL", "")).hostname
+
+    def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return _lookup(SETTINGS.connect_to if host == _site_host else host, *args, **kwargs)
+
+    gevent.socket.getaddrinfo = _getaddrinfo
+
+
 class LightUser(FastHttpUser):
     wait_time = between(SETTINGS.think_min, SETTINGS.think_max)
     # A person has one browser; one connection is plenty (and keeps the socket count sane).
     concurrency = 1
+    insecure = False
+    ssl_context_factory = staticmethod(_trusting_context)
 
     def on_start(self) -> None:
         runner = self.environment.runner
@@ -70,6 +96,10 @@ class LightUser(FastHttpUser):
         self.headers = (
             {"X-Forwarded-For": address_for(self.number)} if SETTINGS.spread_addresses else {}
         )
+        if SETTINGS.load_key:
+            # The live site's nginx lets this run (and only it) through its sign-in limit,
+            # and passes on the address above (releases/loadtest_host.py).
+            self.headers["X-TAS-Load-Key"] = SETTINGS.load_key
         self.token = ""
         self.tasks_ids: list[str] = []
         self.startable: list[str] = []

@@ -135,7 +135,25 @@ def test_the_recommended_cap_keeps_a_quarter_of_headroom(capacity_users, cap):
     assert capacity.recommended_cap(capacity_users) == cap
 
 
-def _report(version="0.2.0", p95s=(100, 120, 150, 400), date="2025-05-01T10:00:00+00:00"):
+DEPLOYED = capacity.Deployed("0.2.0", "0.2.0-20250501T101010Z", "machine-1")
+
+
+def _host(release=DEPLOYED.release, machine=DEPLOYED.machine_id, after=None):
+    """What `invoke loadtest --host` records of the server it measured."""
+    return {
+        "kind": "host",
+        "machine_id": machine,
+        "release": release,
+        "release_after": after or release,
+    }
+
+
+def _report(
+    version="0.2.0",
+    p95s=(100, 120, 150, 400),
+    date="2025-05-01T10:00:00+00:00",
+    target=None,
+):
     steps = [20, 30, 40, 50][: len(p95s)]
     report = Report(
         version=version,
@@ -147,6 +165,7 @@ def _report(version="0.2.0", p95s=(100, 120, 150, 400), date="2025-05-01T10:00:0
             capacity.judge_step(figures(u, p95=p), Gates())
             for u, p in zip(steps, p95s, strict=False)
         ],
+        target=_host() if target is None else target,
     )
     return report
 
@@ -203,65 +222,106 @@ def test_unreadable_reports_are_skipped(tmp_path):
 
 
 def test_raising_within_the_recommended_cap_of_the_deployed_version_is_allowed():
-    decision = decide_cap(30, "0.2.0", 25, [_report()])
+    decision = decide_cap(30, DEPLOYED, 25, [_report()])
     assert decision.allowed and not decision.forced
     assert "within the recommended cap 30" in decision.message
+    assert decision.report is not None and decision.report.target["release"] == DEPLOYED.release
 
 
-def test_a_report_for_another_version_does_not_count():
-    decision = decide_cap(30, "0.3.0", 25, [_report(version="0.2.0")])
+def test_a_report_of_another_release_of_this_server_does_not_count():
+    older = _report(target=_host(release="0.1.0-20250401T000000Z"))
+    decision = decide_cap(30, DEPLOYED, 25, [older])
     assert not decision.allowed
-    assert decision.message == "refused: no capacity report for the deployed version 0.3.0"
+    assert decision.message == (
+        "refused: this server's newest capacity report (2025-05-01T10:00:00+00:00) measured "
+        "release 0.1.0-20250401T000000Z, but it runs 0.2.0-20250501T101010Z: run `invoke "
+        "loadtest --host` against it again"
+    )
+
+
+def test_a_local_run_of_the_same_version_cannot_raise_a_server_cap():
+    local = _report(target={"kind": "local", "url": "http://127.0.0.1:8000"})
+    decision = decide_cap(30, DEPLOYED, 25, [local])
+    assert not decision.allowed
+    assert "the only reports of 0.2.0 are of local runs (http://127.0.0.1:8000" in decision.message
+    assert "raised only by `invoke loadtest --host`" in decision.message
+
+
+def test_reports_written_before_load_tests_on_servers_count_as_local(tmp_path):
+    data = _report().to_json()
+    del data["target"], data["server"]
+    (tmp_path / "capacity-old.json").write_text(json.dumps(data))
+    (old,) = capacity.load_reports(tmp_path)
+    assert old.target == {"kind": "local", "url": "http://127.0.0.1:8000"}
+    assert not decide_cap(30, DEPLOYED, 25, [old]).allowed
+
+
+def test_a_report_of_another_server_does_not_count():
+    elsewhere = _report(target=_host(machine="machine-2"))
+    decision = decide_cap(30, DEPLOYED, 25, [elsewhere])
+    assert not decision.allowed
+    assert "no capacity report for the deployed release 0.2.0-20250501T101010Z" in (
+        decision.message
+    )
+
+
+def test_a_run_during_which_the_release_changed_does_not_count():
+    changed = _report(target=_host(after="0.3.0-20250502T000000Z"))
+    decision = decide_cap(30, DEPLOYED, 25, [changed])
+    assert not decision.allowed
+    assert "the release changed during the load test" in decision.message
 
 
 def test_above_the_recommended_cap_is_refused():
-    decision = decide_cap(31, "0.2.0", 25, [_report()])
+    decision = decide_cap(31, DEPLOYED, 25, [_report()])
     assert not decision.allowed
     assert "31 users is above the recommended cap 30" in decision.message
     assert "75% of the 40 users" in decision.message
 
 
 def test_a_failing_report_is_refused():
-    decision = decide_cap(26, "0.2.0", 25, [_report(p95s=(900, 900, 900, 900))])
+    decision = decide_cap(26, DEPLOYED, 25, [_report(p95s=(900, 900, 900, 900))])
     assert not decision.allowed and "failed" in decision.message
 
 
-def test_the_newest_report_of_the_version_decides():
+def test_the_newest_report_of_the_release_decides():
     old_pass = _report(date="2025-05-01T10:00:00+00:00")
     new_fail = _report(p95s=(900,), date="2025-05-02T10:00:00+00:00")
-    assert not decide_cap(30, "0.2.0", 25, [old_pass, new_fail]).allowed
+    assert not decide_cap(30, DEPLOYED, 25, [old_pass, new_fail]).allowed
     new_pass = _report(p95s=(100, 100), date="2025-05-03T10:00:00+00:00")
-    decision = decide_cap(22, "0.2.0", 20, [old_pass, new_fail, new_pass])
+    decision = decide_cap(22, DEPLOYED, 20, [old_pass, new_fail, new_pass])
     assert decision.allowed and decision.report_date == "2025-05-03T10:00:00+00:00"
-    assert not decide_cap(23, "0.2.0", 20, [old_pass, new_fail, new_pass]).allowed
+    assert not decide_cap(23, DEPLOYED, 20, [old_pass, new_fail, new_pass]).allowed
 
 
 def test_no_report_at_all_is_refused():
-    assert not decide_cap(30, "0.2.0", 25, []).allowed
+    assert not decide_cap(30, DEPLOYED, 25, []).allowed
 
 
 def test_lowering_or_keeping_the_cap_needs_no_report():
-    assert decide_cap(10, "0.9.0", 25, []).allowed
-    assert decide_cap(25, "0.9.0", 25, []).allowed
-    assert not decide_cap(26, "0.9.0", 25, []).allowed
-    assert not decide_cap(1, "0.9.0", None, []).allowed  # unknown current cap: prove it
+    assert decide_cap(10, DEPLOYED, 25, []).allowed
+    assert decide_cap(25, DEPLOYED, 25, []).allowed
+    assert not decide_cap(26, DEPLOYED, 25, []).allowed
+    assert not decide_cap(1, DEPLOYED, None, []).allowed  # unknown current cap: prove it
 
 
 def test_force_without_a_reason_is_refused_even_when_the_report_would_allow_it():
     for reason in ("", "   "):
-        decision = decide_cap(30, "0.2.0", 25, [_report()], force=True, reason=reason)
+        decision = decide_cap(30, DEPLOYED, 25, [_report()], force=True, reason=reason)
         assert not decision.allowed and "--reason" in decision.message
 
 
 def test_force_with_a_reason_passes_the_gate_and_says_what_it_overrode():
-    decision = decide_cap(500, "0.3.0", 25, [], force=True, reason="launch day, watched live")
+    decision = decide_cap(500, DEPLOYED, 25, [], force=True, reason="launch day, watched live")
     assert decision.allowed and decision.forced
-    assert "no capacity report for the deployed version 0.3.0" in decision.message
+    assert "no capacity report for the deployed release 0.2.0-20250501T101010Z" in (
+        decision.message
+    )
     assert decision.message.endswith("launch day, watched live")
 
 
 def test_a_negative_cap_is_refused():
-    assert not decide_cap(-1, "0.2.0", 25, [_report()], force=True, reason="x").allowed
+    assert not decide_cap(-1, DEPLOYED, 25, [_report()], force=True, reason="x").allowed
 
 
 # --- the server side's pure parts ---------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,11 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from db import load_accounts
+from db.models import USERNAME_MAX
 from releases import capacity
 from releases import loadtest
 from releases.capacity import Gates
 from releases.capacity import Report
 from releases.loadtest import LoadSettings
+from releases.lock import DEPLOY_LOG
+from releases.lock import merge_log
+from service.accounts.forms import USERNAME_PATTERN
 from service.accounts.services import key_hash as app_key_hash
 from service.accounts.services import new_signin_key
 
@@ -81,12 +89,21 @@ def test_users_arrive_within_the_settle_time_unless_a_rate_is_given():
 
 
 def test_seeded_keys_are_valid_app_keys_and_differ_per_person_and_run():
-    key = loadtest.load_user_key("secret", "load-00001")
+    key = load_accounts.load_user_key("secret", "load-00001")
     assert len(key) == len(new_signin_key()) and key.count("-") == 4
-    assert set(key.replace("-", "")) <= set(loadtest.KEY_ALPHABET)
-    assert loadtest.key_hash(key) == app_key_hash(key)
-    assert key != loadtest.load_user_key("secret", "load-00002")
-    assert key != loadtest.load_user_key("other", "load-00001")
+    assert set(key.replace("-", "")) <= set(load_accounts.KEY_ALPHABET)
+    assert load_accounts.key_hash(key) == app_key_hash(key)
+    assert key != load_accounts.load_user_key("secret", "load-00002")
+    assert key != load_accounts.load_user_key("other", "load-00001")
+
+
+def test_load_account_names_pass_the_sign_up_rules_and_runs_are_checked():
+    name = load_accounts.load_username(load_accounts.run_prefix("ab12cd34"), 7)
+    assert name == "load-ab12cd34-00007"
+    assert re.fullmatch(USERNAME_PATTERN, name) and len(name) <= USERNAME_MAX
+    for bad in ("", "AB12", "ab", "a-b-c", "x" * 33, "ab12; rm -rf /"):
+        with pytest.raises(ValueError, match="a run's name"):
+            load_accounts.run_prefix(bad)
 
 
 def test_every_virtual_user_gets_its_own_client_address():
@@ -129,7 +146,10 @@ class FakeServer:
     release: str = "/srv/tas/releases/0.2.0-20250501T101010Z"
     running: str | None = "0.2.0"
     files: dict[str, str] = field(
-        default_factory=lambda: {capacity.ENV_FILE: "APP_ENV=production\nMAX_USERS=25\n"}
+        default_factory=lambda: {
+            capacity.ENV_FILE: "APP_ENV=production\nMAX_USERS=25\n",
+            "/etc/machine-id": "machine-1\n",
+        }
     )
     dry_run: bool = False
     commands: list[str] = field(default_factory=list)
@@ -142,8 +162,11 @@ class FakeServer:
             if self.running is None:
                 return Result(exited=7, stderr="connection refused")
             return Result(json.dumps({"version": self.running, "status": "ok"}))
+        if DEPLOY_LOG in command and command.startswith("echo "):
+            line = base64.b64decode(command.split()[1]).decode()
+            self.files[DEPLOY_LOG] = self.files.get(DEPLOY_LOG, "") + line
         if command.startswith("printf"):
-            line = command.split(" ", 2)[2].rsplit(" >>", 1)[0].strip("'")
+            line = shlex.split(command)[2]
             self.files[capacity.CAPACITY_LOG] = self.files.get(capacity.CAPACITY_LOG, "") + line
         return Result()
 
@@ -160,15 +183,21 @@ class FakeServer:
         return changed
 
 
-def _passing(version: str = "0.2.0") -> Report:
+def _passing(version: str = "0.2.0", release: str = "0.2.0-20250501T101010Z") -> Report:
     steps = [capacity.StepFigures(u, u, 60, 5000, 0, 83.3, 0.0, 20, 100, 200) for u in (20, 40)]
     return Report(
         version=version,
-        url="http://127.0.0.1:8000",
+        url="https://tas.example",
         commit="abc",
         date="2025-05-01T10:00:00+00:00",
         gates=Gates(),
         steps=[capacity.judge_step(s, Gates()) for s in steps],
+        target={
+            "kind": "host",
+            "machine_id": "machine-1",
+            "release": release,
+            "release_after": release,
+        },
     )
 
 
@@ -182,7 +211,14 @@ def test_set_cap_writes_the_env_file_logs_restarts_and_checks_health():
     entry = json.loads(server.files[capacity.CAPACITY_LOG])
     assert entry["from"] == 25 and entry["to"] == 30 and entry["who"] == "ops@laptop"
     assert entry["forced"] is False and entry["version"] == "0.2.0"
+    assert entry["report"]["release"] == "0.2.0-20250501T101010Z"
     assert lines[-1] == "healthz answered after the restart"
+    # The deploy log tells the same story, with the report the change relied on.
+    (logged,) = merge_log(server.files[DEPLOY_LOG])
+    assert logged["event"] == "set-cap" and (logged["from"], logged["to"]) == (25, 30)
+    assert logged["served_release"] == "0.2.0-20250501T101010Z"
+    assert logged["report"]["date"] == "2025-05-01T10:00:00+00:00"
+    assert logged["report"]["recommended_cap"] == 30
 
 
 def test_set_cap_refuses_above_the_report_and_changes_nothing():

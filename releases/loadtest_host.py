@@ -1,0 +1,396 @@
+"""``invoke loadtest --host``: the step load test against the deployed site, through its front.
+
+The load goes where people's requests go: the site's domain, nginx, TLS, gunicorn. What it
+needs on the server is set up over SSH for the run and taken away after it; no port is
+opened for it.
+
+1. **Read the server**: the release ``current`` points at (and that the app answers with
+   it), the machine's id, the domain nginx serves. Refused when the app answers with another
+   version (a deploy in progress) or the nginx site predates load tests.
+2. **A safety timer first** (``tas-load-cleanup-<run>.timer``): whatever happens to this
+   process or its connection later, the server removes the run's key and accounts by
+   itself when the run's time (plus a margin) is over. The accounts also carry an expiry
+   that the nightly clean-up honours.
+3. **The run's key into nginx** (``/etc/nginx/tas-load-keys/<run>.conf``, root only): the
+   virtual users send it in ``X-TAS-Load-Key``; for them nginx skips its sign-in limit and
+   passes on their own ``X-Forwarded-For``, so the app's per-address limit counts each one
+   apart. Requests without the key, everyone else's, are limited as always.
+4. **The accounts**, made on the server by ``flask load-accounts create`` as the app's user
+   with its env file (the run's secret on standard input).
+5. **A sampler** (``tas-load-sample-<run>``) writes the server's CPU (steal too), memory,
+   load and the app's and PostgreSQL's CPU every 2 s; a few seconds are sampled before the
+   load starts.
+6. **The steps**: locust from this machine to ``https://<domain>``.
+7. **Clean-up**, also after Ctrl-C or a failure: the sampler's figures are fetched, then
+   ``load_cleanup.sh`` removes the key (nginx reloaded), stops the sampler, deletes the
+   run's accounts and stops the safety timer. A second Ctrl-C is ignored meanwhile. When
+   the server cannot be reached, the timer does it; the message says when.
+
+What each fault does: the local process killed (SIGKILL) or the connection lost during the
+run: locust stops or runs on, the timer cleans up at its time; Ctrl-C: clean-up at once;
+PostgreSQL restarted: requests fail for a moment (they count as errors in that step), the
+accounts are removed afterwards as usual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import secrets
+import shlex
+import signal
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from releases import capacity
+from releases import scripts
+from releases.capacity import Gates
+from releases.capacity import Report
+from releases.loadtest import LoadSettings
+from releases.loadtest import healthz
+from releases.loadtest import judge
+from releases.loadtest import machine_load
+from releases.loadtest import new_run_name
+from releases.loadtest import resolving
+from releases.loadtest import run_locust
+from releases.loadtest import run_prefix
+from releases.remote import Remote
+from releases.remote import SshTarget
+from releases.remote import deferred_interrupts
+from releases.remote import open_remote
+from releases.steps import NGINX_SITE
+from releases.steps import site_domain
+
+LOAD_DIR = f"{capacity.APP_ROOT}/shared/loadtest"
+KEYS_DIR = "/etc/nginx/tas-load-keys"
+KEY_HEADER = "X-TAS-Load-Key"
+FLASK = (
+    "systemd-run --wait --pipe --quiet --collect --uid=tas --gid=tas "
+    f"-p EnvironmentFile={capacity.ENV_FILE} -p WorkingDirectory={capacity.APP_ROOT}/current "
+    f"{capacity.APP_ROOT}/current/venv/bin/python -m flask --app service.wsgi"
+)
+SAMPLE_SECONDS = 2.0
+BEFORE_SECONDS = 6.0
+RATE_LIMITS = (
+    "nginx's and the app's limits stayed on for everyone; this run's requests carried a "
+    f"per-run key ({KEY_HEADER}) that nginx knew only for the run's duration: for them nginx "
+    "skipped its sign-in limit and passed each virtual user's own X-Forwarded-For to the app, "
+    "whose per-address limit then counted each virtual user apart"
+)
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    target: SshTarget
+    domain: str = ""  # default: the domain the server's nginx site serves
+    connect_to: str = ""  # reach the domain at this address instead of its DNS answer
+    ca_file: str = ""
+    out_dir: Path = capacity.REPORTS_DIR
+    margin_seconds: float = 300  # the safety timer fires this long after the run should end
+
+
+@dataclass
+class Run:
+    name: str
+    secret: str
+    key: str
+    domain: str
+    release: str
+    version: str
+    machine_id: str
+    seconds: float  # how long until the safety timer fires
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.domain}"
+
+    @property
+    def samples(self) -> str:
+        return f"{LOAD_DIR}/{self.name}.samples.jsonl"
+
+
+def run_host_loadtest(
+    options: HostOptions,
+    settings: LoadSettings,
+    gates: Gates,
+    *,
+    echo: Callable[[str], None] = print,
+) -> tuple[Report, Path, Path]:
+    """The whole of ``invoke loadtest --host``: set up, run the steps, clean up, report."""
+    with open_remote(options.target) as remote:
+        run = _read_server(remote, options, settings)
+        settings = dataclasses.replace(
+            settings,
+            secret=run.secret,
+            prefix=run_prefix(run.name),
+            ca_file=options.ca_file,
+            connect_to=options.connect_to,
+            load_key=run.key,
+            spread_addresses=True,
+        )
+        samples: list[dict[str, Any]] = []
+        cleaned = False
+        try:
+            with deferred_interrupts():
+                _set_up(remote, run, settings, echo)
+            with resolving(run.domain, options.connect_to):
+                answered = healthz(run.url, options.ca_file or None)
+            if answered.get("version") != run.version:
+                raise RuntimeError(
+                    f"{run.url} answers {answered.get('version')}, the server runs {run.version}"
+                )
+            load_before = machine_load()
+            load_started = time.time()
+            snapshots, locust_html = run_locust(
+                run.url, settings, options.out_dir, stem=f"run-{run.name}", echo=echo
+            )
+        finally:
+            samples = _fetch_samples(remote, run, echo)
+            cleaned = _clean_up(remote, run, echo)
+        after = capacity.server_state(remote).deployed.release
+    report = judge(
+        settings,
+        gates,
+        snapshots,
+        version=run.version,
+        url=run.url,
+        machine={**machine_load(), "load_avg_before": load_before["load_avg"]},
+        target={
+            "kind": "host",
+            "host": options.target.host,
+            "machine_id": run.machine_id,
+            "domain": run.domain,
+            "release": run.release,
+            "release_after": after,
+            "healthz": answered,
+            "path": f"{run.url} -> nginx (TLS) -> gunicorn (unix socket) -> PostgreSQL",
+            "rate_limits": RATE_LIMITS,
+            "run": run.name,
+            "cleaned_up": cleaned,
+        },
+    )
+    report.server = server_figures(samples, snapshots, list(settings.steps))
+    report.target["server_before"] = before_figures(samples, load_started)
+    report.files["locust_html"] = locust_html.name
+    json_path, html_path = capacity.write_report(report, options.out_dir)
+    return report, json_path, html_path
+
+
+# --- the steps on the server ------------------------------------------------------------------
+
+
+def _read_server(remote: Remote, options: HostOptions, settings: LoadSettings) -> Run:
+    state = capacity.server_state(remote)
+    if state.healthz_version != state.deployed_version:
+        raise RuntimeError(
+            f"the app answers {state.healthz_version or 'nothing'} but {capacity.APP_ROOT}/"
+            f"current is {state.deployed_version}: finish or roll back the deploy first"
+        )
+    if KEYS_DIR not in (remote.read(NGINX_SITE) or ""):
+        raise RuntimeError(
+            f"the server's nginx site predates load tests (no {KEYS_DIR}): "
+            "run `invoke provision` again first"
+        )
+    # Time to make the accounts (about 1,000 a second here, allow a tenth of that), the
+    # steps, and the margin: then the safety timer fires.
+    seconds = (
+        60
+        + settings.accounts / 100
+        + len(settings.steps) * settings.step_seconds
+        + options.margin_seconds
+    )
+    return Run(
+        name=new_run_name(),
+        secret=secrets.token_hex(16),
+        key=secrets.token_urlsafe(32),
+        domain=options.domain or site_domain(remote),
+        release=state.deployed.release,
+        version=state.deployed_version,
+        machine_id=state.machine_id,
+        seconds=math.ceil(seconds),
+    )
+
+
+def _set_up(remote: Remote, run: Run, settings: LoadSettings, echo: Callable[[str], None]) -> None:
+    name = shlex.quote(run.name)
+    staged = remote.scratch()
+    for script in ("load_cleanup.sh", "load_sampler.py"):
+        remote.connection.put(_bytes(scripts.text(script)), f"{staged}/{script}")
+    remote.sudo(
+        f"install -d -m 755 {LOAD_DIR} && install -m 755 {staged}/load_cleanup.sh {LOAD_DIR}/ "
+        f"&& install -m 644 {staged}/load_sampler.py {LOAD_DIR}/"
+    )
+    fires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=run.seconds)
+    remote.sudo(
+        f"systemd-run --unit=tas-load-cleanup-{name} --on-active={int(run.seconds)}s "
+        f"--timer-property=AccuracySec=1s --description='tas load test {name}: clean-up' "
+        f"/bin/sh {LOAD_DIR}/load_cleanup.sh {name}"
+    )
+    echo(
+        f"loadtest: run {run.name} on {run.release}; if this machine goes away, the server "
+        f"cleans up by itself at {fires:%H:%M:%S} UTC (tas-load-cleanup-{run.name}.timer)"
+    )
+    key_file = f"{KEYS_DIR}/{run.name}.conf"
+    remote.sudo(
+        f"install -d -m 700 {KEYS_DIR} && umask 077 && cat > {key_file} && "
+        f"if nginx -t -q; then systemctl reload nginx; else rm -f {key_file}; exit 1; fi",
+        stdin=f'"{run.key}" 1;\n',
+    )
+    echo(f"loadtest: nginx lets this run's requests through its sign-in limit ({KEY_HEADER})")
+    started = time.monotonic()
+    made = remote.sudo(
+        f"{FLASK} load-accounts create --run {name} --count {settings.accounts} "
+        f"--ttl {int(run.seconds) + 600}",
+        stdin=run.secret + "\n",
+    )
+    created = json.loads(made.stdout.strip().splitlines()[-1])["created"]
+    echo(
+        f"loadtest: made {created} accounts load-{run.name}-* with history on the server "
+        f"in {time.monotonic() - started:.0f}s"
+    )
+    remote.sudo(
+        f"systemd-run --unit=tas-load-sample-{name} -p RuntimeMaxSec={int(run.seconds)} "
+        f"--description='tas load test {name}: sampler' "
+        f"python3 {LOAD_DIR}/load_sampler.py {shlex.quote(run.samples)} {SAMPLE_SECONDS:g}"
+    )
+    time.sleep(BEFORE_SECONDS)  # the server at rest, before the load: the report's "before"
+
+
+def _bytes(text: str) -> Any:
+    import io
+
+    return io.BytesIO(text.encode())
+
+
+def _fetch_samples(remote: Remote, run: Run, echo: Callable[[str], None]) -> list[dict[str, Any]]:
+    try:
+        text = remote.sudo(f"cat {shlex.quote(run.samples)} 2>/dev/null || true").stdout
+    except Exception as exc:  # noqa: BLE001 - the connection may be what failed
+        echo(f"loadtest: could not read the server's figures: {exc}")
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # the line being written when the sampler stopped
+    return rows
+
+
+def _clean_up(remote: Remote, run: Run, echo: Callable[[str], None]) -> bool:
+    """Key out of nginx, sampler stopped, accounts deleted, safety timer stopped.
+
+    Ctrl-C is ignored meanwhile: half a clean-up helps nobody (the timer would finish it,
+    but only later)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        done = remote.sudo(
+            f"sh {LOAD_DIR}/load_cleanup.sh {shlex.quote(run.name)}; status=$?; "
+            f"rm -f {shlex.quote(run.samples)}; exit $status",
+            warn=True,
+        )
+        if done.exited == 0:
+            echo(f"loadtest: cleaned up on the server (key, sampler, accounts of {run.name})")
+            return True
+        echo(
+            f"loadtest: clean-up on the server failed ({done.stderr.strip()}); the server's "
+            f"timer tas-load-cleanup-{run.name} tries again when it fires"
+        )
+    except Exception as exc:  # noqa: BLE001 - the connection may be what failed
+        echo(
+            f"loadtest: could not clean up over SSH ({exc}); the server's timer "
+            f"tas-load-cleanup-{run.name} removes the key and the accounts when it fires"
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return False
+
+
+# --- the server's figures per step -------------------------------------------------------------
+
+
+def _pairs(samples: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    return (s for s in samples if "time" in s)
+
+
+def _around(
+    samples: list[dict[str, Any]], start: float, end: float
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]] | None:
+    """The samples bracketing [start, end] (the last at or before start, the first at or
+    after end) and those between; None when the window is not covered."""
+    rows = sorted(_pairs(samples), key=lambda s: s["time"])
+    before = [s for s in rows if s["time"] <= start]
+    after = [s for s in rows if s["time"] >= end]
+    if not before or not after:
+        return None
+    first, last = before[-1], after[0]
+    inside = [s for s in rows if first["time"] <= s["time"] <= last["time"]]
+    return first, last, inside
+
+
+def _figures(
+    first: Mapping[str, Any], last: Mapping[str, Any], inside: list[dict[str, Any]]
+) -> dict[str, Any]:
+    seconds = last["time"] - first["time"]
+    jiffies = {k: last["cpu"][k] - first["cpu"].get(k, 0) for k in last["cpu"]}
+    total = sum(jiffies.values()) or 1
+    idle = jiffies.get("idle", 0) + jiffies.get("iowait", 0)
+
+    def unit_cpu(name: str) -> float | None:
+        a = first["units"].get(name, {}).get("cpu_usec")
+        b = last["units"].get(name, {}).get("cpu_usec")
+        if a is None or b is None or seconds <= 0 or not b:
+            return None
+        return round(100 * (b - a) / (seconds * 1e6), 1)
+
+    used = [s["memory"]["MemTotal"] - s["memory"]["MemAvailable"] for s in inside]
+    app_mem = [s["units"].get("app", {}).get("memory_bytes", 0) for s in inside]
+    return {
+        "seconds": round(seconds, 1),
+        "cpu_busy": round(100 * (total - idle) / total, 1),
+        "cpu_steal": round(100 * jiffies.get("steal", 0) / total, 2),
+        "app_cpu": unit_cpu("app"),
+        "db_cpu": unit_cpu("postgresql"),
+        "nginx_cpu": unit_cpu("nginx"),
+        "mem_used_mib": round(max(used) / 2**20) if used else None,
+        "app_mem_mib": round(max(app_mem) / 2**20) if app_mem else None,
+        "load1_max": max(s["load1"] for s in inside) if inside else None,
+    }
+
+
+def server_figures(
+    samples: list[dict[str, Any]], snapshots: list[dict[str, Any]], steps: list[int]
+) -> list[dict[str, Any]]:
+    """Per step (its measured window, as locust's snapshots mark it): the server's CPU
+    (busy and steal, % of the whole machine), the app's, PostgreSQL's and nginx's CPU (% of
+    one core), memory in use and the highest load average."""
+    opened: dict[int, float] = {}
+    out = []
+    for row in snapshots:
+        step = int(row["step"])
+        if row["opens"]:
+            opened[step] = float(row["time"])
+            continue
+        if step not in opened:
+            continue
+        found = _around(samples, opened[step], float(row["time"]))
+        figures: dict[str, Any] = {"users": steps[step] if step < len(steps) else None}
+        if found is not None:
+            figures.update(_figures(*found))
+        out.append(figures)
+    return out
+
+
+def before_figures(samples: list[dict[str, Any]], until: float) -> dict[str, Any] | None:
+    """The server at rest: the samples taken before the load started at ``until``."""
+    quiet = sorted((s for s in _pairs(samples) if s["time"] <= until), key=lambda s: s["time"])
+    if len(quiet) < 2:
+        return None
+    return _figures(quiet[0], quiet[-1], quiet)

@@ -1,0 +1,95 @@
+"""The server's figures per step of `invoke loadtest --host`, from the sampler's counters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from releases.loadtest_host import before_figures
+from releases.loadtest_host import server_figures
+
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 2**20
+
+
+def _samples(busy_from: float) -> list[dict]:
+    """Every 2 s: 2 CPUs at 100 jiffies/s; idle until ``busy_from``, then 3/4 busy (1/100 of
+    it stolen); the app uses half a core while busy, PostgreSQL a quarter; memory grows."""
+    rows: list[dict] = [{"header": {"cpus": 2, "clock_ticks": 100}}]
+    busy = idle = steal = 0
+    app = db = 0
+    for n in range(0, 51):
+        t = 1000.0 + 2 * n
+        rows.append(
+            {
+                "time": t,
+                "cpu": {"user": busy, "idle": idle, "steal": steal},
+                "memory": {"MemTotal": 1000 * MIB, "MemAvailable": (900 - n) * MIB},
+                "load1": n / 10,
+                "units": {
+                    "app": {"cpu_usec": app, "memory_bytes": (100 + n) * MIB},
+                    "postgresql": {"cpu_usec": db, "memory_bytes": 0},
+                    "nginx": {"cpu_usec": 0, "memory_bytes": 0},
+                },
+            }
+        )
+        if t >= busy_from:
+            busy, idle, steal, app, db = (
+                busy + 298,
+                idle + 100,
+                steal + 2,
+                app + 1_000_000,
+                db + 500_000,
+            )
+        else:
+            idle += 400
+    return rows
+
+
+def test_each_step_gets_the_server_cpu_memory_and_load_of_its_window():
+    samples = _samples(busy_from=1010)
+    snapshots = [
+        {"step": 0, "opens": True, "time": 1020.0},
+        {"step": 0, "opens": False, "time": 1060.0},
+        {"step": 1, "opens": True, "time": 1070.0},
+        {"step": 1, "opens": False, "time": 1500.0},  # past the last sample: not covered
+    ]
+    first, second = server_figures(samples, snapshots, [10, 25])
+    assert first["users"] == 10 and first["seconds"] == 40
+    assert first["cpu_busy"] == 75.0 and first["cpu_steal"] == 0.5
+    assert first["app_cpu"] == 50.0 and first["db_cpu"] == 25.0
+    assert first["nginx_cpu"] is None  # a unit that used nothing says nothing
+    assert first["mem_used_mib"] == 100 + 30 and first["app_mem_mib"] == 100 + 30
+    assert first["load1_max"] == 3.0
+    assert second == {"users": 25}
+
+
+def test_the_server_before_the_load_is_reported_apart():
+    samples = _samples(busy_from=1010)
+    quiet = before_figures(samples, until=1008)
+    assert quiet is not None and quiet["cpu_busy"] == 0 and quiet["cpu_steal"] == 0
+    assert before_figures(samples, until=1000) is None  # one sample is no interval
+    assert before_figures([], until=2000) is None
+
+
+def test_the_sampler_runs_on_the_standard_library_and_writes_counters(tmp_path):
+    """What the server's python3 runs: a header line, then one sample per interval."""
+    out = tmp_path / "samples.jsonl"
+    sampler = ROOT / "releases" / "scripts" / "load_sampler.py"
+    process = subprocess.Popen([sys.executable, "-I", str(sampler), str(out), "0.1"])
+    try:
+        for _ in range(100):
+            if out.exists() and len(out.read_text().splitlines()) >= 4:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["header"]["cpus"] >= 1
+    sample = lines[1]
+    assert set(sample["cpu"]) >= {"user", "idle", "steal"}
+    assert sample["memory"]["MemTotal"] > sample["memory"]["MemAvailable"] > 0
+    assert lines[2]["time"] > lines[1]["time"]
