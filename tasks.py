@@ -275,6 +275,9 @@ def bench(c: Context, attempts: int = 10_000, runs: int = 30, no_browser: bool =
         "user": "with --host: SSH user with passwordless sudo (default deploy)",
         "port": "with --host: SSH port (default 22)",
         "key_file": "with --host: SSH private key (default: ssh-agent and ~/.ssh keys)",
+        "cleanup_margin": "with --host: if this machine never comes back, the server removes "
+        "the run's accounts and key this many seconds after the run should have ended "
+        "(default 300)",
     }
 )
 def loadtest(
@@ -299,6 +302,7 @@ def loadtest(
     user: str = "deploy",
     port: int = 22,
     key_file: str = "",
+    cleanup_margin: float = 300.0,
 ) -> None:
     """Step load test with light users; per-step p50/p95/p99, req/s, errors, a verdict.
 
@@ -337,6 +341,7 @@ def loadtest(
             domain=domain,
             connect_to=connect_to,
             ca_file=ca_file,
+            margin=cleanup_margin,
         )
     else:
         db_url = database_url or os.environ.get("DATABASE_URL", "")
@@ -367,18 +372,25 @@ def _loadtest_host(
     domain: str,
     connect_to: str,
     ca_file: str,
+    margin: float,
 ) -> Any:
     from releases.loadtest_host import HostOptions
     from releases.loadtest_host import run_host_loadtest
     from releases.remote import ServerError
 
     options = HostOptions(
-        target=target, domain=domain, connect_to=connect_to, ca_file=ca_file, out_dir=out_dir
+        target=target,
+        domain=domain,
+        connect_to=connect_to,
+        ca_file=ca_file,
+        out_dir=out_dir,
+        margin_seconds=margin,
     )
     try:
         return run_host_loadtest(options, settings, gates)
     except KeyboardInterrupt:
-        raise Exit("loadtest: interrupted: no report (the clean-up said above how it went)", 130) from None
+        message = "loadtest: interrupted: no report (the clean-up said above how it went)"
+        raise Exit(message, 130) from None
     except (ServerError, RuntimeError, OSError) as exc:
         raise Exit(f"loadtest: {exc}") from exc
 

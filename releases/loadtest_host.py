@@ -201,7 +201,7 @@ def _read_server(remote: Remote, options: HostOptions, settings: LoadSettings) -
     # Time to make the accounts (about 1,000 a second here, allow a tenth of that), the
     # steps, and the margin: then the safety timer fires.
     seconds = (
-        60
+        30
         + settings.accounts / 100
         + len(settings.steps) * settings.step_seconds
         + options.margin_seconds

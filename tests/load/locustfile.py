@@ -96,6 +96,10 @@ class LightUser(FastHttpUser):
         self.headers = (
             {"X-Forwarded-For": address_for(self.number)} if SETTINGS.spread_addresses else {}
         )
+        if self.host.startswith("https://"):
+            # Flask-WTF checks that a form posted over HTTPS comes from the site itself, by
+            # its Referer, as a browser sends it.
+            self.headers["Referer"] = self.host.rstrip("/") + "/"
         if SETTINGS.load_key:
             # The live site's nginx lets this run (and only it) through its sign-in limit,
             # and passes on the address above (releases/loadtest_host.py).
