@@ -177,6 +177,8 @@ def run_host_loadtest(
         },
     )
     report.server = server_figures(samples, snapshots, list(settings.steps))
+    for step, verdict in zip(report.server, report.steps, strict=False):
+        step["app_cpu_ms_per_request"] = app_cpu_per_request(step, verdict.figures.requests)
     report.target["server_before"] = before_figures(samples, load_started)
     report.files["locust_html"] = locust_html.name
     json_path, html_path = capacity.write_report(report, options.out_dir)
@@ -346,7 +348,8 @@ def _figures(
     def unit_cpu(name: str) -> float | None:
         a = first["units"].get(name, {}).get("cpu_usec")
         b = last["units"].get(name, {}).get("cpu_usec")
-        if a is None or b is None or seconds <= 0 or not b:
+        # Nothing of it ran, or a process ended and took its CPU time with it: no figure.
+        if a is None or b is None or seconds <= 0 or not b or b < a:
             return None
         return round(100 * (b - a) / (seconds * 1e6), 1)
 
@@ -386,6 +389,14 @@ def server_figures(
             figures.update(_figures(*found))
         out.append(figures)
     return out
+
+
+def app_cpu_per_request(step: Mapping[str, Any], requests: int) -> float | None:
+    """The app's CPU time per request in a step (ms): comparable across machines together
+    with the machine's own speed, unlike users or req/s alone."""
+    if step.get("app_cpu") is None or not step.get("seconds") or not requests:
+        return None
+    return round(step["app_cpu"] / 100 * step["seconds"] * 1000 / requests, 2)
 
 
 def before_figures(samples: list[dict[str, Any]], until: float) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from releases.loadtest_host import app_cpu_per_request
 from releases.loadtest_host import before_figures
 from releases.loadtest_host import server_figures
 
@@ -64,6 +65,9 @@ def test_each_step_gets_the_server_cpu_memory_and_load_of_its_window():
     assert first["mem_used_mib"] == 100 + 30 and first["app_mem_mib"] == 100 + 30
     assert first["load1_max"] == 3.0
     assert second == {"users": 25}
+    # Half a core for 40 s over 400 requests: 50 ms of the app's CPU each.
+    assert app_cpu_per_request(first, 400) == 50.0
+    assert app_cpu_per_request(first, 0) is None and app_cpu_per_request(second, 400) is None
 
 
 def test_the_server_before_the_load_is_reported_apart():
