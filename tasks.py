@@ -275,6 +275,8 @@ def bench(c: Context, attempts: int = 10_000, runs: int = 30, no_browser: bool =
         "user": "with --host: SSH user with passwordless sudo (default deploy)",
         "port": "with --host: SSH port (default 22)",
         "key_file": "with --host: SSH private key (default: ssh-agent and ~/.ssh keys)",
+        "baseline_seconds": "after the steps, the smallest page (/healthz/live) at full speed "
+        "for this long: the req/s the report is judged against (default 10; 0: none)",
         "cleanup_margin": "with --host: if this machine never comes back, the server removes "
         "the run's accounts and key this many seconds after the run should have ended "
         "(default 300)",
@@ -303,6 +305,7 @@ def loadtest(
     port: int = 22,
     key_file: str = "",
     cleanup_margin: float = 300.0,
+    baseline_seconds: float = 10.0,
 ) -> None:
     """Step load test with light users; per-step p50/p95/p99, req/s, errors, a verdict.
 
@@ -342,6 +345,7 @@ def loadtest(
             connect_to=connect_to,
             ca_file=ca_file,
             margin=cleanup_margin,
+            baseline_seconds=baseline_seconds,
         )
     else:
         db_url = database_url or os.environ.get("DATABASE_URL", "")
@@ -355,6 +359,7 @@ def loadtest(
             out_dir=out_dir,
             keep_users=keep_users,
             ca_file=ca_file or None,
+            baseline_seconds=baseline_seconds,
         )
     for line in capacity.table(report):
         print(line)
@@ -373,6 +378,7 @@ def _loadtest_host(
     connect_to: str,
     ca_file: str,
     margin: float,
+    baseline_seconds: float,
 ) -> Any:
     from releases.loadtest_host import HostOptions
     from releases.loadtest_host import run_host_loadtest
@@ -385,6 +391,7 @@ def _loadtest_host(
         ca_file=ca_file,
         out_dir=out_dir,
         margin_seconds=margin,
+        baseline_seconds=baseline_seconds,
     )
     try:
         return run_host_loadtest(options, settings, gates)

@@ -230,6 +230,9 @@ class Report:
     target: dict[str, Any] = field(default_factory=dict)
     # Per step, what the server spent meanwhile (read over SSH; host runs only).
     server: list[dict[str, Any]] = field(default_factory=list)
+    # The smallest page's req/s through the same path, same run and machine (see
+    # tests/load/baseline_locustfile.py): what the figures above are judged against.
+    baseline: dict[str, Any] = field(default_factory=dict)
 
     @property
     def capacity(self) -> int | None:
@@ -265,6 +268,7 @@ class Report:
             "files": self.files,
             "target": self.target,
             "server": self.server,
+            "baseline": self.baseline,
         }
 
     @classmethod
@@ -295,6 +299,7 @@ class Report:
             files=dict(data.get("files", {})),
             target=dict(data.get("target") or {"kind": "local", "url": data["url"]}),
             server=list(data.get("server", [])),
+            baseline=dict(data.get("baseline", {})),
         )
 
 
@@ -396,6 +401,15 @@ def table(report: Report) -> list[str]:
                 f"{_num(step.get('mem_used_mib')):>8} {_num(step.get('load1_max')):>5} "
                 f"{_num(step.get('app_cpu_ms_per_request')):>10}"
             )
+    if report.baseline:
+        top = max((v.figures.rps for v in report.steps if v.passed), default=0.0)
+        share = f"; the top passing step's {top:.1f} req/s is {top / report.baseline['rps']:.1%}"
+        lines.append(
+            f"baseline: {report.baseline['rps']:g} req/s on {report.baseline['path']} "
+            f"({report.baseline['users']} users, no think time, "
+            f"{report.baseline['failures']} failed)"
+            + (share if top and report.baseline.get("rps") else "")
+        )
     if report.passed:
         lines.append(
             f"capacity: {report.capacity} users pass (p95 <= {report.gates.p95_ms:g} ms, "
@@ -469,6 +483,7 @@ Think time {report.think_time_s[0]:g}–{report.think_time_s[1]:g} s.</p>
 <p><strong>{e(summary)}</strong></p>
 <table><thead><tr>{headers}</tr></thead><tbody>{"".join(rows)}</tbody></table>
 <p>Measured: {e(json.dumps(report.target))}</p>
+<p>Baseline (the smallest page, no think time): {e(json.dumps(report.baseline))}</p>
 <p>Server per step (CPU: % of the whole machine; app and db: % of one core):
 {e(json.dumps(report.server))}</p>
 <p>Run: {e(json.dumps(report.run))}</p>

@@ -54,6 +54,8 @@ from releases.capacity import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "tests" / "load" / "locustfile.py"
+BASELINE_LOCUSTFILE = ROOT / "tests" / "load" / "baseline_locustfile.py"
+BASELINE_USERS = 20
 ENV_PREFIX = "TAS_LOAD_"
 
 # What the load tools read from the app's pages and answers (smoke, locustfile, profiler).
@@ -302,6 +304,61 @@ def run_locust(
     return json.loads(snapshots.read_text()), html
 
 
+def run_baseline(
+    url: str,
+    settings: LoadSettings,
+    out_dir: Path,
+    *,
+    stem: str,
+    seconds: float,
+    users: int = BASELINE_USERS,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The smallest page (``/healthz/live``) as fast as ``users`` can ask, for ``seconds``:
+    the req/s this path and machine allow, next to which a report's figures are judged."""
+    out = out_dir / f"{stem}.baseline.json"
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(BASELINE_LOCUSTFILE),
+        "--headless",
+        "--host",
+        url.rstrip("/"),
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{seconds:g}s",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--stop-timeout",
+        "2",
+    ]
+    env = {
+        **os.environ,
+        **settings.to_env(),
+        "PYTHONPATH": str(ROOT),
+        "TAS_LOAD_URL": url,
+        "TAS_BASELINE_OUT": str(out),
+    }
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if not out.exists():
+        raise RuntimeError(
+            f"the baseline run exited {result.returncode} without figures:\n{result.stderr[-3000:]}"
+        )
+    figures: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
+    echo(
+        f"loadtest: baseline {figures['rps']:g} req/s on /healthz/live "
+        f"({users} users, no think time, {figures['failures']} failed)"
+    )
+    return figures
+
+
 def run_loadtest(
     url: str,
     settings: LoadSettings,
@@ -311,6 +368,7 @@ def run_loadtest(
     out_dir: Path = REPORTS_DIR,
     keep_users: bool = False,
     ca_file: str | None = None,
+    baseline_seconds: float = 10,
     echo: Callable[[str], None] = print,
 ) -> tuple[Report, Path, Path]:
     """The local run (``--url``): make the accounts in ``database_url``, run the steps,
@@ -335,8 +393,12 @@ def run_loadtest(
         )
         load_before = machine_load()
         try:
-            snapshots, locust_html = run_locust(
-                url, settings, out_dir, stem=f"run-{_stamp()}", echo=echo
+            stem = f"run-{_stamp()}"
+            snapshots, locust_html = run_locust(url, settings, out_dir, stem=stem, echo=echo)
+            baseline = (
+                run_baseline(url, settings, out_dir, stem=stem, seconds=baseline_seconds, echo=echo)
+                if baseline_seconds > 0
+                else {}
             )
         finally:
             if not keep_users:
@@ -353,6 +415,7 @@ def run_loadtest(
         machine={**machine_load(), "load_avg_before": load_before["load_avg"]},
         target={"kind": "local", "url": url},
     )
+    report.baseline = baseline
     report.files["locust_html"] = locust_html.name
     json_path, html_path = write_report(report, out_dir)
     return report, json_path, html_path

@@ -59,6 +59,7 @@ from releases.loadtest import judge
 from releases.loadtest import machine_load
 from releases.loadtest import new_run_name
 from releases.loadtest import resolving
+from releases.loadtest import run_baseline
 from releases.loadtest import run_locust
 from releases.loadtest import run_prefix
 from releases.remote import Remote
@@ -94,6 +95,7 @@ class HostOptions:
     ca_file: str = ""
     out_dir: Path = capacity.REPORTS_DIR
     margin_seconds: float = 300  # the safety timer fires this long after the run should end
+    baseline_seconds: float = 10  # the smallest page at full speed after the steps (0: none)
 
 
 @dataclass
@@ -148,8 +150,21 @@ def run_host_loadtest(
                 )
             load_before = machine_load()
             load_started = time.time()
+            stem = f"run-{run.name}"
             snapshots, locust_html = run_locust(
-                run.url, settings, options.out_dir, stem=f"run-{run.name}", echo=echo
+                run.url, settings, options.out_dir, stem=stem, echo=echo
+            )
+            baseline = (
+                run_baseline(
+                    run.url,
+                    settings,
+                    options.out_dir,
+                    stem=stem,
+                    seconds=options.baseline_seconds,
+                    echo=echo,
+                )
+                if options.baseline_seconds > 0
+                else {}
             )
         finally:
             samples = _fetch_samples(remote, run, echo)
@@ -176,6 +191,7 @@ def run_host_loadtest(
             "cleaned_up": cleaned,
         },
     )
+    report.baseline = baseline
     report.server = server_figures(samples, snapshots, list(settings.steps))
     for step, verdict in zip(report.server, report.steps, strict=False):
         step["app_cpu_ms_per_request"] = app_cpu_per_request(step, verdict.figures.requests)
@@ -206,6 +222,7 @@ def _read_server(remote: Remote, options: HostOptions, settings: LoadSettings) -
         30
         + settings.accounts / 100
         + len(settings.steps) * settings.step_seconds
+        + options.baseline_seconds
         + options.margin_seconds
     )
     return Run(

@@ -159,7 +159,7 @@ WHERE s.token_hash = %(token_hash)s AND s.expires_at > now()
 def _load_user() -> None:
     g.user = None
     token = session.get("sid")
-    if not token or request.endpoint in (None, "static", "health.healthz"):
+    if not token or request.endpoint in (None, "static", "health.healthz", "health.live"):
         return
     row = (
         database.session()

@@ -1,4 +1,9 @@
-"""``GET /healthz``: is this release up, is its database reachable and migrated far enough?"""
+"""``GET /healthz``: is this release up, is its database reachable and migrated far enough?
+
+``GET /healthz/live`` only says the process answers (no database, no session): what a
+liveness probe asks, and the smallest page there is, so the load test's baseline measures
+the path to the app (nginx, TLS, gunicorn) and nothing of the app's own work.
+"""
 
 from __future__ import annotations
 
@@ -58,3 +63,8 @@ def healthz() -> tuple[dict[str, Any], int]:
         return body, 503
     body.update(status="ok", schema_state=note)
     return body, 200
+
+
+@bp.get("/healthz/live")
+def live() -> tuple[dict[str, Any], int]:
+    return {"status": "ok", "version": current_app.config["VERSION"]}, 200

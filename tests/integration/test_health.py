@@ -38,6 +38,20 @@ def test_healthz_is_503_when_the_database_is_unreachable():
     assert response.get_json()["db"] == "unreachable"
 
 
+def test_the_liveness_page_answers_without_the_database_or_a_session():
+    """/healthz/live: the process answers, whatever the database does (the load test's
+    baseline and a liveness probe); a signed-in visitor's session is not even looked up."""
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/nothing"
+    app = create_app(app_config(url))
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["sid"] = "a-session-that-would-need-the-database"
+    response = client.get("/healthz/live")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "version": app.config["VERSION"]}
+    assert client.get("/healthz").status_code == 503  # the readiness check still tells
+
+
 def test_healthz_is_503_when_the_schema_is_not_migrated(empty_database_url):
     app = create_app(app_config(empty_database_url))
     response = app.test_client().get("/healthz")

@@ -116,6 +116,7 @@ def test_a_short_step_run_reports_each_step_on_its_own_with_no_errors(
         max_error_rate=0.0,
         database_url=database_url,
         out=str(tmp_path),
+        baseline_seconds=3.0,
     )
     out = capsys.readouterr().out
     (report_file,) = tmp_path.glob("capacity-*.json")
@@ -134,5 +135,11 @@ def test_a_short_step_run_reports_each_step_on_its_own_with_no_errors(
     assert (tmp_path / report["files"]["html"]).exists()
     assert (tmp_path / report["files"]["locust_html"]).exists()
     assert "capacity: 4 users pass" in out and "recommended cap 3" in out
+    # The baseline from the same run and machine: the smallest page at full speed.
+    baseline = report["baseline"]
+    assert baseline["path"] == "/healthz/live" and baseline["failures"] == 0
+    assert baseline["requests"] > 0 and baseline["rps"] > steps[-1]["rps"]
+    assert "baseline: " in out and "req/s on /healthz/live" in out
+    assert report["target"] == {"kind": "local", "url": gunicorn}
     # The seeded accounts are gone again; the cap (5) never stood in the way.
     assert _users(database_url) == 0
