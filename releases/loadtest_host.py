@@ -381,7 +381,7 @@ def _figures(
         "nginx_cpu": unit_cpu("nginx"),
         "mem_used_mib": round(max(used) / 2**20) if used else None,
         "app_mem_mib": round(max(app_mem) / 2**20) if app_mem else None,
-        "load1_max": max(s["load1"] for s in inside) if inside else None,
+        "load1_max": round(max(s["load1"] for s in inside), 2) if inside else None,
     }
 
 
