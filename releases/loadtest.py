@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from db.load_accounts import load_user_key as load_user_key
 from db.load_accounts import load_username as load_username
@@ -376,7 +377,8 @@ def run_loadtest(
     from db import load_accounts
     from db.engine import make_engine
 
-    version = healthz_version(url, ca_file)
+    with resolving(urlsplit(url).hostname or "", settings.connect_to):
+        version = healthz_version(url, ca_file)
     run = new_run_name()
     settings = dataclasses.replace(
         settings, secret=settings.secret or secrets.token_hex(16), prefix=run_prefix(run)

@@ -1,0 +1,237 @@
+"""Capacity through the real front: the step ramp against nginx + TLS + gunicorn, and without.
+
+    .venv/bin/python tests/load/bench_front.py --steps 500,1000,1500,2000,2500,3000 \
+        --step-seconds 60 --settle-seconds 20 [--direct] [--processes 2]
+
+Runs on one machine, as the issue asks (load generator, nginx, gunicorn and PostgreSQL
+share its cores): a scratch database on the PostgreSQL at ``--server`` (migrated), gunicorn
+with production settings on a loopback port (as ``invoke serve`` runs it), and unless
+``--direct``, nginx from the site template provisioning writes (``releases/templates/
+nginx-site.conf``), on loopback ports, with a throwaway ECDSA certificate and this run's
+load-test key, in front of it. The load is ``releases.loadtest.run_loadtest`` (the same as
+``invoke loadtest --url``) against ``https://tas.bench`` (nginx on 127.0.0.3:443) or
+``http://127.0.0.1:<port>``. Prints the report and writes it (JSON + HTML) into ``--out``.
+Needs root for nginx to bind and read its files as it does on a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "load"))
+
+from bench_pages import scratch_database  # noqa: E402
+
+from db import migrate  # noqa: E402
+from releases import capacity  # noqa: E402
+from releases import loadtest  # noqa: E402
+from releases.remote import render  # noqa: E402
+
+DOMAIN = "tas.bench"
+# nginx listens on the standard ports as on a server (the app compares a form's Referer with
+# its Host, which nginx passes without the port), on a loopback address of its own.
+ADDRESS = "127.0.0.3"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(port: int, what: str, process: subprocess.Popen[bytes], host: str = "127.0.0.1") -> None:
+    for _ in range(600):
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited {process.returncode}")
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} does not answer on {port}")
+
+
+@contextlib.contextmanager
+def gunicorn(database_url: str, workers: int) -> Iterator[int]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "SECRET_KEY": secrets.token_hex(32),
+        "DATABASE_URL": database_url,
+        "PROXY_COUNT": "1",
+        "MAX_USERS": "100000",
+        "LOG_LEVEL": "WARNING",
+    }
+    if workers:
+        env["GUNICORN_WORKERS"] = str(workers)
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
+    command += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "service.wsgi:app"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        _wait(port, "gunicorn", process)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def _certificate(folder: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())  # what certbot makes by default
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(DOMAIN)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "fullchain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (folder / "privkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def _swap(text: str, old: str, new: str) -> str:
+    if old not in text:
+        raise RuntimeError(f"the site template no longer has {old!r}: update this script")
+    return text.replace(old, new)
+
+
+@contextlib.contextmanager
+def nginx(app_port: int, key: str) -> Iterator[Path]:
+    """nginx with the production site (only what needs a real server swapped), as root."""
+    root = Path(tempfile.mkdtemp(prefix="tas-bench-nginx-"))
+    os.chmod(root, 0o755)
+    for folder in ("cert", "logs", "temp", "acme", "srv/current", "keys"):
+        (root / folder).mkdir(parents=True)
+    (root / "srv/current/static").symlink_to(ROOT / "service" / "static")
+    _certificate(root / "cert")
+    (root / "keys" / "bench.conf").write_text(f'"{key}" 1;\n')
+    site = render(
+        "nginx-site.conf",
+        domain=DOMAIN,
+        acme_webroot=str(root / "acme"),
+        app_root=str(root / "srv"),
+        max_upload_mb=20,
+        load_keys_dir=str(root / "keys"),
+    )
+    site = _swap(site, f"/etc/letsencrypt/live/{DOMAIN}/", f"{root}/cert/")
+    site = _swap(site, "server unix:/run/tas.sock fail_timeout=0;", f"server 127.0.0.1:{app_port};")
+    site = _swap(site, "listen [::]:80;\n", "")
+    site = _swap(site, "listen [::]:443 ssl http2;\n", "")
+    site = _swap(site, "listen 80;", f"listen {ADDRESS}:80;")
+    site = _swap(site, "listen 443 ssl", f"listen {ADDRESS}:443 ssl")
+    (root / "site.conf").write_text(site)
+    temp = root / "temp"
+    conf = root / "nginx.conf"
+    # As Debian's nginx.conf: a worker per core, keep-alive to clients.
+    conf.write_text(
+        f"worker_processes auto;\npid {root}/nginx.pid;\nerror_log {root}/logs/error.log;\n"
+        "events { worker_connections 8192; }\n"
+        "worker_rlimit_nofile 20000;\n"
+        "http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n"
+        "    sendfile on;\n    tcp_nopush on;\n    access_log off;\n"
+        + "".join(
+            f"    {kind}_temp_path {temp}/{kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        + f"    include {root}/site.conf;\n}}\n"
+    )
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    process = subprocess.Popen([binary, "-p", f"{root}/", "-c", str(conf), "-g", "daemon off;"])
+    try:
+        _wait(443, "nginx", process, ADDRESS)
+        yield root / "cert" / "fullchain.pem"
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        process.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--steps", default="500,1000,1500,2000,2500,3000")
+    parser.add_argument("--step-seconds", type=float, default=60)
+    parser.add_argument("--settle-seconds", type=float, default=20)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0, help="gunicorn workers (default: its)")
+    parser.add_argument("--direct", action="store_true", help="no nginx: gunicorn directly")
+    parser.add_argument("--baseline-seconds", type=float, default=15)
+    parser.add_argument("--out", default=str(capacity.REPORTS_DIR / "bench"))
+    args = parser.parse_args()
+
+    settings = loadtest.LoadSettings(
+        steps=tuple(int(s) for s in args.steps.split(",")),
+        step_seconds=args.step_seconds,
+        settle_seconds=args.settle_seconds,
+        processes=args.processes,
+    )
+    gates = capacity.Gates()
+    with scratch_database(args.server, keep=False) as url:
+        sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+        migrate.upgrade(sa_url)
+        with gunicorn(sa_url, args.workers) as app_port, contextlib.ExitStack() as stack:
+            if args.direct:
+                base = f"http://127.0.0.1:{app_port}"
+                path = "load generator -> gunicorn (TCP, loopback)"
+            else:
+                key = secrets.token_urlsafe(32)
+                ca = stack.enter_context(nginx(app_port, key))
+                base = f"https://{DOMAIN}"
+                settings = dataclasses.replace(
+                    settings, ca_file=str(ca), connect_to=ADDRESS, load_key=key
+                )
+                path = "load generator -> nginx (TLS 1.3, loopback) -> gunicorn (TCP, loopback)"
+            print(f"bench_front: {path}: {base}", flush=True)
+            report, json_path, _ = loadtest.run_loadtest(
+                base,
+                settings,
+                gates,
+                database_url=sa_url,
+                out_dir=Path(args.out),
+                ca_file=settings.ca_file or None,
+                baseline_seconds=args.baseline_seconds,
+            )
+            report.target["path"] = path
+            capacity.write_report(report, Path(args.out))
+    for line in capacity.table(report):
+        print(line)
+    print(f"bench_front: report {json_path}; machine {report.machine}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
