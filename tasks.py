@@ -6,6 +6,7 @@ virtual environment exists, with ``.venv/bin/invoke <task>``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -434,12 +435,10 @@ def set_cap(
     lowering is always allowed. The app restarts without failing requests (socket
     activation). Every change is logged in /srv/tas/shared/capacity.log.
     """
-    from invoke.exceptions import UnexpectedExit
 
     from releases import capacity
-    from releases.remote import Remote
     from releases.remote import SshTarget
-    from releases.remote import connect
+    from releases.remote import open_remote
 
     # invoke hands over a required option as text (it infers types from defaults only).
     try:
@@ -450,18 +449,13 @@ def set_cap(
         raise Exit("set-cap: --force needs --reason: say why the gate is overridden")
     reports = capacity.load_reports(Path(reports_dir) if reports_dir else capacity.REPORTS_DIR)
     target = SshTarget(host=host, user=user, port=port, key_file=key_file or None)
-    remote = Remote(connect(target), dry_run=dry_run)
     try:
-        decision, lines = capacity.set_cap(remote, cap, reports, force=force, reason=reason)
+        with open_remote(target, dry_run=dry_run) as remote:
+            decision, lines = capacity.set_cap(remote, cap, reports, force=force, reason=reason)
     except capacity.CapRefused as exc:
         raise Exit(f"set-cap: {exc}") from exc
-    except UnexpectedExit as exc:
-        result = exc.result
-        raise Exit(f"set-cap failed: `{result.command}` exited {result.exited}") from exc
     except RuntimeError as exc:
         raise Exit(f"set-cap failed: {exc}") from exc
-    finally:
-        remote.close()
     print(f"set-cap: {decision.message}")
     for line in lines:
         print(f"set-cap: {line}")
@@ -494,6 +488,9 @@ def _ssh_target(task_name: str, host: str, user: str, port: int, key_file: str) 
         "acme_ca_file": "PEM CA the server must trust to reach a private ACME server",
         "email": "contact address for the ACME account",
         "max_users": "MAX_USERS written into a new env file (default 25)",
+        "accept_new_host_key": "first contact: record the server's SSH host key (its "
+        "fingerprint is printed: compare it with the server's console); later tasks refuse a "
+        "server whose key is unknown or changed",
     }
 )
 def provision(
@@ -508,6 +505,7 @@ def provision(
     email: str = "",
     max_users: int = 25,
     dry_run: bool = False,
+    accept_new_host_key: bool = False,
 ) -> None:
     """Make a fresh Debian 12 / Ubuntu 22.04 server ready for deploys (safe to re-run).
 
@@ -519,6 +517,7 @@ def provision(
     from releases.remote import open_remote
 
     target = _ssh_target("provision", host, user, port, key_file)
+    target = dataclasses.replace(target, accept_new_host_key=accept_new_host_key)
     if acme_ca_file and not Path(acme_ca_file).is_file():
         raise Exit(f"provision: no such file {acme_ca_file}")
     settings = provisioning.Settings(

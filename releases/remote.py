@@ -8,8 +8,11 @@ they would change something.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import io
+import os
 import shlex
 import signal
 import threading
@@ -17,12 +20,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from importlib import resources
+from pathlib import Path
 from pathlib import PurePosixPath
 
 from fabric import Config
 from fabric import Connection
 from invoke.exceptions import UnexpectedExit
 from invoke.runners import Result
+from paramiko.client import MissingHostKeyPolicy
+from paramiko.client import SSHClient
+from paramiko.pkey import PKey
+from paramiko.ssh_exception import BadHostKeyException
 from paramiko.ssh_exception import SSHException
 
 # Placeholders in releases/templates look like {{ name }}; nothing else there uses braces twice.
@@ -71,6 +79,68 @@ class SshTarget:
     user: str = "deploy"
     port: int = 22
     key_file: str | None = None
+    # Only `invoke provision --accept-new-host-key`: record the key of a server seen for the
+    # first time (printing its fingerprint). Every other task refuses an unknown server.
+    accept_new_host_key: bool = False
+
+
+KNOWN_HOSTS_ENV = "TAS_KNOWN_HOSTS"
+
+
+def known_hosts_file() -> Path:
+    """The servers' host keys the project's tasks trust (``$TAS_KNOWN_HOSTS``, by default
+    ``~/.config/tas/known_hosts``); keys in ``~/.ssh/known_hosts`` are trusted as well."""
+    configured = os.environ.get(KNOWN_HOSTS_ENV)
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "tas" / "known_hosts"
+
+
+def fingerprint(key: PKey) -> str:
+    """``SHA256:...`` as ``ssh-keygen -lf`` prints it."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+class HostKeyError(SSHException):
+    """The server is unknown, or its host key is not the one recorded; the message says
+    what was seen and what to do."""
+
+
+class _HostKeyPolicy(MissingHostKeyPolicy):
+    """An unknown server: refused, or with ``accept_new`` recorded in the known-hosts file."""
+
+    def __init__(self, path: Path, accept_new: bool) -> None:
+        self.path = path
+        self.accept_new = accept_new
+
+    def missing_host_key(self, client: SSHClient, hostname: str, key: PKey) -> None:
+        seen = f"{key.get_name()} {fingerprint(key)}"
+        if not self.accept_new:
+            raise HostKeyError(
+                f"{hostname} is not a known server (its host key is {seen}). Compare it with "
+                "the server's own (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its "
+                "console), then record it: `invoke provision --host ... --accept-new-host-key` "
+                f"(trusted keys are kept in {self.path})"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with open(self.path, "a", opener=lambda p, f: os.open(p, f, 0o600)) as known:
+            known.write(line)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        print(f"ssh: recorded the host key of {hostname}: {seen} (in {self.path})", flush=True)
+
+
+def host_key_message(exc: BadHostKeyException, host: str) -> str:
+    return (
+        f"the host key of {host} is not the one recorded: it is now "
+        f"{exc.key.get_name()} {fingerprint(exc.key)}, it was "
+        f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}. Nothing was run. "
+        "If the server was rebuilt, check its new key on its console, remove its line from "
+        f"{known_hosts_file()} and run `invoke provision --accept-new-host-key`; otherwise "
+        "someone may be between you and the server"
+    )
 
 
 def connect(target: SshTarget) -> Connection:
@@ -79,7 +149,7 @@ def connect(target: SshTarget) -> Connection:
         connect_kwargs.update(key_filename=target.key_file, look_for_keys=False, allow_agent=False)
     # in_stream=False: commands never read the local stdin (it may be pytest's, or closed).
     config = Config(overrides={"run": {"in_stream": False}})
-    return Connection(
+    connection = Connection(
         target.host,
         user=target.user,
         port=target.port,
@@ -87,6 +157,15 @@ def connect(target: SshTarget) -> Connection:
         config=config,
         connect_timeout=15,
     )
+    # Fabric accepts any host key by default; these tasks run root commands on whatever
+    # answers, so only a recorded key is accepted (a changed one raises BadHostKeyException).
+    path = known_hosts_file()
+    with contextlib.suppress(OSError):
+        connection.client.load_system_host_keys()
+    if path.exists():
+        connection.client.load_host_keys(str(path))
+    connection.client.set_missing_host_key_policy(_HostKeyPolicy(path, target.accept_new_host_key))
+    return connection
 
 
 def render(template: str, **values: object) -> str:
@@ -232,6 +311,10 @@ def open_remote(target: SshTarget, *, dry_run: bool = False) -> Iterator[Remote]
         raise ServerError(
             f"on {where}, `{result.command}` exited {result.exited}:\n{output}"
         ) from exc
+    except BadHostKeyException as exc:
+        raise ServerError(host_key_message(exc, where)) from exc
+    except HostKeyError as exc:
+        raise ServerError(str(exc)) from exc
     except (OSError, EOFError, SSHException) as exc:
         # A dropped connection shows as any of these (paramiko raises EOFError mid-command).
         why = str(exc) or type(exc).__name__

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from releases.remote import KNOWN_HOSTS_ENV
 from tests.e2e import vpsbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,21 @@ def _require_prerequisites() -> None:
 
 def _timed(label: str, started: float) -> None:
     print(f"[e2e] {label}: {time.monotonic() - started:.1f} s", flush=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def known_hosts() -> Iterator[Path]:
+    """The tasks trust only recorded SSH host keys: this session's boxes' own."""
+    vpsbox.forget_dead_sessions_host_keys()
+    path = vpsbox.known_hosts_file()
+    previous = os.environ.get(KNOWN_HOSTS_ENV)
+    os.environ[KNOWN_HOSTS_ENV] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop(KNOWN_HOSTS_ENV, None)
+    else:
+        os.environ[KNOWN_HOSTS_ENV] = previous
+    path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -69,13 +85,16 @@ def pebble(box: vpsbox.VpsBox, request: pytest.FixtureRequest) -> vpsbox.Pebble:
     return server
 
 
-def invoke(*args: str, stdin: str = "", timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def invoke(
+    *args: str, stdin: str = "", timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run an invoke task the way an operator does, from the repository root; print what it
     said and how long it took (kept as ``result.took`` for the timing tables)."""
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         input=stdin,
         capture_output=True,
         text=True,

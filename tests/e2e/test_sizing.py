@@ -27,6 +27,7 @@ import pytest
 from releases.loadtest import resolving
 from releases.loadtest_smoke import _Visitor
 from releases.lock import merge_log
+from releases.remote import KNOWN_HOSTS_ENV
 from tests.e2e import vpsbox
 from tests.e2e.conftest import DOMAIN
 from tests.e2e.conftest import ROOT
@@ -49,6 +50,7 @@ class Sized:
     front: list[str]  # how the load generator reaches and trusts the site
     ca: Path
     release: str
+    provision: list[str]  # the arguments `invoke provision` was given
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,10 @@ def sized(
     must(invoke("deploy", *ssh, "--domain", DOMAIN, *ca, "--repo", str(repo)))
     release = box.enter(["readlink", "-f", "/srv/tas/current"]).stdout.strip().rsplit("/", 1)[-1]
     front = ["--connect-to", box.address, *ca]
+    provision = [*ssh, "--domain", DOMAIN, "--acme-server", pebble.directory_url]
+    provision += ["--acme-ca-file", str(pebble.api_ca)]
     with resolving(DOMAIN, box.address):
-        yield Sized(box, ssh, front, pebble.issuer_root, release)
+        yield Sized(box, ssh, front, pebble.issuer_root, release, provision)
 
 
 def as_tas(box: vpsbox.VpsBox, sql: str) -> str:
@@ -255,3 +259,42 @@ def test_a_killed_load_test_is_cleaned_up_by_the_server_itself(sized: Sized, tmp
     print(journal)
     # Everyone else's requests are limited as before: the site's sign-in still answers.
     _stranger(sized).get("/signin")
+
+
+def _fingerprint(box: vpsbox.VpsBox) -> str:
+    key = box.root / "etc/ssh/ssh_host_ed25519_key.pub"
+    return subprocess.run(
+        ["ssh-keygen", "-lf", str(key)], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+
+
+def test_only_a_recorded_host_key_is_trusted(sized: Sized, tmp_path: Path):
+    """Issue 16: tasks refuse an unknown server; provision records a new one only when told
+    (printing the fingerprint the server's console shows); a changed key is refused.
+    Last in this module: it changes the box's host keys (and puts them back)."""
+    box = sized.box
+    mine = {KNOWN_HOSTS_ENV: str(tmp_path / "known_hosts")}  # an operator's first contact
+    unknown = invoke("releases", *sized.ssh, env=mine)
+    assert unknown.returncode == 1
+    assert f"{box.address} is not a known server" in unknown.stderr
+    assert _fingerprint(box) in unknown.stderr and "--accept-new-host-key" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+    recorded = must(invoke("provision", *sized.provision, "--accept-new-host-key", env=mine))
+    assert f"recorded the host key of {box.address}: ssh-ed25519 {_fingerprint(box)}" in recorded
+    must(invoke("releases", *sized.ssh, env=mine))
+
+    box.enter(["sh", "-c", "mkdir -p /root/keys && cp -a /etc/ssh/ssh_host_* /root/keys/"])
+    try:
+        box.enter(["sh", "-c", "rm /etc/ssh/ssh_host_* && ssh-keygen -A && systemctl restart ssh"])
+        for env in (mine, {}):  # the operator's file and the session's: both refuse
+            changed = invoke("deploy", *sized.ssh, "--domain", DOMAIN, env=env)
+            assert changed.returncode == 1
+            assert f"the host key of deploy@{box.address}:22 is not the one recorded" in (
+                changed.stderr
+            )
+            assert f"it is now ssh-ed25519 {_fingerprint(box)}" in changed.stderr
+            assert "Nothing was run" in changed.stderr and "Traceback" not in changed.stderr
+    finally:
+        box.enter(["sh", "-c", "cp -a /root/keys/ssh_host_* /etc/ssh/ && systemctl restart ssh"])
+    must(invoke("releases", *sized.ssh))

@@ -243,6 +243,18 @@ def _free_subnet() -> int:
     raise RuntimeError("no free 10.213.N.0/30 subnet left")
 
 
+def known_hosts_file() -> Path:
+    """This test session's trusted SSH host keys (``TAS_KNOWN_HOSTS`` for the tasks): each
+    box's own keys, written when it is made, as an operator checks them on the console."""
+    return CACHE / "known_hosts" / str(os.getpid())
+
+
+def forget_dead_sessions_host_keys() -> None:
+    for path in (CACHE / "known_hosts").glob("*"):
+        if path.name.isdigit() and not Path(f"/proc/{path.name}").exists():
+            path.unlink(missing_ok=True)
+
+
 @dataclass
 class VpsBox:
     """A booted copy of the image. ``close()`` undoes everything ``start()`` did."""
@@ -284,6 +296,7 @@ class VpsBox:
             self._make_network()
         self._mount_copy()
         self._personalize()
+        self.trust_host_keys()
         self._boot()
 
     def _mount_copy(self) -> None:
@@ -315,6 +328,25 @@ class VpsBox:
         sudoers = self.root / "etc/sudoers.d/deploy"
         sudoers.write_text("deploy ALL=(ALL) NOPASSWD:ALL\n")
         sudoers.chmod(0o440)
+
+    def trust_host_keys(self) -> None:
+        """Record the box's host keys for its address in the session's known-hosts file,
+        replacing those of an earlier box that had the address."""
+        keys = [
+            " ".join(path.read_text().split()[:2])
+            for path in sorted((self.root / "etc/ssh").glob("ssh_host_*_key.pub"))
+        ]
+        path = known_hosts_file()
+        with _cache_lock():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            kept = [
+                line
+                for line in (path.read_text().splitlines() if path.exists() else [])
+                if line.split(" ", 1)[0] != self.address
+            ]
+            path.write_text(
+                "".join(f"{line}\n" for line in kept + [f"{self.address} {k}" for k in keys])
+            )
 
     def _make_network(self) -> None:
         host_end, box_end = f"vb{self.n}h", f"vb{self.n}b"
