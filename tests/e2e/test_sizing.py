@@ -51,6 +51,7 @@ class Sized:
     ca: Path
     release: str
     provision: list[str]  # the arguments `invoke provision` was given
+    repo: Path
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def sized(
     provision = [*ssh, "--domain", DOMAIN, "--acme-server", pebble.directory_url]
     provision += ["--acme-ca-file", str(pebble.api_ca)]
     with resolving(DOMAIN, box.address):
-        yield Sized(box, ssh, front, pebble.issuer_root, release, provision)
+        yield Sized(box, ssh, front, pebble.issuer_root, release, provision, repo)
 
 
 def as_tas(box: vpsbox.VpsBox, sql: str) -> str:
@@ -288,7 +289,8 @@ def test_only_a_recorded_host_key_is_trusted(sized: Sized, tmp_path: Path):
     try:
         box.enter(["sh", "-c", "rm /etc/ssh/ssh_host_* && ssh-keygen -A && systemctl restart ssh"])
         for env in (mine, {}):  # the operator's file and the session's: both refuse
-            changed = invoke("deploy", *sized.ssh, "--domain", DOMAIN, env=env)
+            deploy = ["--domain", DOMAIN, "--repo", str(sized.repo)]
+            changed = invoke("deploy", *sized.ssh, *deploy, env=env)
             assert changed.returncode == 1
             assert f"the host key of deploy@{box.address}:22 is not the one recorded" in (
                 changed.stderr
