@@ -9,8 +9,8 @@ from wtforms import RadioField
 from wtforms import StringField
 from wtforms import TextAreaField
 from wtforms import TimeField
-from wtforms.validators import DataRequired
 from wtforms.validators import AnyOf
+from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
 from wtforms.validators import StopValidation

@@ -17,12 +17,12 @@ from db.models import utcnow
 from service import auth
 from service import database
 from service.attempts import services
+from service.attempts.forms import END_OF_DAY
 from service.attempts.forms import OUTCOME_LABELS
 from service.attempts.forms import PHYSICAL_CONTEXTS
 from service.attempts.forms import PREDICTION_LABELS
 from service.attempts.forms import CancelForm
 from service.attempts.forms import OutcomeForm
-from service.attempts.forms import END_OF_DAY
 from service.attempts.forms import PauseForm
 from service.attempts.forms import PostponeForm
 from service.attempts.forms import PredictionForm

@@ -302,6 +302,4 @@ def store_part(
     part = render_part(page.holes)
     first, last = page.part
     html = page.html[:first] + part + page.html[last:]
-    return _keep(
-        db, user_id, key, page.holes, html, (first, first + len(part)), running, expires
-    )
+    return _keep(db, user_id, key, page.holes, html, (first, first + len(part)), running, expires)

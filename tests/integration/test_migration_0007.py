@@ -73,7 +73,8 @@ def test_0007_adds_nullable_columns_and_a_valid_index_and_comes_down_again(empty
     for statement in PREVIOUS_RELEASE_MOVES:
         _run(url, statement)
     _run(url, PREVIOUS_RELEASE_WRITES[2])
-    assert _run(url, "SELECT status FROM attempts ORDER BY id") == [("completed",), ("initialized",)]
+    statuses = _run(url, "SELECT status FROM attempts ORDER BY id")
+    assert statuses == [("completed",), ("initialized",)]
 
     migrate.downgrade(url, "0006")
     columns, indexes = _schema(url)

@@ -69,7 +69,8 @@ def _section(page: str, heading_id: str) -> str:
 
 
 def _ready_names(page: str) -> list[str]:
-    ready = page[page.index('id="ready-heading"') : page.index("</section>", page.index('id="ready-heading"'))]
+    start = page.index('id="ready-heading"')
+    ready = page[start : page.index("</section>", start)]
     return re.findall(r'<div class="row-head"><strong>([^<]+)</strong>', ready)
 
 
@@ -97,9 +98,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 # --- due dates ---------------------------------------------------------------------------
 
 
-def test_a_due_date_is_kept_in_the_persons_time_zone_and_can_be_changed_or_removed(
-    browser, app
-):
+def test_a_due_date_is_kept_in_the_persons_time_zone_and_can_be_changed_or_removed(browser, app):
     with_time = _initialize(browser, "Tax return", due_date="2026-03-10", due_time="09:30")
     # Berlin is UTC+1 in March before the clocks change.
     assert _attempt(app, with_time)["due_at"] == dt.datetime(2026, 3, 10, 8, 30, tzinfo=UTC)
@@ -307,7 +306,7 @@ def test_another_persons_attempt_is_a_404_on_every_new_route_and_nothing_changes
     before = _attempt(app, victim)
     attempts = [
         ("get", f"/attempts/{victim}/postpone", None),
-        ("post", f"/attempts/{victim}/postpone", {"reason": "Hijacked", "until_date": "2099-01-01"}),
+        ("post", f"/attempts/{victim}/postpone", {"reason": "Mine", "until_date": "2099-01-01"}),
         ("post", f"/attempts/{victim}/unpostpone", {}),
         ("get", f"/attempts/{victim}/prediction", None),
         ("post", f"/attempts/{victim}/prediction", {**PREDICTION, "due_date": "2099-01-01"}),
@@ -389,4 +388,5 @@ def test_the_dashboard_runs_as_few_statements_with_postponed_and_overdue_attempt
     assert status == 200
     assert many == few <= 5
     page = _dashboard(browser)
-    assert len(_ready_names(page)) == 4 and _section(page, "postponed-heading").count("Because") == 3
+    assert len(_ready_names(page)) == 4
+    assert _section(page, "postponed-heading").count("Because") == 3
