@@ -293,6 +293,14 @@ class Attempt(Base):
         # History: every attempt, newest first, a page at a time (keyset on these columns).
         Index("ix_attempts_user_id_initialized_at_id", "user_id", "initialized_at", "id"),
         Index("ix_attempts_task_id", "task_id"),
+        # History's "Postponed" filter: the few postponed attempts, in page order.
+        Index(
+            "ix_attempts_user_id_postponed",
+            "user_id",
+            "initialized_at",
+            "id",
+            postgresql_where=text("postponed_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -308,6 +316,13 @@ class Attempt(Base):
     resumed_at: Mapped[dt.datetime | None]  # start of the running interval, if running
     completed_at: Mapped[dt.datetime | None]
     cancelled_at: Mapped[dt.datetime | None]
+    # When an open attempt should be done by (optional); overdue = open and past it.
+    due_at: Mapped[dt.datetime | None]
+    # Postponed since (none: not postponed), and until when (optional; once that time has
+    # come the attempt is ready again). Each postponement's reason is kept in ``extra``
+    # (``postponements``). Meaningful for open attempts only: finishing clears both.
+    postponed_at: Mapped[dt.datetime | None]
+    postponed_until: Mapped[dt.datetime | None]
     # Minutes in closed started intervals; the running one is added when it closes.
     minutes_spent: Mapped[float] = mapped_column(Double, server_default="0")
 
@@ -347,7 +362,7 @@ class Attempt(Base):
     behavioral_score: Mapped[float | None] = mapped_column(Double)
     relief_duration_score: Mapped[float | None] = mapped_column(Double)
 
-    # Anything else worth keeping (legacy blocker types, pause reasons, ...).
+    # Anything else worth keeping (legacy blocker types, pause and postpone reasons, ...).
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     legacy_id: Mapped[str | None] = mapped_column(Text)
 

@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from wtforms import DateField
 from wtforms import RadioField
 from wtforms import StringField
 from wtforms import TextAreaField
+from wtforms import TimeField
 from wtforms.validators import AnyOf
+from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
 from wtforms.validators import StopValidation
+from wtforms.validators import ValidationError
 
 from db.models import CANCEL_CATEGORIES
 from db.models import CONTEXT_MAX
@@ -37,6 +45,63 @@ OUTCOME_LABELS = {
 }
 
 
+# Dates people can mean; near the ends of the calendar a time zone can't convert them.
+FIRST_DAY = dt.date(1900, 1, 1)
+LAST_DAY = dt.date(2999, 12, 31)
+# A due date without a time: the end of that day (as the old app did).
+END_OF_DAY = dt.time(23, 59)
+
+
+def day_field(label: str, description: str = "") -> DateField:
+    """A date (``YYYY-MM-DD``, as date inputs send it), with a message people understand."""
+    return DateField(
+        label,
+        validators=[Optional(), _plausible_day],
+        invalid_value_message="Enter a real date, like 2026-03-31.",
+        description=description,
+    )
+
+
+def _plausible_day(_form: Any, field: DateField) -> None:
+    if field.data is not None and not FIRST_DAY <= field.data <= LAST_DAY:
+        raise ValidationError(f"Choose a date from {FIRST_DAY.year} to {LAST_DAY.year}.")
+
+
+def clock_field(label: str) -> TimeField:
+    """A time of day (``HH:MM``, or with seconds as some time inputs send it)."""
+    return TimeField(
+        label,
+        format=["%H:%M", "%H:%M:%S"],
+        validators=[Optional()],
+        invalid_value_message="Enter a time of day, like 17:30.",
+    )
+
+
+def _time_needs_a_day(day: DateField, time: TimeField, message: str) -> None:
+    if time.data is not None and day.data is None and not day.errors:
+        raise ValidationError(message)
+
+
+def local_instant(
+    day: dt.date | None, time: dt.time | None, timezone: str, default: dt.time
+) -> dt.datetime | None:
+    """The instant a person means by a day and time of day in their time zone, in UTC."""
+    if day is None:
+        return None
+    local = dt.datetime.combine(day, time or default, ZoneInfo(timezone))
+    return local.astimezone(dt.timezone.utc)
+
+
+def local_day_and_time(
+    at: dt.datetime | None, timezone: str
+) -> tuple[dt.date | None, dt.time | None]:
+    """The reverse of :func:`local_instant`, for a form's defaults."""
+    if at is None:
+        return None, None
+    local = at.astimezone(ZoneInfo(timezone))
+    return local.date(), local.time().replace(second=0, microsecond=0)
+
+
 def _notes(label: str, limit: int = NOTES_MAX) -> TextAreaField:
     return TextAreaField(
         label, validators=[Length(max=limit, message=f"At most {limit:,} characters.")]
@@ -60,6 +125,14 @@ class PredictionForm(BaseForm):
         render_kw={"list": "physical-contexts"},
     )
     description = _notes("Notes for this attempt", DESCRIPTION_MAX)
+    due_date = day_field(
+        "Due date (optional)",
+        "In your time zone. A date without a time means the end of that day (23:59).",
+    )
+    due_time = clock_field("Due time (optional)")
+
+    def validate_due_time(self, field: TimeField) -> None:
+        _time_needs_a_day(self.due_date, field, "Choose a due date for this time too.")
 
 
 class OutcomeForm(BaseForm):
@@ -116,3 +189,22 @@ class PauseForm(BaseForm):
         "Reason for pausing (optional)",
         validators=[Length(max=REASON_MAX, message=f"At most {REASON_MAX:,} characters.")],
     )
+
+
+class PostponeForm(BaseForm):
+    reason = StringField(
+        "Why are you postponing it?",
+        validators=[
+            DataRequired("Say why, even briefly: it helps you later."),
+            Length(max=REASON_MAX, message=f"At most {REASON_MAX:,} characters."),
+        ],
+    )
+    until_date = day_field(
+        "Postpone until (optional)",
+        "In your time zone. A date without a time means the start of that day. "
+        "Without a date it stays postponed until you bring it back.",
+    )
+    until_time = clock_field("Time (optional)")
+
+    def validate_until_time(self, field: TimeField) -> None:
+        _time_needs_a_day(self.until_date, field, "Choose a date for this time too.")

@@ -32,6 +32,7 @@ PREDICTION_FIELDS = (
     "time_estimate_minutes",
     "physical_context",
     "description",
+    "due_at",
 )
 
 
@@ -190,6 +191,66 @@ def apply_prediction(attempt: Attempt, prediction: dict[str, Any]) -> None:
     attempt.description = attempt.description or ""
 
 
+def is_overdue(status: str, due_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Open and past its due date."""
+    return status in OPEN_STATUSES and due_at is not None and due_at <= now
+
+
+def is_postponed(
+    status: str,
+    postponed_at: dt.datetime | None,
+    postponed_until: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """Open, postponed, and not yet at the time it was postponed until (if any)."""
+    return (
+        status in OPEN_STATUSES
+        and postponed_at is not None
+        and (postponed_until is None or postponed_until > now)
+    )
+
+
+def postpone_attempt(
+    attempt: Attempt, reason: str, until: dt.datetime | None, now: dt.datetime | None = None
+) -> None:
+    """Put an open attempt off, with a reason, optionally until a given time.
+
+    A running attempt stops its clock (it is paused). Every postponement is kept in
+    ``extra["postponements"]``, like pauses; postponing again replaces the current one.
+    """
+    if attempt.status not in OPEN_STATUSES:
+        raise AttemptStateError(f"This attempt is already {attempt.status}.")
+    now = now or utcnow()
+    if until is not None and until <= now:
+        raise AttemptStateError("Choose a time in the future to postpone until.")
+    if attempt.status == "started":
+        _close_interval(attempt)
+        attempt.status = "paused"
+    attempt.postponed_at = now
+    attempt.postponed_until = until
+    entry = {"at": now.isoformat(), "reason": reason}
+    if until is not None:
+        entry["until"] = until.isoformat()
+    attempt.extra = {
+        **attempt.extra,
+        "postponements": [*attempt.extra.get("postponements", []), entry],
+    }
+
+
+def _end_postponement(attempt: Attempt) -> None:
+    attempt.postponed_at = None
+    attempt.postponed_until = None
+
+
+def unpostpone_attempt(attempt: Attempt, now: dt.datetime | None = None) -> None:
+    """A postponed attempt back among the ready ones."""
+    if not is_postponed(
+        attempt.status, attempt.postponed_at, attempt.postponed_until, now or utcnow()
+    ):
+        raise AttemptStateError("This attempt isn't postponed.")
+    _end_postponement(attempt)
+
+
 def running_attempt(db: Session, user_id: int) -> Attempt | None:
     return db.scalar(_RUNNING, {"user_id": user_id})
 
@@ -206,6 +267,7 @@ def start_attempt(db: Session, attempt: Attempt, task_name: str) -> None:
     now = utcnow()
     attempt.status = "started"
     attempt.started_at = attempt.started_at or now
+    _end_postponement(attempt)
     attempt.resumed_at = now
     try:
         db.flush()
@@ -241,6 +303,7 @@ def pause_attempt(attempt: Attempt, reason: str) -> None:
         raise AttemptStateError("Only a running task can be paused.")
     _close_interval(attempt)
     attempt.status = "paused"
+    _end_postponement(attempt)  # started by the previous release while postponed
     pauses = [*attempt.extra.get("pauses", []), {"at": utcnow().isoformat(), "reason": reason}]
     attempt.extra = {**attempt.extra, "pauses": pauses}
 
@@ -248,6 +311,7 @@ def pause_attempt(attempt: Attempt, reason: str) -> None:
 def _finishable(attempt: Attempt) -> None:
     if attempt.status not in OPEN_STATUSES:
         raise AttemptStateError(f"This attempt is already {attempt.status}.")
+    _end_postponement(attempt)
 
 
 def complete_attempt(attempt: Attempt, outcome: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint
@@ -12,17 +13,22 @@ from flask.typing import ResponseReturnValue
 from db.models import OUTCOME_SCALES
 from db.models import Attempt
 from db.models import Task
+from db.models import utcnow
 from service import auth
 from service import database
 from service.attempts import services
+from service.attempts.forms import END_OF_DAY
 from service.attempts.forms import OUTCOME_LABELS
 from service.attempts.forms import PHYSICAL_CONTEXTS
 from service.attempts.forms import PREDICTION_LABELS
 from service.attempts.forms import CancelForm
 from service.attempts.forms import OutcomeForm
 from service.attempts.forms import PauseForm
+from service.attempts.forms import PostponeForm
 from service.attempts.forms import PredictionForm
 from service.attempts.forms import category_label
+from service.attempts.forms import local_day_and_time
+from service.attempts.forms import local_instant
 from service.emotions.services import chosen_emotion_ids
 from service.emotions.services import emotion_choices
 from service.forms import parse_new_emotions
@@ -62,6 +68,9 @@ def _prediction_form(
     if attempt is not None:
         defaults: dict[str, Any] = {f: getattr(attempt, f) for f in services.PREDICTION_FIELDS}
         defaults["emotions"] = services.emotion_ids(database.session(), attempt, "before")
+        defaults["due_date"], defaults["due_time"] = local_day_and_time(
+            attempt.due_at, auth.user().timezone
+        )
     else:
         defaults = services.default_prediction(task, averages)
         defaults["time_estimate_minutes"] = _plain_number(defaults["time_estimate_minutes"])
@@ -76,7 +85,12 @@ def _plain_number(value: float | None) -> float | int | None:
 
 
 def _prediction(form: PredictionForm) -> dict[str, Any]:
-    values: dict[str, Any] = {name: getattr(form, name).data for name in services.PREDICTION_FIELDS}
+    values: dict[str, Any] = {
+        name: getattr(form, name).data for name in services.PREDICTION_FIELDS if name != "due_at"
+    }
+    values["due_at"] = local_instant(
+        form.due_date.data, form.due_time.data, auth.user().timezone, END_OF_DAY
+    )
     estimate = values["time_estimate_minutes"]
     values["time_estimate_minutes"] = float(estimate) if estimate is not None else None
     values["physical_context"] = values["physical_context"] or None
@@ -154,6 +168,7 @@ def prediction(attempt_id: int) -> ResponseReturnValue:
 def show(attempt_id: int) -> ResponseReturnValue:
     attempt, task = _owned_attempt(attempt_id)
     db = database.session()
+    now = utcnow()
     names = dict(emotion_choices(db, auth.user().id))
     emotions = {
         phase: [names[e] for e in services.emotion_ids(db, attempt, phase) if e in names]
@@ -165,6 +180,10 @@ def show(attempt_id: int) -> ResponseReturnValue:
         task=task,
         emotions=emotions,
         elapsed=services.elapsed_minutes(attempt),
+        overdue=services.is_overdue(attempt.status, attempt.due_at, now),
+        postponed=services.is_postponed(
+            attempt.status, attempt.postponed_at, attempt.postponed_until, now
+        ),
         prediction_labels=PREDICTION_LABELS,
         outcome_labels=OUTCOME_LABELS,
     )
@@ -268,3 +287,40 @@ def cancel(attempt_id: int) -> ResponseReturnValue:
         flash(f"Cancelled “{task.name}”.")
         return redirect(url_for("dashboard.index"))
     return render_form("attempts/cancel.html", form, task=task, attempt=attempt)
+
+
+@bp.route("/attempts/<int:attempt_id>/postpone", methods=["GET", "POST"])
+@auth.login_required
+def postpone(attempt_id: int) -> ResponseReturnValue:
+    """Put an open attempt off, with a reason and optionally until when."""
+    attempt, task = _owned_attempt(attempt_id)
+    if attempt.status not in services.OPEN_STATUSES:
+        return _refused(services.AttemptStateError(f"This attempt is already {attempt.status}."))
+    form = PostponeForm()
+    if form.validate_on_submit():
+        until = local_instant(
+            form.until_date.data, form.until_time.data, auth.user().timezone, dt.time()
+        )
+        try:
+            services.postpone_attempt(attempt, form.reason.data, until)
+        except services.AttemptStateError as error:
+            form.until_date.errors = [str(error)]
+        else:
+            database.commit()
+            flash(f"Postponed “{task.name}”.")
+            return redirect(url_for("dashboard.index"))
+    return render_form("attempts/postpone.html", form, task=task, attempt=attempt)
+
+
+@bp.post("/attempts/<int:attempt_id>/unpostpone")
+@auth.login_required
+def unpostpone(attempt_id: int) -> ResponseReturnValue:
+    """A postponed attempt back among the ready ones."""
+    attempt, task = _owned_attempt(attempt_id)
+    try:
+        services.unpostpone_attempt(attempt)
+    except services.AttemptStateError as error:
+        return _refused(error)
+    database.commit()
+    flash(f"“{task.name}” is back in Ready.")
+    return redirect(url_for("dashboard.index"))

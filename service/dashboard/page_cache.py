@@ -15,7 +15,9 @@ current one is never shown: a write can never be followed by stale figures.
 A dashboard stored at the person's current *history* version (``users.history_version``,
 bumped by every change except one to open attempts only: a new attempt, a start, a pause)
 is still right except for its open attempts: the view recomputes that part alone and puts
-it in place of the old one (:func:`stored_page`, :func:`store_part`).
+it in place of the old one (:func:`stored_page`, :func:`store_part`). The same happens,
+without any change of data, once the time stored with the page as ``expires`` has come:
+an open attempt fell due (it is marked overdue and moves up) or a postponement ran out.
 
 The key holds everything else the figures depend on: the person's local day and time
 zone, the page's choices, and the release (a new release may compute differently).
@@ -56,6 +58,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.models import PageCache
+from db.models import utcnow
 from service.attempts.services import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
@@ -222,6 +225,9 @@ def stored_page(key: str) -> Stored | None:
     header, _, html = signed.partition("\n")
     meta = json.loads(header)
     start, end = meta["part"]
+    expires = meta.get("expires")
+    if expires is not None and dt.datetime.fromisoformat(expires) <= utcnow():
+        current = False  # an attempt fell due, or a postponement ran out, since
     return Stored(Holes(meta["holes"]), html, meta.get("running"), (start, end), current)
 
 
@@ -238,12 +244,15 @@ def _keep(
     html: str,
     part: tuple[int, int],
     running: tuple[str, dt.datetime | None, float] | None,
+    expires: dt.datetime | None,
 ) -> str:
     timer = None
     if running is not None:
         status, resumed_at, minutes_spent = running
         timer = [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
-    meta = {"holes": holes.nonce, "running": timer, "part": part}
+    meta: dict[str, Any] = {"holes": holes.nonce, "running": timer, "part": part}
+    if expires is not None:
+        meta["expires"] = expires.isoformat()
     signed = f"{json.dumps(meta)}\n{html}"
     _store(db, user_id, key, f"{_signature(signed)}\n{signed}")
     return _fill(holes, html, _timer(timer))
@@ -256,13 +265,15 @@ def store_page(
     render: Callable[[Holes, Markup], str],
     render_part: Callable[[Holes], str],
     running: tuple[str, dt.datetime | None, float] | None = None,
+    expires: dt.datetime | None = None,
 ) -> str:
     """Render the page with holes, keep it for the next view, return it filled in.
 
     ``render_part`` renders the part that depends on more than the person's history (the
     dashboard's open attempts); ``render`` renders the page around it. ``running`` is the
     (status, resumed_at, minutes_spent) of the attempt whose timer the page shows, if any.
-    The caller commits.
+    ``expires``: from then on the part is out of date although no data changed (an
+    attempt falls due): a later view renders it afresh. The caller commits.
     """
     holes = Holes()
     start, end = holes.marker("part-start"), holes.marker("part-end")
@@ -271,7 +282,7 @@ def store_page(
     html = html.replace(start, "", 1)
     last = html.index(end)
     html = html.replace(end, "", 1)
-    return _keep(db, user_id, key, holes, html, (first, last), running)
+    return _keep(db, user_id, key, holes, html, (first, last), running, expires)
 
 
 def store_part(
@@ -281,6 +292,7 @@ def store_part(
     page: Stored,
     render_part: Callable[[Holes], str],
     running: tuple[str, dt.datetime | None, float] | None = None,
+    expires: dt.datetime | None = None,
 ) -> str:
     """``page`` with its part rendered afresh: kept for the next view and returned filled in.
 
@@ -290,4 +302,4 @@ def store_part(
     part = render_part(page.holes)
     first, last = page.part
     html = page.html[:first] + part + page.html[last:]
-    return _keep(db, user_id, key, page.holes, html, (first, first + len(part)), running)
+    return _keep(db, user_id, key, page.holes, html, (first, first + len(part)), running, expires)

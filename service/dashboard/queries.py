@@ -113,6 +113,11 @@ _COLUMNS = (
     Attempt.motivation,
     Attempt.actual_relief,
     Attempt.net_wellbeing,
+    Attempt.due_at,
+    Attempt.postponed_at,
+    Attempt.postponed_until,
+    # The latest postponement's reason (``extra`` keeps them all, oldest first).
+    Attempt.extra["postponements"][-1]["reason"].astext.label("postpone_reason"),
 )
 _JOINED = and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id)
 OPEN = (
@@ -133,6 +138,44 @@ OPEN_AND_RECENT: CompoundSelect = union_all(OPEN, _RECENT)
 
 def open_and_recent_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in db.execute(OPEN_AND_RECENT, {"user_id": user_id})]
+
+
+@dataclass(frozen=True)
+class OpenAttempts:
+    """The open attempts as the dashboard shows them at one moment."""
+
+    running: dict[str, Any] | None
+    ready: list[dict[str, Any]]  # overdue first (soonest due first), then by initialization
+    postponed: list[dict[str, Any]]
+    # When this view stops being right (an attempt falls due, a postponement runs out).
+    expires: dt.datetime | None
+
+
+def arrange_open(attempts: list[dict[str, Any]], now: dt.datetime) -> OpenAttempts:
+    """Split and order the open attempts (``OPEN``'s rows) as of ``now``; each gets
+    ``overdue`` and, if it was postponed until a time that has come, ``postponed_until``
+    stays for the page to say so."""
+    running = None
+    ready: list[dict[str, Any]] = []
+    postponed: list[dict[str, Any]] = []
+    changes: list[dt.datetime] = []
+    for attempt in attempts:
+        due, until = attempt["due_at"], attempt["postponed_until"]
+        attempt["overdue"] = due is not None and due <= now
+        if due is not None and due > now:
+            changes.append(due)
+        if until is not None and until > now:
+            changes.append(until)
+        if attempt["status"] == "started":
+            running = attempt
+        elif attempt["postponed_at"] is not None and (until is None or until > now):
+            postponed.append(attempt)
+        else:
+            ready.append(attempt)
+    # Stable: among the overdue, the soonest due first; the rest keep their order.
+    ready.sort(key=lambda a: (not a["overdue"], a["due_at"] if a["overdue"] else now))
+    postponed.sort(key=lambda a: a["postponed_at"])
+    return OpenAttempts(running, ready, postponed, min(changes, default=None))
 
 
 def open_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:

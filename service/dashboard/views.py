@@ -16,6 +16,7 @@ from wtforms import DecimalField
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 
+from db.models import utcnow
 from service import auth
 from service import database
 from service import recommendations
@@ -59,19 +60,24 @@ def index() -> ResponseReturnValue:
     if stored is not None and stored.current:
         return page_cache.fill(stored)
     db = database.session()
+    now = utcnow()
     if stored is not None:  # current but for its open attempts
-        open_attempts = queries.open_attempts(db, user.id)
-        running = _running(open_attempts)
+        arranged = queries.arrange_open(queries.open_attempts(db, user.id), now)
         page = page_cache.store_part(
-            db, user.id, key, stored, _open_part(open_attempts, running), _timer(running)
+            db,
+            user.id,
+            key,
+            stored,
+            _open_part(arranged),
+            _timer(arranged.running),
+            arranged.expires,
         )
         database.commit()
         return page
     tasks = queries.active_tasks(db, user.id)
     attempts = queries.open_and_recent_attempts(db, user.id)
     days = queries.daily_totals(db, user.id, user.timezone, today)
-    open_attempts = [a for a in attempts if a["section"] == "open"]
-    running = _running(open_attempts)
+    arranged = queries.arrange_open([a for a in attempts if a["section"] == "open"], now)
 
     def render(holes: page_cache.Holes, open_part: Markup) -> str:
         return render_template(
@@ -92,14 +98,16 @@ def index() -> ResponseReturnValue:
         )
 
     page = page_cache.store_page(
-        db, user.id, key, render, _open_part(open_attempts, running), _timer(running)
+        db,
+        user.id,
+        key,
+        render,
+        _open_part(arranged),
+        _timer(arranged.running),
+        arranged.expires,
     )
     database.commit()
     return page
-
-
-def _running(open_attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return next((a for a in open_attempts if a["status"] == "started"), None)
 
 
 def _timer(running: dict[str, Any] | None) -> tuple[str, Any, float] | None:
@@ -108,16 +116,16 @@ def _timer(running: dict[str, Any] | None) -> tuple[str, Any, float] | None:
     return running["status"], running["resumed_at"], running["minutes_spent"]
 
 
-def _open_part(
-    open_attempts: list[dict[str, Any]], running: dict[str, Any] | None
-) -> Callable[[page_cache.Holes], str]:
-    """Renders Current task and Ready, the part of the page that shows open attempts."""
+def _open_part(arranged: queries.OpenAttempts) -> Callable[[page_cache.Holes], str]:
+    """Renders Current task, Ready and Postponed, the part of the page that shows open
+    attempts."""
 
     def render(holes: page_cache.Holes) -> str:
         return render_template(
             "dashboard/_open.html",
-            running=running,
-            ready=[a for a in open_attempts if a is not running],
+            running=arranged.running,
+            ready=arranged.ready,
+            postponed=arranged.postponed,
             **holes.context(),
         )
 

@@ -52,6 +52,8 @@ PAGE_SIZE = 50
 # What the status filter offers, and the attempt statuses each stands for.
 STATUS_GROUPS = {
     "open": ("initialized", "started", "paused"),
+    "paused": ("paused",),
+    "postponed": ("initialized", "started", "paused"),
     "completed": ("completed",),
     "cancelled": ("cancelled",),
 }
@@ -140,6 +142,9 @@ def _row(kind: str, *values: Any) -> Any:
         ("actual_relief", SmallInteger),
         ("cancel_category", Text),
         ("cancel_reason", Text),
+        ("due_at", DateTime(timezone=True)),
+        ("postponed_at", DateTime(timezone=True)),
+        ("postponed_until", DateTime(timezone=True)),
     )
     padded = [*values, *([None] * (len(names) - len(values)))]
     columns = [_column(v, t, n) for v, (n, t) in zip(padded, names, strict=True)]
@@ -210,6 +215,13 @@ def _statement(
         conditions.append(Attempt.task_id == p["task_id"])
     if status is not None:
         conditions.append(Attempt.status.in_(STATUS_GROUPS[status]))
+    if status == "postponed":
+        # Postponed now: not yet at the time it was postponed until. The first condition
+        # is the partial index's (ix_attempts_user_id_postponed), word for word.
+        conditions.append(Attempt.postponed_at.is_not(None))
+        conditions.append(
+            or_(Attempt.postponed_until.is_(None), Attempt.postponed_until > func.now())
+        )
     if start:
         conditions.append(Attempt.initialized_at >= p["start"])
     if end:
@@ -247,6 +259,9 @@ def _statement(
             Attempt.actual_relief,
             Attempt.cancel_category,
             Attempt.cancel_reason,
+            Attempt.due_at,
+            Attempt.postponed_at,
+            Attempt.postponed_until,
         )
         .select_from(ids)
         .join(Attempt, Attempt.id == ids.c.id)

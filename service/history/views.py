@@ -25,6 +25,7 @@ from wtforms.validators import AnyOf
 from wtforms.validators import Length
 from wtforms.validators import Optional
 
+from db.models import utcnow
 from service import auth
 from service import database
 from service.accounts.forms import SelectRenderedOnce
@@ -36,6 +37,8 @@ bp = Blueprint("history", __name__)
 STATUS_CHOICES = [
     ("", "Any"),
     ("open", "Open (not finished)"),
+    ("paused", "Paused"),
+    ("postponed", "Postponed"),
     ("completed", "Completed"),
     ("cancelled", "Cancelled"),
 ]
@@ -186,6 +189,7 @@ def index() -> ResponseReturnValue:
         page=page,
         links=links,
         filtered=bool(kept),
+        now=utcnow(),
         cursor_message=None if cursor_valid else CURSOR_MESSAGE,
     )
     fine = valid and cursor_valid and not form.task.errors and not form.q.errors
