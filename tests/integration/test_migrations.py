@@ -272,17 +272,17 @@ def test_0006_adds_notes_that_go_with_their_person_and_comes_down_again(empty_da
     assert "notes" in _tables(url)
 
 
-def test_0007_lists_load_test_accounts_that_go_with_their_person_and_comes_down_again(
+def test_0008_lists_load_test_accounts_that_go_with_their_person_and_comes_down_again(
     empty_database_url,
 ):
     url = empty_database_url
     libpq = url.replace("postgresql+psycopg://", "postgresql://")
-    migrate.upgrade(url, "0006")
+    migrate.upgrade(url, "0007")
     with psycopg.connect(libpq, autocommit=True) as conn:  # what the previous release writes
         ann = conn.execute(
             "INSERT INTO users (username, signin_key_hash) VALUES ('ann', 'x') RETURNING id"
         ).fetchone()[0]
-    migrate.upgrade(url, "0007")
+    migrate.upgrade(url, "0008")
     with psycopg.connect(libpq, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO load_test_accounts (user_id, run, expires_at) VALUES (%s, 'r1', now())",
@@ -295,7 +295,7 @@ def test_0007_lists_load_test_accounts_that_go_with_their_person_and_comes_down_
             )
         conn.execute("DELETE FROM users WHERE id = %s", (ann,))
         assert conn.execute("SELECT count(*) FROM load_test_accounts").fetchone() == (0,)
-    migrate.downgrade(url, "0006")
+    migrate.downgrade(url, "0007")
     assert "load_test_accounts" not in _tables(url)
     migrate.upgrade(url)
     assert "load_test_accounts" in _tables(url)

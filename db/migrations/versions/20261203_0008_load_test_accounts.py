@@ -1,7 +1,7 @@
 """load_test_accounts: the accounts a load test on the live site made, and their expiry
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03 16:00:00.000000+00:00
 
 MIGRATIONS RUN WHILE THE PREVIOUS RELEASE IS STILL SERVING.
@@ -31,12 +31,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0006"
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 irreversible = False
-# Expand only: code written for 0006 neither reads nor writes the new table.
+# Expand only: code written for 0007 neither reads nor writes the new table.
 compatible_with_previous = True
 
 
