@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,13 +27,17 @@ def _free_port() -> int:
 
 
 def _checkout(target: Path) -> None:
-    """The committed project plus the vendored browser library (so no npm run is needed)."""
-    archive = target.with_suffix(".tar")
-    subprocess.run(["git", "archive", "-o", str(archive), "HEAD"], cwd=ROOT, check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
+    """A copy of the project's tracked files as they are now, plus the vendored library."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target / name)
     (target / VENDORED).parent.mkdir(parents=True, exist_ok=True)
-    (target / VENDORED).write_bytes((ROOT / VENDORED).read_bytes())
+    shutil.copyfile(ROOT / VENDORED, target / VENDORED)
 
 
 def _wait_for(
