@@ -59,3 +59,22 @@ def test_the_tools_invoke_lock_needs_are_declared_and_locked():
     dev = {Requirement(r).name for r in PYPROJECT["project"]["optional-dependencies"]["dev"]}
     assert "uv" in dev
     assert "uv" in dict(_pins(ROOT / "requirements" / "dev.lock"))
+
+
+@pytest.mark.parametrize(
+    ("group", "lock"),
+    [("runtime", "runtime.lock"), ("local", "local.lock"), ("dev", "dev.lock")],
+)
+def test_every_declared_requirement_is_satisfied_by_its_lock(group, lock):
+    """A changed pyproject.toml (say, a Dependabot update) fails here until `invoke lock`."""
+    declared = PYPROJECT["project"]["dependencies"]
+    if group != "runtime":
+        declared = declared + PYPROJECT["project"]["optional-dependencies"][group]
+    locked = dict(_pins(ROOT / "requirements" / lock))
+    unsatisfied = []
+    for requirement in map(Requirement, declared):
+        name = requirement.name.lower()
+        version = locked.get(name)
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            unsatisfied.append(f"{requirement} (locked: {version})")
+    assert unsatisfied == []
