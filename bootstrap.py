@@ -4,12 +4,14 @@
     python3 bootstrap.py dev      # run the app (embedded PostgreSQL when DATABASE_URL is unset)
     python3 bootstrap.py test     # run the whole test suite
 
-Standard library only: it runs on a fresh machine with nothing but Python >= 3.10.
+Standard library only: it runs on a fresh machine with nothing but Python >= 3.10 (on Debian
+and Ubuntu also the python3-venv package, which the standard library's venv needs for pip).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -37,11 +39,34 @@ def _run(*args: str) -> None:
     subprocess.run(args, check=True, cwd=ROOT)
 
 
+def venv_support_problem() -> str:
+    """Why this Python cannot make a virtual environment with pip in it ("" when it can)."""
+    if importlib.util.find_spec("ensurepip") is None:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return (
+            f"this Python ({sys.executable}) cannot create a virtual environment with pip:"
+            " its ensurepip module is missing. On Debian and Ubuntu it comes in the"
+            f" python3-venv package: sudo apt install python3-venv (or python{version}-venv),"
+            " then run this command again."
+        )
+    return ""
+
+
+def _has_pip(python: Path) -> bool:
+    check = [str(python), "-m", "pip", "--version"]
+    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+
 def ensure_venv(task: str) -> Path:
     python = VENV / "bin" / "python"
-    if not python.exists():
-        venv.EnvBuilder(with_pip=True).create(VENV)
     installed = STAMP.read_text() if STAMP.exists() else ""
+    # A venv left without pip (say, by an earlier run without python3-venv) is made anew.
+    if not python.exists() or (not installed and not _has_pip(python)):
+        problem = venv_support_problem()
+        if problem:
+            sys.exit(f"bootstrap: {problem}")
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        installed = ""
     # The full tool set also runs the app, so it satisfies the app tasks.
     accepted = {_fingerprint(DEV_LOCK)}
     if task in APP_TASKS:
@@ -50,7 +75,8 @@ def ensure_venv(task: str) -> Path:
         lock = LOCAL_LOCK if task in APP_TASKS else DEV_LOCK
         pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
         _run(*pip, "install", "--require-hashes", "-r", str(lock))
-        _run(*pip, "install", "--no-deps", "-e", str(ROOT))
+        # The build backend comes from the lock just installed: nothing is fetched unhashed.
+        _run(*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT))
         STAMP.write_text(_fingerprint(lock))
     return python
 

@@ -86,23 +86,30 @@ def migrate(c: Context) -> None:
 
 @task(help={"port": "port to serve on (default 8000)"})
 def dev(c: Context, port: int = 8000) -> None:
-    """Run the app for development on http://127.0.0.1:PORT.
+    """Run the app for development on http://127.0.0.1:PORT; it reloads when code changes.
 
-    With DATABASE_URL unset, an embedded PostgreSQL keeps its data under .data/pg.
+    With DATABASE_URL unset, an embedded PostgreSQL keeps its data under .data/pg. A changed
+    Python file restarts the server (werkzeug's reloader); a changed template shows on the
+    next request.
     """
     from db import migrate as migrations
 
-    _ensure_assets(c)
-    url = os.environ.get("DATABASE_URL") or _embedded_database_url()
-    os.environ.update(APP_ENV="development", DATABASE_URL=url)
-    os.environ.setdefault("SECRET_KEY", _dev_secret())
-    migrations.upgrade(url)
+    # The reloader runs this task again in a child process that serves; the parent has
+    # already prepared the assets and the database, and handed DATABASE_URL down.
+    serving_child = os.environ.get("WERKZEUG_RUN_MAIN") == "true"
+    if not serving_child:
+        _ensure_assets(c)
+        url = os.environ.get("DATABASE_URL") or _embedded_database_url()
+        os.environ.update(APP_ENV="development", DATABASE_URL=url)
+        os.environ.setdefault("SECRET_KEY", _dev_secret())
+        migrations.upgrade(url)
+        print(f"dev: serving on http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
 
     from service import create_app
 
     app = create_app()
-    print(f"dev: serving on http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
-    app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False, threaded=True)
+    app.config["TEMPLATES_AUTO_RELOAD"] = True
+    app.run(host="127.0.0.1", port=port, debug=False, use_reloader=True, threaded=True)
 
 
 @task(help={"port": "port to listen on", "workers": "gunicorn worker processes"})

@@ -2,13 +2,16 @@
 
 The same commit always gives the same bytes (same SHA-256): sources come from
 ``git archive`` (never from a working tree with stray files), browser libraries from the
-npm lock file, and zip timestamps are pinned with ``SOURCE_DATE_EPOCH``. So the hash
-written into a release manifest can be checked again at deploy time.
+npm lock file, the build backend is the exact version the tree's ``pyproject.toml`` pins
+(installed from the hashed lock; the wheel is built without build isolation, so nothing is
+fetched at build time), and zip timestamps are pinned with ``SOURCE_DATE_EPOCH``. So the
+hash written into a release manifest can be checked again at deploy time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -17,6 +20,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 # 1980-01-01, the earliest time a zip can hold: every build stamps its files with it.
@@ -81,6 +92,37 @@ def install_browser_libraries(tree: Path) -> None:
         shutil.copyfile(tree / "node_modules" / source, destination)
 
 
+def build_requirements(tree: Path) -> list[Requirement]:
+    """The tree's ``[build-system] requires`` (the build backend and its pinned version)."""
+    try:
+        data = tomllib.loads((tree / "pyproject.toml").read_text())
+        return [Requirement(text) for text in data["build-system"]["requires"]]
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError, InvalidRequirement) as exc:
+        raise ArtifactError(
+            f"pyproject.toml has no readable [build-system] requires: {exc}"
+        ) from exc
+
+
+def check_build_backend(tree: Path) -> None:
+    """Refuse to build unless this Python has exactly the build backend the tree pins.
+
+    The wheel is built without isolation, so its bytes depend on the backend installed here;
+    a different version would give a different hash than the release manifest records.
+    """
+    for requirement in build_requirements(tree):
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = ""
+        if not installed or not requirement.specifier.contains(installed, prereleases=True):
+            have = f"has {requirement.name} {installed}" if installed else "lacks it"
+            raise ArtifactError(
+                f"this release is built with {requirement} (its pyproject.toml) but"
+                f" {sys.executable} {have}: install the lock of that release"
+                " (pip install --require-hashes -r requirements/dev.lock) and build again"
+            )
+
+
 def build_wheel(tree: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH, "PYTHONHASHSEED": "0"}
@@ -91,6 +133,8 @@ def build_wheel(tree: Path, out: Path) -> Path:
             "pip",
             "wheel",
             "--no-deps",
+            # The locked backend of this venv (see check_build_backend); nothing is fetched.
+            "--no-build-isolation",
             "--disable-pip-version-check",
             "-q",
             "-w",
@@ -109,6 +153,7 @@ def build_wheel(tree: Path, out: Path) -> Path:
 
 
 def build_from_tree(tree: Path, out: Path, commit: str) -> Artifact:
+    check_build_backend(tree)  # before the slower steps: refuse early
     install_browser_libraries(tree)
     wheel = build_wheel(tree, out)
     return Artifact(wheel=wheel, sha256=sha256_file(wheel), commit=commit)

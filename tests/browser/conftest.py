@@ -85,9 +85,6 @@ class LiveServer:
     url: str
     app: Flask
 
-    def has_endpoint(self, endpoint: str) -> bool:
-        return endpoint in self.app.view_functions
-
 
 class _QuietRequestHandler(WSGIRequestHandler):
     """No access log: a failing test's output should show the failure, not every GET."""

@@ -108,7 +108,6 @@ class LightUser(FastHttpUser):
         self.tasks_ids: list[str] = []
         self.startable: list[str] = []
         self.completable: list[str] = []
-        self.has_analytics = True
         self.sign_in()
         self.dashboard()
 
@@ -216,17 +215,11 @@ class LightUser(FastHttpUser):
 
     @task(2)
     def analytics(self) -> None:
-        if not self.has_analytics:
-            return self.dashboard()
         with self.client.get(
             "/analytics", headers=self.headers, allow_redirects=False, catch_response=True
         ) as response:
             self._keep_session(response)
-            if response.status_code == 404:
-                # Not built into this release: not an error, just not part of the journey.
-                self.has_analytics = False
-                response.success()
-            elif response.status_code != 200 or SIGNED_IN not in (response.text or ""):
+            if response.status_code != 200 or SIGNED_IN not in (response.text or ""):
                 response.failure(f"/analytics: status {response.status_code}")
 
     @task(1)
