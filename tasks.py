@@ -140,6 +140,7 @@ def serve(c: Context, port: int = 8000, workers: int = 0) -> None:
 @task(help={"part": "patch, minor or major (default patch)", "dry_run": "show, change nothing"})
 def release(c: Context, part: str = "patch", dry_run: bool = False) -> None:
     """Cut a release: bump the version, date the CHANGELOG, write the manifest, tag vX.Y.Z."""
+    from releases.artifact import ArtifactError
     from releases.release import ReleaseRefused
     from releases.release import cut_release
 
@@ -147,6 +148,8 @@ def release(c: Context, part: str = "patch", dry_run: bool = False) -> None:
         cut_release(part, dry_run=dry_run)
     except ReleaseRefused as exc:
         raise Exit(f"release refused: {exc}") from exc
+    except ArtifactError as exc:
+        raise Exit(f"release failed: the artifact could not be built: {exc}") from exc
 
 
 @task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
@@ -174,11 +177,12 @@ def lint(c: Context) -> None:
 
 @task
 def lock(c: Context) -> None:
-    """Regenerate the locked pins in requirements/ from pyproject.toml (needs uv)."""
+    """Regenerate the locked pins in requirements/ from pyproject.toml (with uv, a dev tool)."""
     common = "--generate-hashes --universal --python-version 3.10 -q"
-    c.run(f"uv pip compile pyproject.toml {common} -o requirements/runtime.lock")
-    c.run(f"uv pip compile pyproject.toml --extra local {common} -o requirements/local.lock")
-    c.run(f"uv pip compile pyproject.toml --extra dev {common} -o requirements/dev.lock")
+    uv = f"{_python()} -m uv pip compile pyproject.toml"  # uv is in the dev extras
+    c.run(f"{uv} {common} -o requirements/runtime.lock")
+    c.run(f"{uv} --extra local {common} -o requirements/local.lock")
+    c.run(f"{uv} --extra dev {common} -o requirements/dev.lock")
 
 
 # --- the old app's CSV data folder (db/legacy) ------------------------------------------------

@@ -9,7 +9,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Flask
-from flask import current_app
 from flask import redirect
 from flask import url_for
 from flask.typing import ResponseReturnValue
@@ -85,6 +84,3 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(minutes, "minutes")
     app.add_template_filter(trend_text, "trend_text")
 
-    @app.context_processor
-    def _endpoints() -> dict[str, Any]:
-        return {"url_map_endpoints": current_app.view_functions.keys()}
