@@ -52,14 +52,31 @@ LAST_DAY = dt.date(2999, 12, 31)
 END_OF_DAY = dt.time(23, 59)
 
 
+class _Said:
+    """A field whose unparsable value gets a sentence of ours instead of WTForms' own
+    ("Not a valid date value."). WTForms 3.3 has ``invalid_value_message`` for this, but it
+    needs Python 3.11, and the servers run 3.10 (Ubuntu 22.04)."""
+
+    invalid_message = ""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)  # type: ignore[misc]
+        except ValueError:
+            raise ValueError(self.invalid_message) from None
+
+
+class _DayField(_Said, DateField):
+    invalid_message = "Enter a real date, like 2026-03-31."
+
+
+class _ClockField(_Said, TimeField):
+    invalid_message = "Enter a time of day, like 17:30."
+
+
 def day_field(label: str, description: str = "") -> DateField:
     """A date (``YYYY-MM-DD``, as date inputs send it), with a message people understand."""
-    return DateField(
-        label,
-        validators=[Optional(), _plausible_day],
-        invalid_value_message="Enter a real date, like 2026-03-31.",
-        description=description,
-    )
+    return _DayField(label, validators=[Optional(), _plausible_day], description=description)
 
 
 def _plausible_day(_form: Any, field: DateField) -> None:
@@ -69,12 +86,7 @@ def _plausible_day(_form: Any, field: DateField) -> None:
 
 def clock_field(label: str) -> TimeField:
     """A time of day (``HH:MM``, or with seconds as some time inputs send it)."""
-    return TimeField(
-        label,
-        format=["%H:%M", "%H:%M:%S"],
-        validators=[Optional()],
-        invalid_value_message="Enter a time of day, like 17:30.",
-    )
+    return _ClockField(label, format=["%H:%M", "%H:%M:%S"], validators=[Optional()])
 
 
 def _time_needs_a_day(day: DateField, time: TimeField, message: str) -> None:

@@ -205,7 +205,7 @@ def local_today(timezone: str) -> dt.date:
     return dt.datetime.now(ZoneInfo(timezone)).date()
 
 
-def _daily_totals_statement() -> Select[dt.date, float, float | None]:
+def _daily_totals_statement() -> Select[Any]:
     local_day = cast(func.timezone(TIMEZONE, Attempt.completed_at), Date).label("day")
     return (
         select(

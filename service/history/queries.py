@@ -114,7 +114,7 @@ class Filters:
 
 
 _USER_ID = bindparam("user_id", type_=BigInteger)
-_PARAMS = {
+_PARAMS: dict[str, Any] = {
     "task_id": bindparam("task_id", type_=BigInteger),
     "start": bindparam("start", type_=DateTime(timezone=True)),
     "end": bindparam("end", type_=DateTime(timezone=True)),

@@ -23,8 +23,9 @@ from werkzeug.exceptions import NotFound
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
+from db import load_accounts
+from db.engine import make_engine
 from releases.loadtest import LoadSettings
-from releases.loadtest import seed_users
 from releases.loadtest_smoke import run_smoke
 from service import create_app
 from tests.conftest import app_config
@@ -100,9 +101,13 @@ print(json.dumps({"analytics_requests": env.stats.get("/analytics", "GET").num_r
 def test_a_load_test_user_counts_a_missing_analytics_page_as_a_failure(database_url):
     settings = LoadSettings(
         steps=(1,), step_seconds=2, settle_seconds=1, think_min=0, think_max=0,
-        prefix="missing-", secret="s", pool=1,
+        prefix=load_accounts.run_prefix("miss1"), secret="s", pool=1,
     )  # fmt: skip
-    assert seed_users(database_url, prefix="missing-", count=1, secret="s", history=2) == 1
+    engine = make_engine(database_url)
+    try:
+        assert load_accounts.seed(engine, run="miss1", count=1, secret="s", history=2) == 1
+    finally:
+        engine.dispose()
     with served_without_analytics(database_url) as url:
         result = subprocess.run(
             [sys.executable, "-c", _ONE_LOCUST_USER, url],
