@@ -62,14 +62,18 @@ def backup_dir(user_id: int) -> Path:
 def prune_backups(user_id: int, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` import backups of a person; return what went.
 
-    Backup folders are named by their UTC time (``20261203T154700Z``, ``...Z-1`` for a
-    second one in the same second), so their names sort by age.
+    The newest is the one written last (its report is the last file an import writes):
+    the folders' names (UTC second, ``-N`` when taken) can be reused once pruned.
     """
-    folders = sorted(p for p in backup_dir(user_id).iterdir() if p.is_dir())
+    folders = sorted((p for p in backup_dir(user_id).iterdir() if p.is_dir()), key=_age_key)
     doomed = folders[:-keep] if keep > 0 else folders
     for folder in doomed:
         shutil.rmtree(folder, ignore_errors=True)
     return doomed
+
+
+def _age_key(folder: Path) -> tuple[int, str]:
+    return folder.stat().st_mtime_ns, folder.name
 
 
 def forget_person(user_id: int) -> None:
