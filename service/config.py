@@ -14,7 +14,7 @@ MIN_SECRET_LENGTH = 32
 # keep an import at the limit within a worker's timeout (docs/benchmarks.md).
 _POSITIVE = {
     "MAX_UPLOAD_MB": 20,
-    "MAX_IMPORT_MB": 64,
+    "MAX_IMPORT_MB": 32,
     "IMPORT_BACKUPS_KEEP": 5,
 }
 

@@ -177,7 +177,7 @@ def import_slot(user_id: int) -> Iterator[bool]:
 def upload_limits() -> UploadLimits:
     """How much an upload may inflate to (MAX_IMPORT_MB): an import at the limit must
     finish well within a worker's timeout (docs/benchmarks.md)."""
-    expanded = int(current_app.config.get("MAX_IMPORT_MB", 64)) * MiB
+    expanded = int(current_app.config.get("MAX_IMPORT_MB", 32)) * MiB
     return UploadLimits(max_member_bytes=expanded, max_total_bytes=expanded)
 
 

@@ -60,7 +60,7 @@ def test_development_without_a_data_dir_starts_and_import_limits_have_defaults(e
     env.setenv("APP_ENV", "development")
     settings = config.from_environment()
     assert settings["DATA_DIR"] is None
-    assert (settings["MAX_UPLOAD_MB"], settings["MAX_IMPORT_MB"]) == (20, 64)
+    assert (settings["MAX_UPLOAD_MB"], settings["MAX_IMPORT_MB"]) == (20, 32)
     env.setenv("MAX_IMPORT_MB", "0")
     with pytest.raises(config.ConfigError, match="MAX_IMPORT_MB must be 1 or more"):
         config.from_environment()
