@@ -12,7 +12,7 @@ _PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "dev", "secret", "developme
 MIN_SECRET_LENGTH = 32
 # Settings that must be whole numbers of 1 or more, and their defaults. The import's limits
 # keep an import at the limit within a worker's timeout (docs/benchmarks.md).
-_POSITIVE = {
+POSITIVE_DEFAULTS = {
     "MAX_UPLOAD_MB": 20,
     "MAX_IMPORT_MB": 32,
     "IMPORT_BACKUPS_KEEP": 5,
@@ -60,7 +60,7 @@ def from_environment() -> dict[str, Any]:
         )
     if data_dir and not os.path.isabs(data_dir):
         raise ConfigError(f"DATA_DIR must be an absolute path, got {data_dir!r}")
-    limits = {name: _int(name, default) for name, default in _POSITIVE.items()}
+    limits = {name: _int(name, default) for name, default in POSITIVE_DEFAULTS.items()}
     for name, value in limits.items():
         if value < 1:
             raise ConfigError(f"{name} must be 1 or more")

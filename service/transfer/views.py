@@ -32,6 +32,7 @@ from service import auth
 from service import database
 from service.accounts.services import account_deleted
 from service.accounts.services import time_zones
+from service.config import POSITIVE_DEFAULTS
 from service.forms import BaseForm
 from service.security import limiter
 from service.transfer import storage
@@ -149,7 +150,7 @@ def confirm_import() -> ResponseReturnValue:
         stashed.unlink(missing_ok=True)
         session.pop("import", None)
         if report is not None and report.backup_dir:
-            storage.prune_backups(user_id, current_app.config.get("IMPORT_BACKUPS_KEEP", 5))
+            storage.prune_backups(user_id, setting("IMPORT_BACKUPS_KEEP"))
     if report is None:
         return render_template("transfer/import.html", form=_import_form()), 400
     return render_template("transfer/report.html", report=report, confirm_form=None)
@@ -174,10 +175,21 @@ def import_slot(user_id: int) -> Iterator[bool]:
             conn.rollback()
 
 
+def setting(name: str) -> int:
+    """An import limit from the app's config, or its default (service/config.py)."""
+    return int(current_app.config.get(name, POSITIVE_DEFAULTS[name]))
+
+
+@bp.context_processor
+def _limits() -> dict[str, object]:
+    names = ("MAX_UPLOAD_MB", "MAX_IMPORT_MB", "IMPORT_BACKUPS_KEEP")
+    return {"import_limits": {name: setting(name) for name in names}}
+
+
 def upload_limits() -> UploadLimits:
     """How much an upload may inflate to (MAX_IMPORT_MB): an import at the limit must
     finish well within a worker's timeout (docs/benchmarks.md)."""
-    expanded = int(current_app.config.get("MAX_IMPORT_MB", 32)) * MiB
+    expanded = setting("MAX_IMPORT_MB") * MiB
     return UploadLimits(max_member_bytes=expanded, max_total_bytes=expanded)
 
 

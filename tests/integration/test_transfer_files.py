@@ -173,6 +173,8 @@ def test_a_zip_inflating_beyond_max_import_mb_is_refused_and_nothing_is_kept(
 ):
     for app in _app(database_url, data_dir, MAX_IMPORT_MB=1):
         alice = _person(app, "alice")
+        form = alice.client.get("/account/import").get_data(as_text=True)
+        assert re.search(r"hold up to\s+1 MiB of CSV files", form), "the page states the limit"
         header = (FIXTURES / "v4-basic" / "tasks.csv").read_text().splitlines()[0]
         filler = os.urandom(700 * 1024).hex()  # 1.4 MB of text, about 2:1 compressed
         buffer = io.BytesIO()
