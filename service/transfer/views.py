@@ -117,7 +117,9 @@ def upload() -> ResponseReturnValue:
             stashed = storage.stash_path(user_id, token)
             form.archive.data.save(stashed)
         except OSError:
-            log.exception("cannot store an upload in %s", storage.data_dir())
+            log.exception(
+                "cannot store an upload in DATA_DIR %s", current_app.config.get("DATA_DIR")
+            )
             return render_template("transfer/import.html", form=form, message=UNWRITABLE), 503
         options = (form.timezone.data, bool(form.skip_invalid.data))
         report = _import(stashed, *options, dry_run=True)
@@ -166,7 +168,7 @@ def import_slot(user_id: int) -> Iterator[bool]:
     """
     with database.engine().connect() as conn:
         free = conn.execute(
-            text("SELECT pg_try_advisory_xact_lock(hashtext('tas import'), :key)"),
+            text("SELECT pg_try_advisory_xact_lock(hashtext('tas import'), CAST(:key AS integer))"),
             {"key": user_id % 2**31},
         ).scalar_one()
         try:

@@ -186,3 +186,16 @@ def test_a_zip_inflating_beyond_max_import_mb_is_refused_and_nothing_is_kept(
         assert "tasks.csv is larger than 1 MiB" in response.get_data(as_text=True)
         assert list((data_dir / "uploads").glob("*.zip")) == []
         assert _count(app, "tasks") == 0
+
+
+def test_an_unwritable_data_dir_gets_a_clear_message_not_a_500(database_url, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where DATA_DIR should be")
+    for app in _app(database_url, blocker):
+        alice = _person(app, "alice")
+        response = _upload(alice, _zip_folder(FIXTURES / "v4-basic"))
+        assert response.status_code == 503
+        assert "cannot store uploads right now; nothing was imported" in response.get_data(
+            as_text=True
+        )
+        assert _count(app, "tasks") == 0
