@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from service import config
@@ -64,3 +67,14 @@ def test_development_without_a_data_dir_starts_and_import_limits_have_defaults(e
     env.setenv("MAX_IMPORT_MB", "0")
     with pytest.raises(config.ConfigError, match="MAX_IMPORT_MB must be 1 or more"):
         config.from_environment()
+
+
+def test_env_example_lists_every_setting_the_app_reads():
+    root = Path(__file__).resolve().parents[2]
+    source = (root / "service" / "config.py").read_text()
+    read = set(re.findall(r'(?:environ\.get|_int)\("([A-Z_]+)"', source))
+    read |= set(config.POSITIVE_DEFAULTS)
+    example = (root / ".env.example").read_text()
+    listed = set(re.findall(r"(?m)^([A-Z_]+)=", example))
+    assert read and read <= listed, sorted(read - listed)
+    assert "DATA_DIR=/srv/tas/shared/data" in example.splitlines()
