@@ -6,7 +6,8 @@ first and changes only what differs, then says what it did. A second run reports
 
 Server layout (Capistrano's): ``/srv/tas/releases/<release>/`` (one venv each),
 ``/srv/tas/current`` (the live release, switched atomically by the deploy),
-``/srv/tas/shared/tas.env`` (settings and secrets, 0600 tas), ``/srv/tas/backups/``.
+``/srv/tas/shared/tas.env`` (settings and secrets, 0600 tas), ``/srv/tas/shared/data/``
+(the web import's files, 0750 tas), ``/srv/tas/backups/``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ APP_USER = "tas"
 DATABASE = "tas"
 APP_ROOT = "/srv/tas"
 ENV_FILE = f"{APP_ROOT}/shared/tas.env"
+# The app's only writable folder (the web import's uploads and backups): DATA_DIR.
+DATA_DIR = f"{APP_ROOT}/shared/data"
 BACKUP_DIR = f"{APP_ROOT}/backups"
 BACKUP_SCRIPT = "/usr/local/sbin/tas-backup"
 RESTORE_SCRIPT = "/usr/local/sbin/tas-restore"
@@ -140,11 +143,13 @@ def create_app_user(remote: Remote, settings: Settings) -> list[str]:
 
 def create_directories(remote: Remote, settings: Settings) -> list[str]:
     # (path, mode, owner, group): releases are root's (the app cannot rewrite its code),
-    # shared holds the secrets, backups are written by the backup job running as tas.
+    # shared holds the secrets, backups are written by the backup job running as tas,
+    # data by the app (its unit's only ReadWritePaths=).
     wanted = [
         (APP_ROOT, "755", "root", "root"),
         (f"{APP_ROOT}/releases", "755", "root", "root"),
         (f"{APP_ROOT}/shared", "750", "root", APP_USER),
+        (DATA_DIR, "750", APP_USER, APP_USER),
         (BACKUP_DIR, "750", APP_USER, APP_USER),
         (ACME_WEBROOT, "755", "root", "root"),
     ]
@@ -164,6 +169,7 @@ def write_env_file(remote: Remote, settings: Settings) -> list[str]:
         "secret_key": existing.get("SECRET_KEY") or secrets.token_hex(32),
         "max_users": existing.get("MAX_USERS", str(settings.max_users)),
         "max_upload_mb": existing.get("MAX_UPLOAD_MB", str(settings.max_upload_mb)),
+        "data_dir": existing.get("DATA_DIR", DATA_DIR),
         "log_level": existing.get("LOG_LEVEL", "INFO"),
         "forwarded_allow_ips": existing.get("FORWARDED_ALLOW_IPS", "*"),
         "proxy_count": existing.get("PROXY_COUNT", "1"),
@@ -223,7 +229,9 @@ def install_backup_scripts(remote: Remote, settings: Settings) -> list[str]:
 def install_units(remote: Remote, settings: Settings) -> list[str]:
     units = {
         "tas.socket": render("tas.socket"),
-        "tas.service": render("tas.service", env_file=ENV_FILE, app_root=APP_ROOT),
+        "tas.service": render(
+            "tas.service", env_file=ENV_FILE, app_root=APP_ROOT, data_dir=DATA_DIR
+        ),
         "tas-backup.service": render(
             "tas-backup.service",
             backup_script=BACKUP_SCRIPT,

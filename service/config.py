@@ -10,6 +10,13 @@ from db.engine import normalize_url
 # Values that must never reach production as a secret.
 _PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "dev", "secret", "development"}
 MIN_SECRET_LENGTH = 32
+# Settings that must be whole numbers of 1 or more, and their defaults. The import's limits
+# keep an import at the limit within a worker's timeout (docs/benchmarks.md).
+POSITIVE_DEFAULTS = {
+    "MAX_UPLOAD_MB": 20,
+    "MAX_IMPORT_MB": 32,
+    "IMPORT_BACKUPS_KEEP": 5,
+}
 
 
 class ConfigError(RuntimeError):
@@ -45,6 +52,18 @@ def from_environment() -> dict[str, Any]:
     max_users = _int("MAX_USERS", 25)
     if max_users < 0:
         raise ConfigError("MAX_USERS must be 0 or more")
+    data_dir = os.environ.get("DATA_DIR", "").strip()
+    if env == "production" and not data_dir:
+        raise ConfigError(
+            "DATA_DIR must name the writable folder for imported files and their backups in "
+            "production (the server's is /srv/tas/shared/data: `invoke provision` sets it)"
+        )
+    if data_dir and not os.path.isabs(data_dir):
+        raise ConfigError(f"DATA_DIR must be an absolute path, got {data_dir!r}")
+    limits = {name: _int(name, default) for name, default in POSITIVE_DEFAULTS.items()}
+    for name, value in limits.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be 1 or more")
     return {
         "APP_ENV": env,
         "SECRET_KEY": secret,
@@ -55,9 +74,10 @@ def from_environment() -> dict[str, Any]:
         # Cookies only over HTTPS outside development.
         "SESSION_COOKIE_SECURE": env == "production",
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
-        "MAX_UPLOAD_MB": _int("MAX_UPLOAD_MB", 20),
+        **limits,
         # Writable state: uploads waiting for confirmation, backups of imported files.
-        "DATA_DIR": os.environ.get("DATA_DIR", "").strip() or None,
+        # Required in production; elsewhere the import falls back to the system temp dir.
+        "DATA_DIR": data_dir or None,
         # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted
         # (nginx on the VPS: 1). 0 in development, where nothing is in front.
         "PROXY_COUNT": _int("PROXY_COUNT", 1 if env == "production" else 0),

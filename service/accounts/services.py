@@ -9,6 +9,7 @@ import secrets
 from functools import lru_cache
 from zoneinfo import available_timezones
 
+from blinker import Namespace
 from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import func
@@ -22,6 +23,9 @@ from db.models import LoadTestAccount
 from db.models import User
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Sent with ``user_id`` once an account's deletion is committed: features that keep a
+# person's data outside the database (the import's files) delete it then.
+account_deleted = Namespace().signal("account-deleted")
 # Serialises sign-ups so two at once can't both take the last place under the cap.
 SIGNUP_LOCK_KEY = 0x7A5_516E
 

@@ -158,6 +158,7 @@ def delete_account() -> ResponseReturnValue:
         services.delete_account(database.session(), user.id)
         auth.end_session()
         database.commit()
+        services.account_deleted.send(current_app, user_id=user.id)
         flash("Your account and all its data are deleted.")
         return redirect(url_for("accounts.signup"))
     if not form.confirm.errors:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import tempfile
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Blueprint
@@ -16,22 +18,37 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.file import FileAllowed
 from flask_wtf.file import FileField
 from flask_wtf.file import FileRequired
+from sqlalchemy import text
 from wtforms import BooleanField
 from wtforms import SelectField
 
 from db.legacy.export import export_zip as write_export_zip
 from db.legacy.importer import LegacyImportError
 from db.legacy.report import ImportReport
+from db.legacy.upload import MiB
+from db.legacy.upload import UploadLimits
 from db.legacy.upload import import_uploaded_zip
 from service import auth
 from service import database
+from service.accounts.services import account_deleted
 from service.accounts.services import time_zones
+from service.config import POSITIVE_DEFAULTS
 from service.forms import BaseForm
+from service.security import limiter
+from service.transfer import storage
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("transfer", __name__, url_prefix="/account")
 
-# An upload waits this long for its confirmation before it is thrown away.
-STASH_SECONDS = 3600
+# Uploads per person (each runs a dry run of the whole import): enough to fix a folder
+# and try again, too few to keep a worker busy with imports.
+UPLOAD_LIMITS = "5 per minute; 30 per hour"
+BUSY = (
+    "Another import of yours is still running (in another tab or window). "
+    "Wait for it to finish, then try again."
+)
+UNWRITABLE = "The server cannot store uploads right now; nothing was imported. Try again later."
 
 
 class ImportForm(BaseForm):
@@ -48,21 +65,6 @@ class ImportForm(BaseForm):
 
 class ConfirmImportForm(BaseForm):
     skip_invalid = BooleanField("Import the valid rows and skip the invalid ones")
-
-
-def _data_dir(*parts: str) -> Path:
-    base = current_app.config.get("DATA_DIR") or Path(tempfile.gettempdir()) / "tas"
-    path = Path(base, *parts)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
-
-
-def _stash_dir() -> Path:
-    stash = _data_dir("uploads")
-    for old in stash.glob("*.zip"):  # forget abandoned uploads
-        if old.stat().st_mtime < time.time() - STASH_SECONDS:
-            old.unlink(missing_ok=True)
-    return stash
 
 
 def _import_form() -> ImportForm:
@@ -93,17 +95,34 @@ def import_form() -> ResponseReturnValue:
     return render_template("transfer/import.html", form=_import_form())
 
 
+def _person_key() -> str:
+    """Rate-limit uploads per person (they are signed in), not per address."""
+    return f"import:{auth.user().id}"
+
+
 @bp.post("/import")
 @auth.login_required
+@limiter.limit(UPLOAD_LIMITS, key_func=_person_key)
 def upload() -> ResponseReturnValue:
     """Keep the upload, run a dry run, and show what an import would do."""
     form = _import_form()
     if not form.validate_on_submit():
         return render_template("transfer/import.html", form=form), 400
-    token = secrets.token_hex(16)
-    stashed = _stash_dir() / f"{token}.zip"
-    form.archive.data.save(stashed)
-    report = _import(stashed, form.timezone.data, bool(form.skip_invalid.data), dry_run=True)
+    user_id = auth.user().id
+    with import_slot(user_id) as free:
+        if not free:
+            return render_template("transfer/import.html", form=form, message=BUSY), 409
+        token = secrets.token_hex(16)
+        try:
+            stashed = storage.stash_path(user_id, token)
+            form.archive.data.save(stashed)
+        except OSError:
+            log.exception(
+                "cannot store an upload in DATA_DIR %s", current_app.config.get("DATA_DIR")
+            )
+            return render_template("transfer/import.html", form=form, message=UNWRITABLE), 503
+        options = (form.timezone.data, bool(form.skip_invalid.data))
+        report = _import(stashed, *options, dry_run=True)
     if report is None:
         stashed.unlink(missing_ok=True)
         return render_template("transfer/import.html", form=form), 400
@@ -117,19 +136,68 @@ def upload() -> ResponseReturnValue:
 def confirm_import() -> ResponseReturnValue:
     form = ConfirmImportForm()
     pending = session.get("import") or {}
-    stashed = _stash_dir() / f"{pending.get('token', 'none')}.zip"
-    if not form.validate_on_submit() or not stashed.exists():
-        return render_template(
-            "transfer/import.html",
-            form=_import_form(),
-            message="That upload has expired or was already imported. Please upload it again.",
-        ), 400
-    report = _import(stashed, pending["timezone"], bool(form.skip_invalid.data), dry_run=False)
-    stashed.unlink(missing_ok=True)
-    session.pop("import", None)
+    user_id = auth.user().id
+    with import_slot(user_id) as free:
+        if not free:
+            return render_template("transfer/import.html", form=_import_form(), message=BUSY), 409
+        stashed = storage.stash_path(user_id, str(pending.get("token", "none")))
+        if not form.validate_on_submit() or not stashed.exists():
+            return render_template(
+                "transfer/import.html",
+                form=_import_form(),
+                message="That upload has expired or was already imported. Please upload it again.",
+            ), 400
+        options = (pending["timezone"], bool(form.skip_invalid.data))
+        report = _import(stashed, *options, dry_run=False)
+        stashed.unlink(missing_ok=True)
+        session.pop("import", None)
+        if report is not None and report.backup_dir:
+            storage.prune_backups(user_id, setting("IMPORT_BACKUPS_KEEP"))
     if report is None:
         return render_template("transfer/import.html", form=_import_form()), 400
     return render_template("transfer/report.html", report=report, confirm_form=None)
+
+
+@contextmanager
+def import_slot(user_id: int) -> Iterator[bool]:
+    """Hold the person's import slot while the block runs; yield False if it is taken.
+
+    A transaction-level advisory lock on a connection of its own: PostgreSQL frees it when
+    the block ends, when the worker dies, or when the pool rolls the connection back.
+    A second import does not wait (the worker would wait with it): it is told to come back.
+    """
+    with database.engine().connect() as conn:
+        free = conn.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtext('tas import'), CAST(:key AS integer))"),
+            {"key": user_id % 2**31},
+        ).scalar_one()
+        try:
+            yield bool(free)
+        finally:
+            conn.rollback()
+
+
+def setting(name: str) -> int:
+    """An import limit from the app's config, or its default (service/config.py)."""
+    return int(current_app.config.get(name, POSITIVE_DEFAULTS[name]))
+
+
+@bp.context_processor
+def _limits() -> dict[str, object]:
+    names = ("MAX_UPLOAD_MB", "MAX_IMPORT_MB", "IMPORT_BACKUPS_KEEP")
+    return {"import_limits": {name: setting(name) for name in names}}
+
+
+def upload_limits() -> UploadLimits:
+    """How much an upload may inflate to (MAX_IMPORT_MB): an import at the limit must
+    finish well within a worker's timeout (docs/benchmarks.md)."""
+    expanded = setting("MAX_IMPORT_MB") * MiB
+    return UploadLimits(max_member_bytes=expanded, max_total_bytes=expanded)
+
+
+@account_deleted.connect
+def _forget_imports(sender: object, user_id: int, **extra: object) -> None:
+    storage.forget_person(user_id)
 
 
 def _import(
@@ -142,10 +210,11 @@ def _import(
                 database.engine(),
                 archive,
                 user_id=auth.user().id,
-                backup_dir=_data_dir("import-backups", str(auth.user().id)),
+                backup_dir=storage.backup_dir(auth.user().id),
                 timezone=timezone,
                 dry_run=dry_run,
                 skip_invalid=skip_invalid,
+                limits=upload_limits(),
             )
     except LegacyImportError as exc:
         flash(f"The upload can't be imported: {exc}.", "error")

@@ -42,6 +42,7 @@ def gunicorn(database_url: str, tmp_path: Path) -> Iterator[str]:
         "PROXY_COUNT": "1",
         "MAX_USERS": "5",
         "GUNICORN_WORKERS": "2",
+        "DATA_DIR": str(tmp_path / "data"),
     }
     log = (tmp_path / "gunicorn.log").open("w")
     process = subprocess.Popen(

@@ -24,6 +24,7 @@ import os
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -222,6 +223,7 @@ def main() -> int:
             PROXY_COUNT="1",
             MAX_USERS=str(args.users + 10),
             LOG_LEVEL="WARNING",
+            DATA_DIR=os.path.join(tempfile.gettempdir(), "tas"),
         )
         app = create_app()
         pids: list[int] = []

@@ -97,6 +97,8 @@ class Gunicorn:
             "GUNICORN_WORKERS": str(workers),
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
             "LOG_LEVEL": "WARNING",
+            # Production needs one; nothing here imports.
+            "DATA_DIR": os.path.join(tempfile.gettempdir(), "tas"),
         }
         self.process = subprocess.Popen(
             [
