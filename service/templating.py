@@ -83,4 +83,3 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(minutes, "minutes")
     app.add_template_filter(trend_text, "trend_text")
-

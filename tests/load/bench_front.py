@@ -72,6 +72,7 @@ def gunicorn(database_url: str, workers: int) -> Iterator[int]:
     env = {
         **os.environ,
         "APP_ENV": "production",
+        "DATA_DIR": tempfile.mkdtemp(prefix="tas-bench-data-"),
         "SECRET_KEY": secrets.token_hex(32),
         "DATABASE_URL": database_url,
         "PROXY_COUNT": "1",
