@@ -27,6 +27,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 from locust import LoadTestShape
@@ -88,6 +89,12 @@ class LightUser(FastHttpUser):
     ssl_context_factory = staticmethod(_trusting_context)
 
     def on_start(self) -> None:
+        # Every request here is sent with allow_redirects=False: a POST must answer with the
+        # redirect itself. locust 2.46 turns redirects off through an attribute name that
+        # geventhttpclient 2.4 (the newest for Python 3.10) does not read, so they would be
+        # followed and a failed form (200) could not be told from a good one: turn them off
+        # in the agent itself.
+        self.client.client.redirect_response_codes = frozenset()
         runner = self.environment.runner
         worker = runner.worker_index if isinstance(runner, WorkerRunner) else 0
         self.number = (worker + SETTINGS.processes * next(_numbers)) % SETTINGS.accounts
@@ -145,11 +152,14 @@ class LightUser(FastHttpUser):
 
     def _post(self, path: str, name: str, data: dict[str, str]) -> bool:
         payload = {"csrf_token": self.token, **data}
+        # Encoded here, with its type, as a browser sends a form: geventhttpclient 2.4 (the
+        # newest for Python 3.10) sends a dict without a Content-Type, and the app then
+        # sees no form at all.
         with self.client.post(
             path,
             name=name,
-            data=payload,
-            headers=self.headers,
+            data=urlencode(payload),
+            headers={**self.headers, "Content-Type": "application/x-www-form-urlencoded"},
             allow_redirects=False,
             catch_response=True,
         ) as response:
