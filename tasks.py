@@ -267,6 +267,33 @@ def bench(c: Context, attempts: int = 10_000, runs: int = 30, no_browser: bool =
 
 @task(
     help={
+        "url": "base URL of the running app (http://127.0.0.1:8000, https://example.com);"
+        " a production server needs https://: its cookies are Secure, so over http:// sign-up"
+        " fails (400)",
+        "ca_file": "PEM CA to trust for HTTPS (a test CA); default: the system's",
+        "expect_version": "fail unless /healthz reports this version",
+    }
+)
+def smoke(c: Context, url: str, ca_file: str = "", expect_version: str = "") -> None:
+    """Walk the key pages as a throwaway user over HTTP(S), then delete it; exit 1 on failure.
+
+    Sign up, dashboard, create a task, initialize, start, complete, analytics, account, key
+    sign-in, delete: one line per step. Production settings make the cookies Secure: smoke a
+    production server by its https:// address, not plain http://.
+    """
+    from releases.loadtest_smoke import run_smoke
+
+    if ca_file and not Path(ca_file).is_file():
+        raise Exit(f"smoke: no such file {ca_file}")
+    result = run_smoke(url, ca_file=ca_file or None, expect_version=expect_version or None)
+    if not result.passed:
+        failed = next((s.name for s in result.steps if not s.ok), "?")
+        raise Exit(f"smoke: FAILED at {failed} ({url})", code=1)
+    print(f"smoke: passed ({len(result.steps)} steps against {url})")
+
+
+@task(
+    help={
         "host": "the deployed server (SSH): load its site through its domain, nginx and TLS",
         "url": "or: base URL of an app on this machine (gunicorn directly, docs/benchmarks.md)",
         "steps": "user counts of the steps, comma-separated (default 20,30,40,50)",
