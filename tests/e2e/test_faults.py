@@ -34,6 +34,7 @@ The outcomes, with the time each case took, are written to ``docs/faults.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -70,6 +71,10 @@ from tests.e2e.conftest import provisioned_box
 pytestmark = pytest.mark.e2e
 
 V1, V2, BROKEN, V3 = "0.2.0", "0.3.0", "0.3.1", "0.4.0"
+# Releases kept by every deploy here (an operator's option): the cases redeploy the same
+# version many times, and the default 5 would delete every release of the one a rollback
+# case goes back to (and the failed 0.3.1 a restore-backup rollback case needs).
+KEEP = ["--keep", "40"]
 DOC = ROOT / "docs" / "faults.md"
 # A case's command, checks and following command; far more than any case takes.
 CASE_TIMEOUT = 600
@@ -502,7 +507,7 @@ def inject(lab: Lab, fault: str, process: subprocess.Popen[str]) -> None:
 
 def command(lab: Lab, case: Case, dump: str = "") -> list[str]:
     if case.action == "deploy":
-        return ["deploy", *lab.ssh, *lab.release_args, "--version", case.target, *case.extra]
+        return ["deploy", *lab.ssh, *lab.release_args, "--version", case.target, *case.extra, *KEEP]
     if case.action == "restore":
         return ["restore", *lab.ssh, "--ca-file", str(lab.ca), "--yes", "--file", dump]
     return ["rollback", *lab.ssh, *lab.release_args, "--to", case.target, *case.extra]
@@ -643,7 +648,7 @@ def check_after(lab: Lab, case: Case, ran: dict[str, Any]) -> dict[str, Any]:
 def _do(lab: Lab, *args: str) -> str:
     # Following deploys skip the canary (--no-canary, an operator's option): every case's
     # own deploy runs it, and the gate still checks the release; it saves seconds a case.
-    extra = ["--no-canary"] if args[0] == "deploy" else []
+    extra = ["--no-canary", *KEEP] if args[0] == "deploy" else []
     must(invoke(*args[:1], *lab.ssh, *lab.release_args, *args[1:], *extra))
     note_kept(lab)  # a restore-backup rollback keeps the rewound writes aside
     return " ".join(a for a in args if not a.startswith("--") or a == "--restore-backup")
@@ -717,6 +722,14 @@ def play(lab: Lab, case: Case, following: str) -> dict[str, Any]:
     return row
 
 
+def recover(lab: Lab, case: Case) -> None:
+    """After a failed case, free a lock it left so the next cases still run (and say so)."""
+    with contextlib.suppress(Exception):
+        settle(lab)
+        if lock_now(lab.box).held:
+            invoke("unlock", *lab.ssh, "--reason", f"e2e: recover after the failed case {case.id}")
+
+
 # --- running both boxes ---------------------------------------------------------------------
 
 
@@ -756,6 +769,7 @@ class Matrix:
             except BaseException:  # noqa: BLE001 - reported by the case's test
                 outcome.error = traceback.format_exc()
                 lab.say(f"{case.id}: FAILED\n{outcome.error}")
+                recover(lab, case)
             finally:
                 outcome.done.set()
 
