@@ -615,6 +615,8 @@ def check_after(lab: Lab, case: Case, ran: dict[str, Any]) -> dict[str, Any]:
             assert version == case.target, f"{case.id}: exit 0 but {version} serves"
         elif ran["code"] == 1:
             assert version != case.target, f"{case.id}: exit 1 but {version} serves"
+        if "the old release still serves" in ran["output"]:
+            assert version == case.start, f"{case.id}: said the old release serves; {version} does"
     # The attempt is in the deploy log.
     entries = [
         e
