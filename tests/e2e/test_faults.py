@@ -617,6 +617,10 @@ def check_after(lab: Lab, case: Case, ran: dict[str, Any]) -> dict[str, Any]:
             assert version != case.target, f"{case.id}: exit 1 but {version} serves"
         if "the old release still serves" in ran["output"]:
             assert version == case.start, f"{case.id}: said the old release serves; {version} does"
+    # Ctrl-C before the hand-over: the operator is told (exit 130), and the log says so.
+    interrupted = case.fault == "sigint" and "handed over to the server" not in ran["output"]
+    if interrupted:
+        assert ran["code"] == 130 and "interrupted" in ran["output"], ran["output"]
     # The attempt is in the deploy log.
     entries = [
         e
@@ -625,6 +629,8 @@ def check_after(lab: Lab, case: Case, ran: dict[str, Any]) -> dict[str, Any]:
     ]
     assert entries, f"{case.id}: no deploy log line for the attempt"
     entry = entries[-1]
+    if interrupted:
+        assert entry.get("result") == "interrupted", entry
     # The lock is free or reported stale; a stale one is removed as an operator would.
     lock = "free"
     state = lock_now(lab.box)
