@@ -884,6 +884,8 @@ def restore(
         raise Exit(f"restore FAILED: {exc}") from exc
     except Detached as exc:
         raise Exit(f"restore: stopped following: {exc}", code=3) from exc
+    except KeyboardInterrupt as exc:
+        raise Exit("restore: interrupted before anything changed; the lock is free", 130) from exc
     except RuntimeError as exc:
         raise Exit(f"restore failed: {exc}") from exc
     outcome = entry.get("restored", {})

@@ -12,10 +12,12 @@ with no index (the server needs neither PyPI nor git nor any credential of ours)
    cannot be read refuses the deploy (nothing changed). A line "started" goes into the
    deploy log at once, so every attempt is on record.
 2. rebuild the artifact from the tag ``v<version>`` and refuse unless its SHA-256 is the
-   manifest's, while the server's venv is filled from the wheelhouse. Until here only a
-   new release directory exists; a fault (client killed, connection lost) leaves the old
-   release serving and the lock stale (its SSH session is gone), reported by the next
-   deploy and removed with ``invoke unlock``.
+   manifest's (a wheel an earlier deploy rebuilt from the same commit and checked is
+   reused from ``~/.cache/tas/artifacts``, hashed again), while the server's venv is
+   filled from the wheelhouse. Until here only a new release directory exists; a fault
+   (client killed, connection lost) leaves the old release serving and the lock stale
+   (its SSH session is gone), reported by the next deploy and removed with ``invoke
+   unlock``.
 3. hand over: the plan goes to the server and ``releases/scripts/runner.py`` runs it as a
    transient systemd unit that no longer needs this client (:mod:`releases.handover`):
    a verified pre-deploy ``pg_dump -Fc`` (its path logged before migrating), ``alembic
@@ -66,8 +68,10 @@ from releases import lock as deploy_lock
 from releases import scripts
 from releases import steps
 from releases.artifact import ROOT
+from releases.artifact import Artifact
 from releases.artifact import build_from_ref
 from releases.artifact import export_tree
+from releases.artifact import sha256_file
 from releases.inventory import CURRENT_LINK
 from releases.inventory import FAILED_MARK
 from releases.inventory import PREVIOUS_LINK
@@ -174,6 +178,40 @@ def build_wheelhouse(lock_text: str, server: ServerPython, wheelhouse: Path) -> 
         shutil.copyfile(wheel, staging / wheel.name)
     with contextlib.suppress(OSError):  # another deploy filled it first: theirs is as good
         staging.rename(cached)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def artifact_cache() -> Path:
+    return wheelhouse_cache().parent / "artifacts"
+
+
+def cached_artifact(sha256: str, commit: str) -> Artifact | None:
+    """The wheel an earlier deploy rebuilt from ``commit`` and found to hash to ``sha256``
+    (hashed again here): the same bytes a rebuild gives, without the rebuild."""
+    folder = artifact_cache() / sha256
+    wheels = sorted(folder.glob("*.whl")) if sha256 else []
+    with contextlib.suppress(OSError):
+        if (
+            len(wheels) == 1
+            and (folder / "commit").read_text().strip() == commit
+            and sha256_file(wheels[0]) == sha256
+        ):
+            return Artifact(wheel=wheels[0], sha256=sha256, commit=commit)
+    return None
+
+
+def keep_artifact(artifact: Artifact) -> None:
+    """Keep a rebuilt wheel that matched its manifest, so the next deploy of it skips the
+    rebuild (a few seconds to half a minute)."""
+    target = artifact_cache() / artifact.sha256
+    if target.is_dir():
+        return
+    staging = target.with_name(f".{artifact.sha256}.{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artifact.wheel, staging / artifact.wheel.name)
+    (staging / "commit").write_text(artifact.commit + "\n")
+    with contextlib.suppress(OSError):  # another deploy kept it first: the same bytes
+        staging.rename(target)
     shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -442,8 +480,9 @@ class _Deploy:
     def version(self) -> str:
         return str(self.manifest["version"])
 
-    def prepare(self, state: ServerState) -> None:
+    def prepare(self) -> None:
         with self.run("read the server") as note:
+            state = read_state(self.remote)
             self.domain = self.options.domain or steps.site_domain(self.remote)
             current = state.current_release
             note["detail"] = (
@@ -474,8 +513,15 @@ class _Deploy:
         lock_text = _runtime_lock(self.options.repo, self.manifest)
         with tempfile.TemporaryDirectory(prefix="tas-deploy-") as tmp:
             out = Path(tmp)
+            wanted = str(self.manifest.get("artifact_sha256") or "")
+            cached = cached_artifact(
+                wanted, _git(self.options.repo, "rev-parse", f"{tag}^{{commit}}").strip()
+            )
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                build = pool.submit(build_from_ref, tag, out / "dist", self.options.repo)
+                if cached is None:
+                    build = pool.submit(build_from_ref, tag, out / "dist", self.options.repo)
+                else:
+                    build = pool.submit(lambda: cached)
                 with self.run("wheelhouse for the server's Python, upload") as note:
                     server = probe_python(self.remote)
                     bundle = out / "bundle"
@@ -487,7 +533,6 @@ class _Deploy:
                     note["detail"] = steps.install_dependencies(self.remote, self.path)
                 with self.run(f"build the artifact from {tag} and check its hash") as note:
                     artifact = build.result()
-                    wanted = self.manifest["artifact_sha256"]
                     if artifact.sha256 != wanted:
                         self.remote.sudo(f"rm -rf {shlex.quote(self.path)}")
                         raise DeployRefused(
@@ -495,6 +540,10 @@ class _Deploy:
                             f"manifest says {wanted}: refusing to deploy it"
                         )
                     note["detail"] = f"sha256 {artifact.sha256[:16]}... = manifest"
+                    if cached is None:
+                        keep_artifact(artifact)
+                    else:
+                        note["detail"] += " (rebuilt and checked before: cached)"
             with self.run("install the app"):
                 app = out / "app"
                 (app / "dist").mkdir(parents=True)
@@ -647,12 +696,13 @@ def deploy_release(
     handed_over = followed = False
     try:
         run.say(f"lock: taken ({deploy_lock.LOCK_DIR})")
-        state = read_state(remote)
+        # Every attempt is on record before anything else happens, refused ones too.
+        deploy_lock.append_log(remote, {**entry, "result": "started"})
         try:
-            job.prepare(state)
+            job.prepare()
         finally:
-            # Every attempt is on record before anything changes, refused ones too.
-            deploy_lock.append_log(remote, {**entry, "result": "started"})
+            # What it was read to start from (the release, the revision), for the record.
+            deploy_lock.append_log(remote, {k: v for k, v in entry.items() if k != "result"})
         job.cacert = stage_ca_file(remote, options.ca_file)
         job.install()
         plan = job.plan(run_id, held.token)
@@ -665,11 +715,21 @@ def deploy_release(
             reason = str(entry.get("reason") or entry.get("result"))
             undone = "; ".join(entry.get("undone", []))
             raise DeployFailed(f"{reason}\nundone: {undone}")
-        job.clean_up()
-        deploy_lock.append_log(
-            remote,
-            {"run": run_id, "deleted": entry["deleted"], "deleted_dumps": entry["deleted_dumps"]},
-        )
+        try:
+            job.clean_up()
+            deploy_lock.append_log(
+                remote,
+                {
+                    "run": run_id,
+                    "deleted": entry["deleted"],
+                    "deleted_dumps": entry["deleted_dumps"],
+                },
+            )
+        except (Exception, KeyboardInterrupt) as exc:
+            # The release is live and logged: a clean-up cut short (Ctrl-C, a dropped
+            # connection) fails nothing; the next deploy cleans up.
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({exc})"
+            run.say(f"clean up {why}: skipped, the next deploy does it")
     except DeployRefused as exc:
         entry.update(result="refused", reason=str(exc))
         raise

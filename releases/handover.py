@@ -11,7 +11,9 @@ What the operator's side may suffer, and what then happens:
   says where to look; the unit finishes or undoes the change, logs it, frees the lock.
 * **The client killed** (SIGKILL) or **the SSH connection dropped**: the same, except the
   lock is freed by the unit because the holder's SSH session is gone. A dropped
-  connection is re-opened a few times to keep following before giving up.
+  connection is re-opened a few times to keep following before giving up; once it is,
+  the lock records the new SSH session (:meth:`DeployLock.renew_session`), so a client
+  still at work is never reported stale nor loses the lock to the unit at its end.
 """
 
 from __future__ import annotations
@@ -121,8 +123,15 @@ def follow(
             for line in complete.splitlines():
                 _show(json.loads(line), echo, prefix)
 
+    renew = False
     while True:
         try:
+            if renew:
+                # A new connection is a new SSH session: the lock must name it, or it looks
+                # stale and the unit frees it at its end under a client still at work.
+                if held.renew_session():
+                    echo(f"{prefix}: reconnected; the deploy lock names this session again")
+                renew = False
             show_new_progress()
             # Whether the unit still runs first, then its result: it writes the result
             # before it ends, so an ended unit without one really has none.
@@ -145,6 +154,7 @@ def follow(
         except (OSError, EOFError, SSHException) as exc:
             # Fabric opens the connection again on the next command.
             lost += 1
+            renew = True
             if lost >= attempts:
                 raise Detached(_where(run, f"lost the connection ({exc})")) from exc
             echo(f"{prefix}: connection lost ({type(exc).__name__}: {exc}); reconnecting ...")

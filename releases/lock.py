@@ -111,6 +111,19 @@ class DeployLock:
             f"echo {shlex.quote(unit)} > {q}/unit"
         )
 
+    def renew_session(self) -> bool:
+        """After a reconnect: record this client's new SSH session in the lock (its old one
+        is gone, so the lock would look stale, and the unit would free it under a client
+        still at work). False when the lock is no longer ours (the unit freed it)."""
+        command = f"sh -c {shlex.quote(scripts.text('lock_acquire.sh'))} lock " + " ".join(
+            shlex.quote(arg) for arg in (LOCK_DIR, "--renew", self.token)
+        )
+        result = self.remote.sudo(command, warn=True)
+        if result.exited not in (0, 75):
+            # Cut off again (or sudo failed): the caller retries as for a lost connection.
+            raise ConnectionError(f"renewing the lock's session failed (exit {result.exited})")
+        return result.exited == 0
+
     def detach(self) -> None:
         """This client stops following (interrupted): the unit frees the lock when done."""
         q = shlex.quote(LOCK_DIR)

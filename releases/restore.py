@@ -162,9 +162,10 @@ def run_restore(
         raise
     except BaseException as exc:
         if not handed_over:
+            result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             with contextlib.suppress(Exception):
                 deploy_lock.append_log(
-                    remote, {"run": run_id, "result": "failed", "reason": f"{exc}"[:2000]}
+                    remote, {"run": run_id, "result": result, "reason": f"{exc!r}"[:2000]}
                 )
         raise
     finally:

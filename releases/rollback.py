@@ -493,8 +493,10 @@ def run_rollback(
     try:
         # Every attempt is on record before anything else happens, refused ones too.
         deploy_lock.append_log(remote, {**entry, "result": "started"})
-        state = read_state(remote)
-        current, target, plan = _plan_for(state, options, deploy_lock.read_log(remote))
+        with run("plan: read the server and the deploy log") as note:
+            state = read_state(remote)
+            current, target, plan = _plan_for(state, options, deploy_lock.read_log(remote))
+            note["detail"] = f"{current.name} -> {target.name}: {plan.mode}"
         for line in plan.lines():
             run.say(line)
         if plan.refused:

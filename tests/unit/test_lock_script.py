@@ -52,3 +52,34 @@ def test_a_read_only_folder_is_an_error_too(tmp_path: Path):
     result = acquire(blocked / "deploy.lock", {"who": "ana@laptop"})
     assert result.returncode == 1
     assert "Not a directory" in result.stderr
+
+
+def renew(lock: Path, token: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "-c", scripts.text("lock_acquire.sh"), "lock", str(lock), "--renew", token],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_holder_records_its_new_session_after_a_reconnect(tmp_path: Path):
+    lock = tmp_path / "deploy.lock"
+    acquire(lock, {"who": "ana@laptop", "token": "t-ana"})
+    (lock / "session").write_text("999999 1\n")  # the SSH session that dropped
+    result = renew(lock, "t-ana")
+    assert result.returncode == 0, result.stderr
+    assert (lock / "session").read_text() != "999999 1\n"
+    assert len((lock / "session").read_text().split()) == 2
+    assert json.loads((lock / "info.json").read_text())["who"] == "ana@laptop"
+
+
+def test_only_the_holder_renews_and_a_freed_lock_stays_free(tmp_path: Path):
+    lock = tmp_path / "deploy.lock"
+    acquire(lock, {"who": "bo@desk", "token": "t-bo"})
+    (lock / "session").write_text("999999 1\n")
+    assert renew(lock, "t-ana").returncode == 75
+    assert (lock / "session").read_text() == "999999 1\n"
+    freed = tmp_path / "freed.lock"
+    assert renew(freed, "t-ana").returncode == 75
+    assert not freed.exists()
