@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import secrets
 import shutil
@@ -41,6 +42,8 @@ from bench_pages import scratch_database  # noqa: E402
 from db import migrate  # noqa: E402
 from releases import capacity  # noqa: E402
 from releases import loadtest  # noqa: E402
+from releases.loadtest_host import before_figures  # noqa: E402
+from releases.loadtest_host import server_figures  # noqa: E402
 from releases.remote import render  # noqa: E402
 
 DOMAIN = "tas.bench"
@@ -217,6 +220,19 @@ def main() -> int:
                 )
                 path = "load generator -> nginx (TLS 1.3, loopback) -> gunicorn (TCP, loopback)"
             print(f"bench_front: {path}: {base}", flush=True)
+            # The machine's CPU (steal included) and load per step, with the sampler the
+            # live load test runs on a server (this machine is the server here).
+            samples_file = Path(tempfile.mkdtemp(prefix="tas-bench-samples-")) / "s.jsonl"
+            sampler = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "releases/scripts/load_sampler.py"),
+                    str(samples_file),
+                    "2",
+                ]
+            )
+            time.sleep(6)  # the machine at rest first
+            started = time.time()
             report, json_path, _ = loadtest.run_loadtest(
                 base,
                 settings,
@@ -226,7 +242,16 @@ def main() -> int:
                 ca_file=settings.ca_file or None,
                 baseline_seconds=args.baseline_seconds,
             )
+            sampler.terminate()
+            sampler.wait(timeout=30)
+            samples = [json.loads(x) for x in samples_file.read_text().splitlines() if x.strip()]
+            snapshots = json.loads(
+                (Path(args.out) / f"{report.files['locust_html'][: -len('.locust.html')]}"
+                 ".snapshots.json").read_text()
+            )  # fmt: skip
+            report.server = server_figures(samples, snapshots, list(settings.steps))
             report.target["path"] = path
+            report.target["machine_before"] = before_figures(samples, started)
             capacity.write_report(report, Path(args.out))
     for line in capacity.table(report):
         print(line)
