@@ -526,19 +526,26 @@ def measured(report: Report, deployed: Deployed) -> bool:
     )
 
 
+def _newest(reports: Iterable[Report]) -> Report:
+    return max(reports, key=lambda r: r.date)
+
+
 def _why_no_report(reports: list[Report], deployed: Deployed) -> str:
-    here = [r for r in reports if r.target.get("kind") == "host"]
-    here = [r for r in here if r.target.get("machine_id") == deployed.machine_id]
+    here = [
+        r
+        for r in reports
+        if r.target.get("kind") == "host" and r.target.get("machine_id") == deployed.machine_id
+    ]
     changed = [r for r in here if r.target.get("release") == deployed.release]
     if changed:
-        newest = max(changed, key=lambda r: r.date)
+        newest = _newest(changed)
         return (
             f"the release changed during the load test of {newest.date} "
             f"({newest.target.get('release')} -> {newest.target.get('release_after')}): "
             "run `invoke loadtest --host` again"
         )
     if here:
-        newest = max(here, key=lambda r: r.date)
+        newest = _newest(here)
         return (
             f"this server's newest capacity report ({newest.date}) measured release "
             f"{newest.target.get('release')}, but it runs {deployed.release}: "
@@ -547,7 +554,7 @@ def _why_no_report(reports: list[Report], deployed: Deployed) -> str:
     local = [r for r in reports if r.target.get("kind", "local") == "local"]
     same_version = [r for r in local if r.version == deployed.version]
     if same_version:
-        newest = max(same_version, key=lambda r: r.date)
+        newest = _newest(same_version)
         return (
             f"the only reports of {deployed.version} are of local runs ({newest.url}, "
             f"{newest.date}); a server's cap is raised only by `invoke loadtest --host` "
@@ -588,7 +595,7 @@ def decide_cap(
     mine = [r for r in reports if measured(r, deployed)]
     if not mine:
         return _refuse_or_force(_why_no_report(reports, deployed), force, reason, None)
-    newest = max(mine, key=lambda r: r.date)
+    newest = _newest(mine)
     if not newest.passed:
         verdict = f"the newest capacity report for {deployed.release} ({newest.date}) failed"
         return _refuse_or_force(verdict, force, reason, newest.date, newest)

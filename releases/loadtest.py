@@ -234,10 +234,6 @@ def healthz(url: str, ca_file: str | None = None, timeout: float = 10) -> dict[s
     return dict(response.json())
 
 
-def healthz_version(url: str, ca_file: str | None = None, timeout: float = 10) -> str:
-    return str(healthz(url, ca_file, timeout)["version"])
-
-
 def git_commit(root: Path = ROOT) -> str:
     try:
         sha = subprocess.run(
@@ -255,6 +251,22 @@ def git_commit(root: Path = ROOT) -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+def _locust(
+    locustfile: Path, url: str, settings: LoadSettings, args: list[str], **env: str
+) -> subprocess.CompletedProcess[str]:
+    """locust, headless, against ``url``, with ``settings`` in its environment."""
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless"]
+    command += ["--host", url.rstrip("/"), "--only-summary", "--loglevel", "WARNING", *args]
+    environment = {
+        **os.environ,
+        **settings.to_env(),
+        "PYTHONPATH": str(ROOT),
+        "TAS_LOAD_URL": url,
+        **env,
+    }
+    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
+
+
 def run_locust(
     url: str,
     settings: LoadSettings,
@@ -269,26 +281,9 @@ def run_locust(
     html = out_dir / f"{stem}.locust.html"
     settings = dataclasses.replace(settings, snapshots_file=str(snapshots))
     total = len(settings.steps) * settings.step_seconds
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "--host",
-        url.rstrip("/"),
-        "--html",
-        str(html),
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        "--stop-timeout",
-        "5",
-    ]
+    args = ["--html", str(html), "--stop-timeout", "5"]
     if settings.processes > 1:
-        command += ["--processes", str(settings.processes)]
-    env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT), "TAS_LOAD_URL": url}
+        args += ["--processes", str(settings.processes)]
     echo(
         f"loadtest: steps {list(settings.steps)} x {settings.step_seconds:g}s "
         f"(first {settings.settle_seconds:g}s of each not measured), "
@@ -296,7 +291,7 @@ def run_locust(
         f"{settings.processes} locust process(es), about {total:.0f}s"
     )
     started = time.monotonic()
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    result = _locust(LOCUSTFILE, url, settings, args)
     if not snapshots.exists():
         raise RuntimeError(
             f"locust exited {result.returncode} without step figures:\n{result.stderr[-3000:]}"
@@ -318,35 +313,11 @@ def run_baseline(
     """The smallest page (``/healthz/live``) as fast as ``users`` can ask, for ``seconds``:
     the req/s this path and machine allow, next to which a report's figures are judged."""
     out = out_dir / f"{stem}.baseline.json"
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(BASELINE_LOCUSTFILE),
-        "--headless",
-        "--host",
-        url.rstrip("/"),
-        "--users",
-        str(users),
-        "--spawn-rate",
-        str(users),
-        "--run-time",
-        f"{seconds:g}s",
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        "--stop-timeout",
-        "2",
-    ]
-    env = {
-        **os.environ,
-        **settings.to_env(),
-        "PYTHONPATH": str(ROOT),
-        "TAS_LOAD_URL": url,
-        "TAS_BASELINE_OUT": str(out),
-    }
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    args = ["--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds:g}s"]
+    result = _locust(
+        BASELINE_LOCUSTFILE, url, settings, [*args, "--stop-timeout", "2"],
+        TAS_BASELINE_OUT=str(out),
+    )  # fmt: skip
     if not out.exists():
         raise RuntimeError(
             f"the baseline run exited {result.returncode} without figures:\n{result.stderr[-3000:]}"
@@ -358,6 +329,38 @@ def run_baseline(
         f"({users} users, no think time, {figures['failures']} failed)"
     )
     return figures
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one run gave: locust's snapshots and page, the baseline, the machine before."""
+
+    snapshots: list[dict[str, Any]]
+    locust_html: Path
+    baseline: dict[str, Any]
+    load_before: list[float]
+    started: float  # time.time() when the load began
+
+
+def measure(
+    url: str,
+    settings: LoadSettings,
+    out_dir: Path,
+    *,
+    stem: str,
+    baseline_seconds: float,
+    echo: Callable[[str], None] = print,
+) -> Measured:
+    """The steps, then (unless ``baseline_seconds`` is 0) the baseline, on the same path."""
+    load_before = machine_load()["load_avg"]
+    started = time.time()
+    snapshots, html = run_locust(url, settings, out_dir, stem=stem, echo=echo)
+    baseline = (
+        run_baseline(url, settings, out_dir, stem=stem, seconds=baseline_seconds, echo=echo)
+        if baseline_seconds > 0
+        else {}
+    )
+    return Measured(snapshots, html, baseline, load_before, started)
 
 
 def run_loadtest(
@@ -378,7 +381,7 @@ def run_loadtest(
     from db.engine import make_engine
 
     with resolving(urlsplit(url).hostname or "", settings.connect_to):
-        version = healthz_version(url, ca_file)
+        version = str(healthz(url, ca_file)["version"])
     run = new_run_name()
     settings = dataclasses.replace(
         settings, secret=settings.secret or secrets.token_hex(16), prefix=run_prefix(run)
@@ -393,14 +396,14 @@ def run_loadtest(
             f"loadtest: made {created} accounts {settings.prefix}* with history "
             f"in {time.monotonic() - started:.0f}s"
         )
-        load_before = machine_load()
         try:
-            stem = f"run-{_stamp()}"
-            snapshots, locust_html = run_locust(url, settings, out_dir, stem=stem, echo=echo)
-            baseline = (
-                run_baseline(url, settings, out_dir, stem=stem, seconds=baseline_seconds, echo=echo)
-                if baseline_seconds > 0
-                else {}
+            measured = measure(
+                url,
+                settings,
+                out_dir,
+                stem=f"run-{_stamp()}",
+                baseline_seconds=baseline_seconds,
+                echo=echo,
             )
         finally:
             if not keep_users:
@@ -409,16 +412,8 @@ def run_loadtest(
     finally:
         engine.dispose()
     report = judge(
-        settings,
-        gates,
-        snapshots,
-        version=version,
-        url=url,
-        machine={**machine_load(), "load_avg_before": load_before["load_avg"]},
-        target={"kind": "local", "url": url},
+        settings, gates, measured, version=version, url=url, target={"kind": "local", "url": url}
     )
-    report.baseline = baseline
-    report.files["locust_html"] = locust_html.name
     json_path, html_path = write_report(report, out_dir)
     return report, json_path, html_path
 
@@ -430,23 +425,22 @@ def _stamp() -> str:
 def judge(
     settings: LoadSettings,
     gates: Gates,
-    snapshots: list[dict[str, Any]],
+    measured: Measured,
     *,
     version: str,
     url: str,
-    machine: dict[str, Any],
     target: dict[str, Any],
 ) -> Report:
-    """The report of a run from locust's snapshots."""
+    """The report of a run from what it measured."""
     report = build_report(
         version=version,
         url=url,
         commit=git_commit(),
         steps=list(settings.steps),
-        windows=windows(snapshots),
+        windows=windows(measured.snapshots),
         gates=gates,
         think_time_s=(settings.think_min, settings.think_max),
-        machine=machine,
+        machine={**machine_load(), "load_avg_before": measured.load_before},
         run={
             "step_seconds": settings.step_seconds,
             "settle_seconds": settings.settle_seconds,
@@ -456,4 +450,6 @@ def judge(
         },
     )
     report.target = target
+    report.baseline = measured.baseline
+    report.files["locust_html"] = measured.locust_html.name
     return report

@@ -56,11 +56,9 @@ from releases.capacity import Report
 from releases.loadtest import LoadSettings
 from releases.loadtest import healthz
 from releases.loadtest import judge
-from releases.loadtest import machine_load
+from releases.loadtest import measure
 from releases.loadtest import new_run_name
 from releases.loadtest import resolving
-from releases.loadtest import run_baseline
-from releases.loadtest import run_locust
 from releases.loadtest import run_prefix
 from releases.remote import Remote
 from releases.remote import SshTarget
@@ -137,8 +135,6 @@ def run_host_loadtest(
             load_key=run.key,
             spread_addresses=True,
         )
-        samples: list[dict[str, Any]] = []
-        cleaned = False
         try:
             with deferred_interrupts():
                 _set_up(remote, run, settings, echo)
@@ -148,23 +144,13 @@ def run_host_loadtest(
                 raise RuntimeError(
                     f"{run.url} answers {answered.get('version')}, the server runs {run.version}"
                 )
-            load_before = machine_load()
-            load_started = time.time()
-            stem = f"run-{run.name}"
-            snapshots, locust_html = run_locust(
-                run.url, settings, options.out_dir, stem=stem, echo=echo
-            )
-            baseline = (
-                run_baseline(
-                    run.url,
-                    settings,
-                    options.out_dir,
-                    stem=stem,
-                    seconds=options.baseline_seconds,
-                    echo=echo,
-                )
-                if options.baseline_seconds > 0
-                else {}
+            measured = measure(
+                run.url,
+                settings,
+                options.out_dir,
+                stem=f"run-{run.name}",
+                baseline_seconds=options.baseline_seconds,
+                echo=echo,
             )
         finally:
             samples = _fetch_samples(remote, run, echo)
@@ -173,10 +159,9 @@ def run_host_loadtest(
     report = judge(
         settings,
         gates,
-        snapshots,
+        measured,
         version=run.version,
         url=run.url,
-        machine={**machine_load(), "load_avg_before": load_before["load_avg"]},
         target={
             "kind": "host",
             "host": options.target.host,
@@ -191,12 +176,10 @@ def run_host_loadtest(
             "cleaned_up": cleaned,
         },
     )
-    report.baseline = baseline
-    report.server = server_figures(samples, snapshots, list(settings.steps))
+    report.server = server_figures(samples, measured.snapshots, list(settings.steps))
     for step, verdict in zip(report.server, report.steps, strict=False):
         step["app_cpu_ms_per_request"] = app_cpu_per_request(step, verdict.figures.requests)
-    report.target["server_before"] = before_figures(samples, load_started)
-    report.files["locust_html"] = locust_html.name
+    report.target["server_before"] = before_figures(samples, measured.started)
     json_path, html_path = capacity.write_report(report, options.out_dir)
     return report, json_path, html_path
 
@@ -239,13 +222,9 @@ def _read_server(remote: Remote, options: HostOptions, settings: LoadSettings) -
 
 def _set_up(remote: Remote, run: Run, settings: LoadSettings, echo: Callable[[str], None]) -> None:
     name = shlex.quote(run.name)
-    staged = remote.scratch()
-    for script in ("load_cleanup.sh", "load_sampler.py"):
-        remote.connection.put(_bytes(scripts.text(script)), f"{staged}/{script}")
-    remote.sudo(
-        f"install -d -m 755 {LOAD_DIR} && install -m 755 {staged}/load_cleanup.sh {LOAD_DIR}/ "
-        f"&& install -m 644 {staged}/load_sampler.py {LOAD_DIR}/"
-    )
+    remote.ensure_directory(LOAD_DIR)
+    remote.ensure_file(f"{LOAD_DIR}/load_cleanup.sh", scripts.text("load_cleanup.sh"), mode="755")
+    remote.ensure_file(f"{LOAD_DIR}/load_sampler.py", scripts.text("load_sampler.py"))
     fires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=run.seconds)
     remote.sudo(
         f"systemd-run --unit=tas-load-cleanup-{name} --on-active={int(run.seconds)}s "
@@ -257,11 +236,9 @@ def _set_up(remote: Remote, run: Run, settings: LoadSettings, echo: Callable[[st
         f"cleans up by itself at {fires:%H:%M:%S} UTC (tas-load-cleanup-{run.name}.timer)"
     )
     key_file = f"{KEYS_DIR}/{run.name}.conf"
-    remote.sudo(
-        f"install -d -m 700 {KEYS_DIR} && umask 077 && cat > {key_file} && "
-        f"if nginx -t -q; then systemctl reload nginx; else rm -f {key_file}; exit 1; fi",
-        stdin=f'"{run.key}" 1;\n',
-    )
+    remote.ensure_directory(KEYS_DIR, mode="700")
+    remote.ensure_file(key_file, f'"{run.key}" 1;\n', mode="600")
+    remote.sudo(f"if nginx -t -q; then systemctl reload nginx; else rm -f {key_file}; exit 1; fi")
     echo(f"loadtest: nginx lets this run's requests through its sign-in limit ({KEY_HEADER})")
     started = time.monotonic()
     made = remote.sudo(
@@ -280,12 +257,6 @@ def _set_up(remote: Remote, run: Run, settings: LoadSettings, echo: Callable[[st
         f"python3 {LOAD_DIR}/load_sampler.py {shlex.quote(run.samples)} {SAMPLE_SECONDS:g}"
     )
     time.sleep(BEFORE_SECONDS)  # the server at rest, before the load: the report's "before"
-
-
-def _bytes(text: str) -> Any:
-    import io
-
-    return io.BytesIO(text.encode())
 
 
 def _fetch_samples(remote: Remote, run: Run, echo: Callable[[str], None]) -> list[dict[str, Any]]:
