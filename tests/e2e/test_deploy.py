@@ -24,10 +24,8 @@ the last — in a throwaway clone of this repository, with real ``invoke release
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +38,7 @@ import pytest
 import requests
 
 from releases import lock as deploy_lock
+from releases.loadtest import resolving
 from releases.loadtest_smoke import _Visitor
 from releases.remote import Remote
 from releases.remote import SshTarget
@@ -135,21 +134,6 @@ def log_entries(box: vpsbox.VpsBox) -> list[dict[str, Any]]:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-@contextlib.contextmanager
-def resolving(name: str, address: str) -> Iterator[None]:
-    """Resolve ``name`` to ``address`` in this process (like curl --resolve), nothing else."""
-    original = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        return original(address if host == name else host, *args, **kwargs)
-
-    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        socket.getaddrinfo = original  # type: ignore[assignment]
 
 
 class Load:

@@ -3,41 +3,16 @@ on the new schema, and its downgrade restores the previous schema with every row
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine
-from sqlalchemy import text
-
 from db import migrate
+from tests import schema
+from tests.schema import run_sql
 
 COLUMNS = {"due_at", "postponed_at", "postponed_until"}
 INDEX = "ix_attempts_user_id_postponed"
 
 
-def _run(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(text(sql))
-            return [tuple(row) for row in result] if result.returns_rows else []
-    finally:
-        engine.dispose()
-
-
 def _schema(url: str) -> tuple[set[str], set[str]]:
-    columns = {
-        row[0]
-        for row in _run(
-            url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'attempts'"
-        )
-    }
-    indexes = {
-        row[0]
-        for row in _run(
-            url,
-            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-            " WHERE i.indisvalid",
-        )
-    }
-    return columns, indexes
+    return schema.columns(url, "attempts"), schema.valid_indexes(url)
 
 
 # What the previous release writes: attempts without due dates or postponements, and its
@@ -59,27 +34,27 @@ def test_0007_adds_nullable_columns_and_a_valid_index_and_comes_down_again(empty
     url = empty_database_url
     migrate.upgrade(url, "0006")
     for statement in PREVIOUS_RELEASE_WRITES:
-        _run(url, statement)
+        run_sql(url, statement)
 
     migrate.upgrade(url, "0007")
     columns, indexes = _schema(url)
     assert COLUMNS <= columns
     assert INDEX in indexes  # built CONCURRENTLY, and valid
-    assert _run(url, "SELECT count(*), count(due_at), count(postponed_at) FROM attempts") == [
+    assert run_sql(url, "SELECT count(*), count(due_at), count(postponed_at) FROM attempts") == [
         (1, 0, 0)
     ]
     # The new release postpones the attempt; the previous one still serves and moves it on.
-    _run(url, "UPDATE attempts SET postponed_at = now(), due_at = now() + interval '1 day'")
+    run_sql(url, "UPDATE attempts SET postponed_at = now(), due_at = now() + interval '1 day'")
     for statement in PREVIOUS_RELEASE_MOVES:
-        _run(url, statement)
-    _run(url, PREVIOUS_RELEASE_WRITES[2])
-    statuses = _run(url, "SELECT status FROM attempts ORDER BY id")
+        run_sql(url, statement)
+    run_sql(url, PREVIOUS_RELEASE_WRITES[2])
+    statuses = run_sql(url, "SELECT status FROM attempts ORDER BY id")
     assert statuses == [("completed",), ("initialized",)]
 
     migrate.downgrade(url, "0006")
     columns, indexes = _schema(url)
     assert not COLUMNS & columns
     assert INDEX not in indexes
-    assert _run(url, "SELECT count(*), sum(actual_relief) FROM attempts") == [(2, 70)]
+    assert run_sql(url, "SELECT count(*), sum(actual_relief) FROM attempts") == [(2, 70)]
     migrate.upgrade(url, "0007")  # and up again, as a failed rollback's retry would
     assert COLUMNS <= _schema(url)[0]

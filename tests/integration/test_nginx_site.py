@@ -9,7 +9,6 @@ app, of nothing (the app restarting) and of an app that never answers.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import getpass
 import http.client
 import os
@@ -25,11 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
@@ -37,6 +32,7 @@ import service
 from releases.remote import render
 from service import create_app
 from service.security import CONTENT_SECURITY_POLICY
+from tests import local_nginx
 from tests.conftest import app_config
 
 pytestmark = pytest.mark.integration
@@ -53,7 +49,6 @@ APP_HEADERS = (
     "Cross-Origin-Opener-Policy",
 )
 HSTS = "Strict-Transport-Security"
-TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 def _nginx_binary() -> str:
@@ -64,11 +59,6 @@ def _nginx_binary() -> str:
     if os.environ.get("CI_REQUIRE_ALL") == "1":
         pytest.fail(f"{reason} (CI_REQUIRE_ALL=1: not skipping)", pytrace=False)
     pytest.skip(reason)
-
-
-def _swap(text: str, old: str, new: str) -> str:
-    assert old in text, f"the site no longer has {old!r}: update this test"
-    return text.replace(old, new)
 
 
 def _free_port() -> int:
@@ -86,83 +76,41 @@ class Site:
 
     def render(self, *, local_ports: bool, read_timeout: str = "60s") -> Path:
         """The site as provisioning writes it, with what needs root swapped out."""
-        text = render(
-            "nginx-site.conf",
-            domain=DOMAIN,
-            acme_webroot=str(self.root / "acme"),
-            app_root=str(self.root / "srv"),
-            max_upload_mb=20,
-            load_keys_dir=str(self.root / "load-keys"),
+        text = local_nginx.site(
+            self.root,
+            DOMAIN,
+            upstream=f"unix:{self.app_socket}",
+            listen=("127.0.0.1", self.http_port, self.https_port) if local_ports else None,
+            read_timeout=read_timeout,
         )
-        text = _swap(text, f"/etc/letsencrypt/live/{DOMAIN}/", f"{self.root}/cert/")
-        text = _swap(text, "unix:/run/tas.sock", f"unix:{self.app_socket}")
-        text = _swap(text, "proxy_read_timeout 60s;", f"proxy_read_timeout {read_timeout};")
-        if local_ports:
-            text = _swap(text, "listen [::]:80;\n", "")
-            text = _swap(text, "listen [::]:443 ssl http2;\n", "")
-            text = _swap(text, "listen 80;", f"listen 127.0.0.1:{self.http_port};")
-            text = _swap(text, "listen 443 ssl", f"listen 127.0.0.1:{self.https_port} ssl")
-        site = self.root / "site.conf"
-        site.write_text(text)
-        main = self.root / "nginx.conf"
-        temp = self.root / "temp"
-        main.write_text(
+        return local_nginx.main_conf(
+            self.root,
+            text,
             # Workers as this user (root's default is nobody, who can't reach the test's files).
-            f"user {getpass.getuser()};\nworker_processes 1;\n"
-            f"pid {self.root}/nginx.pid;\nerror_log stderr;\n"
-            "events { worker_connections 64; }\n"
-            "http {\n"
-            "    include /etc/nginx/mime.types;\n"
-            "    default_type application/octet-stream;\n"
-            f"    access_log {self.root}/logs/access.log;\n"
-            + "".join(f"    {kind}_temp_path {temp}/{kind};\n" for kind in TEMP_PATHS)
-            + f"    include {site};\n"
-            "}\n"
+            top=[
+                f"user {getpass.getuser()};",
+                "worker_processes 1;",
+                "error_log stderr;",
+                "events { worker_connections 64; }",
+            ],
+            http=[f"access_log {self.root}/logs/access.log;"],
         )
-        return main
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     _nginx_binary()
-    root = tmp_path_factory.mktemp("nginx")
-    for folder in ("cert", "logs", "temp", "acme", "srv/current", "load-keys"):
-        (root / folder).mkdir(parents=True)
-    # The release's static files, as steps.install_app links them.
-    (root / "srv/current/static").symlink_to(STATIC)
-    _self_signed_rsa_certificate(root / "cert")
-    return Site(root=root, app_socket=root / "app.sock")
-
-
-def _self_signed_rsa_certificate(folder: Path) -> None:
-    """An RSA certificate: RSA key exchange is possible with it, so the cipher list is what
-    refuses it (certbot makes ECDSA keys by default, RSA ones when asked)."""
+    root = local_nginx.make_root(tmp_path_factory.mktemp("nginx"), STATIC)
+    # An RSA certificate: RSA key exchange is possible with it, so the cipher list is what
+    # refuses it (certbot makes ECDSA keys by default, RSA ones when asked).
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
-    now = dt.datetime.now(dt.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "fullchain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (folder / "privkey.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    local_nginx.self_signed_certificate(root / "cert", DOMAIN, key)
+    return Site(root=root, app_socket=root / "app.sock")
 
 
 def _nginx(site: Site, conf: Path, *args: str) -> list[str]:
     """nginx on the test's prefix, logging to stderr (not to /var/log/nginx)."""
-    return [_nginx_binary(), "-p", f"{site.root}/", "-c", str(conf), "-e", "stderr", *args]
+    return local_nginx.command(_nginx_binary(), site.root, conf, "-e", "stderr", *args)
 
 
 def test_nginx_accepts_the_rendered_site(site: Site) -> None:
@@ -262,9 +210,9 @@ class _Quiet(WSGIRequestHandler):
 
 
 @contextlib.contextmanager
-def _app_on(socket_path: Path, database_url: str) -> Iterator[None]:
-    app = create_app(app_config(database_url, PROXY_COUNT=1))
-    server = make_server(f"unix://{socket_path}", 0, app, threaded=True, request_handler=_Quiet)
+def _serving(socket_path: Path, wsgi: Any) -> Iterator[None]:
+    """``wsgi`` answering on the unix socket nginx forwards to, until the block ends."""
+    server = make_server(f"unix://{socket_path}", 0, wsgi, threaded=True, request_handler=_Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -274,6 +222,15 @@ def _app_on(socket_path: Path, database_url: str) -> Iterator[None]:
         thread.join(timeout=10)
         server.server_close()
         socket_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _app_on(socket_path: Path, database_url: str) -> Iterator[None]:
+    app = create_app(app_config(database_url, PROXY_COUNT=1))
+    try:
+        with _serving(socket_path, app):
+            yield
+    finally:
         app.extensions["db_engine"].dispose()
 
 
@@ -380,16 +337,8 @@ def _echo_on(socket_path: Path) -> Iterator[None]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [environ.get("HTTP_X_FORWARDED_FOR", "").encode()]
 
-    server = make_server(f"unix://{socket_path}", 0, echo, threaded=True, request_handler=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(socket_path, echo):
         yield
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        socket_path.unlink(missing_ok=True)
 
 
 def _reload(site: Site) -> None:

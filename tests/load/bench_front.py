@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime as dt
 import json
 import os
 import secrets
@@ -38,13 +37,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "load"))
 
 from bench_pages import scratch_database  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from db import migrate  # noqa: E402
 from releases import capacity  # noqa: E402
 from releases import loadtest  # noqa: E402
 from releases.loadtest_host import before_figures  # noqa: E402
 from releases.loadtest_host import server_figures  # noqa: E402
-from releases.remote import render  # noqa: E402
+from tests import local_nginx  # noqa: E402
 
 DOMAIN = "tas.bench"
 # nginx listens on the standard ports as on a server (the app compares a form's Referer with
@@ -95,89 +95,38 @@ def gunicorn(database_url: str, workers: int) -> Iterator[int]:
         process.wait(timeout=60)
 
 
-def _certificate(folder: Path) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())  # what certbot makes by default
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
-    now = dt.datetime.now(dt.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(DOMAIN)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "fullchain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (folder / "privkey.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def _swap(text: str, old: str, new: str) -> str:
-    if old not in text:
-        raise RuntimeError(f"the site template no longer has {old!r}: update this script")
-    return text.replace(old, new)
-
-
 @contextlib.contextmanager
 def nginx(app_port: int, key: str) -> Iterator[Path]:
     """nginx with the production site (only what needs a real server swapped), as root."""
     root = Path(tempfile.mkdtemp(prefix="tas-bench-nginx-"))
     os.chmod(root, 0o755)
-    for folder in ("cert", "logs", "temp", "acme", "srv/current", "keys"):
-        (root / folder).mkdir(parents=True)
-    (root / "srv/current/static").symlink_to(ROOT / "service" / "static")
-    _certificate(root / "cert")
-    (root / "keys" / "bench.conf").write_text(f'"{key}" 1;\n')
-    site = render(
-        "nginx-site.conf",
-        domain=DOMAIN,
-        acme_webroot=str(root / "acme"),
-        app_root=str(root / "srv"),
-        max_upload_mb=20,
-        load_keys_dir=str(root / "keys"),
+    local_nginx.make_root(root, ROOT / "service" / "static")
+    ca = local_nginx.self_signed_certificate(
+        root / "cert",
+        DOMAIN,
+        ec.generate_private_key(ec.SECP256R1()),  # certbot's default
     )
-    site = _swap(site, f"/etc/letsencrypt/live/{DOMAIN}/", f"{root}/cert/")
-    site = _swap(site, "server unix:/run/tas.sock fail_timeout=0;", f"server 127.0.0.1:{app_port};")
-    site = _swap(site, "listen [::]:80;\n", "")
-    site = _swap(site, "listen [::]:443 ssl http2;\n", "")
-    site = _swap(site, "listen 80;", f"listen {ADDRESS}:80;")
-    site = _swap(site, "listen 443 ssl", f"listen {ADDRESS}:443 ssl")
-    (root / "site.conf").write_text(site)
-    temp = root / "temp"
-    conf = root / "nginx.conf"
+    (root / "load-keys" / "bench.conf").write_text(f'"{key}" 1;\n')
+    site = local_nginx.site(
+        root, DOMAIN, upstream=f"127.0.0.1:{app_port}", listen=(ADDRESS, 80, 443)
+    )
     # As Debian's nginx.conf: a worker per core, keep-alive to clients.
-    conf.write_text(
-        f"worker_processes auto;\npid {root}/nginx.pid;\nerror_log {root}/logs/error.log;\n"
-        "events { worker_connections 8192; }\n"
-        "worker_rlimit_nofile 20000;\n"
-        "http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n"
-        "    sendfile on;\n    tcp_nopush on;\n    access_log off;\n"
-        + "".join(
-            f"    {kind}_temp_path {temp}/{kind};\n"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        + f"    include {root}/site.conf;\n}}\n"
+    conf = local_nginx.main_conf(
+        root,
+        site,
+        top=[
+            "worker_processes auto;",
+            f"error_log {root}/logs/error.log;",
+            "events { worker_connections 8192; }",
+            "worker_rlimit_nofile 20000;",
+        ],
+        http=["sendfile on;", "tcp_nopush on;", "access_log off;"],
     )
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    process = subprocess.Popen([binary, "-p", f"{root}/", "-c", str(conf), "-g", "daemon off;"])
+    process = subprocess.Popen(local_nginx.command(binary, root, conf, "-g", "daemon off;"))
     try:
         _wait(443, "nginx", process, ADDRESS)
-        yield root / "cert" / "fullchain.pem"
+        yield ca
     finally:
         process.send_signal(signal.SIGQUIT)
         process.wait(timeout=60)
