@@ -44,6 +44,19 @@ class LockState:
     unit: str = ""
     unit_active: bool = False
 
+    @classmethod
+    def from_status(cls, output: str) -> LockState:
+        """What ``scripts/lock_status.py`` printed about the lock."""
+        data = json.loads(output)
+        return cls(
+            held=data["held"],
+            info=data.get("info"),
+            age=float(data.get("age", 0.0)),
+            session_alive=data.get("session_alive"),
+            unit=data.get("unit", ""),
+            unit_active=bool(data.get("unit_active")),
+        )
+
     def stale(self, stale_after: float = STALE_AFTER) -> str:
         """Why the lock is stale, or "" when its holder is still there."""
         if not self.held or self.unit_active:
@@ -77,15 +90,7 @@ def lock_state(remote: Remote) -> LockState:
     result = sudo_input(
         remote, f"python3 - {shlex.quote(LOCK_DIR)}", scripts.text("lock_status.py")
     )
-    data = json.loads(result.stdout)
-    return LockState(
-        held=data["held"],
-        info=data.get("info"),
-        age=float(data.get("age", 0.0)),
-        session_alive=data.get("session_alive"),
-        unit=data.get("unit", ""),
-        unit_active=bool(data.get("unit_active")),
-    )
+    return LockState.from_status(result.stdout)
 
 
 @dataclass

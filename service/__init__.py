@@ -47,7 +47,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SESSION_REFRESH_EACH_REQUEST=False,
         MAX_USERS=25,
         DB_POOL_SIZE=5,
-        MAX_UPLOAD_MB=20,
+        # The upload and import limits (MAX_UPLOAD_MB, MAX_IMPORT_MB, IMPORT_BACKUPS_KEEP).
+        **config.POSITIVE_DEFAULTS,
         LOG_LEVEL="INFO",
         PROXY_COUNT=0,
         RATELIMIT_ENABLED=True,

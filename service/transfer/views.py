@@ -32,7 +32,6 @@ from service import auth
 from service import database
 from service.accounts.services import account_deleted
 from service.accounts.services import time_zones
-from service.config import POSITIVE_DEFAULTS
 from service.forms import BaseForm
 from service.security import limiter
 from service.transfer import storage
@@ -178,8 +177,8 @@ def import_slot(user_id: int) -> Iterator[bool]:
 
 
 def setting(name: str) -> int:
-    """An import limit from the app's config, or its default (service/config.py)."""
-    return int(current_app.config.get(name, POSITIVE_DEFAULTS[name]))
+    """An import limit from the app's config (defaults: service/config.py)."""
+    return int(current_app.config[name])
 
 
 @bp.context_processor

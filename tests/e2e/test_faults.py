@@ -460,15 +460,7 @@ def healthz(lab: Lab) -> dict[str, Any]:
 def lock_now(box: vpsbox.VpsBox) -> deploy_lock.LockState:
     """The lock as ``invoke`` sees it: the same script, run in the box without SSH."""
     out = box.enter(["python3", "-c", scripts.text("lock_status.py"), deploy_lock.LOCK_DIR])
-    data = json.loads(out.stdout)
-    return deploy_lock.LockState(
-        held=data["held"],
-        info=data.get("info"),
-        age=float(data.get("age", 0.0)),
-        session_alive=data.get("session_alive"),
-        unit=data.get("unit", ""),
-        unit_active=bool(data.get("unit_active")),
-    )
+    return deploy_lock.LockState.from_status(out.stdout)
 
 
 def runs_active(box: vpsbox.VpsBox) -> bool:
