@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 PAGE_MARK = 'name="csrf_token"'
+PAGE_ERRORS_TO_FAIL = 3  # the gate's early failure: see Runner.gate
 MIGRATION_ERROR = "migration failed: "  # migrate.py's one-line reason
 # Rows per table, in one statement (query_to_xml runs a count per table).
 ROW_COUNTS = """
@@ -217,14 +218,28 @@ class Runner:
         return health
 
     def gate(self, version: str) -> dict[str, Any]:
-        """Two good answers in a row through nginx over HTTPS, within the timeout."""
+        """Two good answers in a row through nginx over HTTPS, within the timeout.
+
+        Gives up early when the release answers ``/healthz`` with its version but its page
+        fails with HTTP 500 ``PAGE_ERRORS_TO_FAIL`` times in a row: the app is up and
+        talking to its database, so the error is its own and waiting will not mend it;
+        the site should go back to the old release now, not after the whole timeout.
+        (A 502/504 from nginx, or no answer, is a release still starting: waited for.)
+        """
         deadline = time.monotonic() + float(self.plan["gate"]["timeout"])
         restarts = _restarts()
-        good = 0
+        good = page_errors = 0
         while True:
             health = self.check(version)
             good = good + 1 if health["ok"] else 0
             if good >= 2:
+                return health
+            page_errors = page_errors + 1 if health.get("page") == 500 else 0
+            if page_errors >= PAGE_ERRORS_TO_FAIL:
+                health["detail"] += (
+                    f"; {page_errors} answers in a row: the release is up (its /healthz is"
+                    " healthy) and its page fails, so the gate did not wait for its timeout"
+                )
                 return health
             if not health["ok"] and _restarts() > restarts:
                 log = sh("journalctl -u tas.service -n 8 --no-pager -o cat").stdout.strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from releases.lock import LockState
 from releases.lock import merge_log
 from releases.rollback import RollbackRefused
 from releases.rollback import choose_target
+from releases.scripts import runner
 from releases.scripts.runner import judge
 from releases.scripts.runner import renders
 from releases.scripts.runner import summary
@@ -168,6 +170,45 @@ def test_a_page_renders_only_whole_with_its_form():
     assert not renders(500, page)
     assert not renders(200, "<html><h1>Internal Server Error</h1></html>")
     assert not renders(200, page[:30])  # cut off half-way
+
+
+class _ScriptedGate(runner.Runner):
+    """The gate's loop against scripted answers: (healthz ok?, page HTTP status) per check."""
+
+    def __init__(self, run_dir: Path, answers: list[tuple[bool, int]]) -> None:
+        (run_dir / "plan.json").write_text(
+            json.dumps({"entry": {}, "gate": {"timeout": 3600}, "run": "t", "log": "/dev/null"})
+        )
+        super().__init__(run_dir)
+        self.answers = list(answers)
+        self.asked = 0
+
+    def check(self, version: str, socket: str = "") -> dict[str, Any]:
+        healthy, page = self.answers[min(self.asked, len(self.answers) - 1)]
+        self.asked += 1
+        if self.asked > 50:
+            raise AssertionError("the gate kept asking")
+        return {
+            "ok": healthy and page == 200,
+            "http": 200 if healthy else 502,
+            "page": page,
+            "body": {},
+            "detail": "" if page == 200 else f"/signin does not render (HTTP {page})",
+        }
+
+
+def test_the_gate_gives_up_at_once_on_a_healthy_release_whose_page_keeps_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "_restarts", lambda: 0)
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: None)
+    broken = _ScriptedGate(tmp_path, [(True, 500)])
+    health = broken.gate("1.2.0")
+    assert not health["ok"] and broken.asked == runner.PAGE_ERRORS_TO_FAIL
+    assert "did not wait for its timeout" in health["detail"]
+    # A release still starting (nginx's 502, then a page error once) is waited for.
+    starting = _ScriptedGate(tmp_path, [(False, 502)] * 6 + [(True, 500), (True, 200)])
+    assert starting.gate("1.2.0")["ok"] and starting.asked == 9
 
 
 # --- the lock ------------------------------------------------------------------------------
