@@ -60,6 +60,7 @@ NOTES_MAX = 10000
 EMOTION_NAME_MAX = 60
 CONTEXT_MAX = 200
 CANCEL_CATEGORY_MAX = 60
+GROUP_NAME_MAX = 100
 
 PREDICTION_SCALES = (
     "expected_aversion",
@@ -388,12 +389,53 @@ class AttemptEmotion(Base):
             ["user_id", "emotion_id"], ["emotions.user_id", "emotions.id"], ondelete="CASCADE"
         ),
         CheckConstraint(_in_list("phase", EMOTION_PHASES), name="phase_allowed"),
+        _scale_check("intensity"),
         Index("ix_attempt_emotions_emotion_id", "emotion_id"),
     )
 
     attempt_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     emotion_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     phase: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    # How strongly it was felt, 0–100; none for rows older than migration 0010.
+    intensity: Mapped[int | None] = mapped_column(SmallInteger)
+
+
+class TaskGroup(Base):
+    """A person's group of tasks (the old app's "jobs"); a task can be in several."""
+
+    __tablename__ = "task_groups"
+    __table_args__ = (
+        UniqueConstraint("user_id", "id"),
+        UniqueConstraint("user_id", "legacy_id"),
+        Index("uq_task_groups_user_id_lower_name", "user_id", text("lower(name)"), unique=True),
+        CheckConstraint(f"char_length(name) BETWEEN 1 AND {GROUP_NAME_MAX}", name="name_length"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    # The old app's job id for imported groups; unique per person.
+    legacy_id: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskGroupTask(Base):
+    """A task in a group; both the person's own (composite keys)."""
+
+    __tablename__ = "task_group_tasks"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id", "group_id"], ["task_groups.user_id", "task_groups.id"], ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["user_id", "task_id"], ["tasks.user_id", "tasks.id"], ondelete="CASCADE"
+        ),
+        Index("ix_task_group_tasks_task_id", "task_id"),
+    )
+
+    group_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -27,6 +27,8 @@ PERSON_OWNED = {
     "import_runs",
     "user_sessions",
     "notes",
+    "task_groups",
+    "task_group_tasks",
 }
 
 
