@@ -62,7 +62,8 @@ OPEN_STATUSES = "('initialized', 'started', 'paused')"
 _ROWS = {
     "INSERT": "SELECT user_id, attempt_id FROM new_rows",
     "UPDATE": (
-        "SELECT user_id, attempt_id FROM new_rows UNION ALL SELECT user_id, attempt_id FROM old_rows"
+        "SELECT user_id, attempt_id FROM new_rows"
+        " UNION ALL SELECT user_id, attempt_id FROM old_rows"
     ),
     "DELETE": "SELECT user_id, attempt_id FROM old_rows",
 }
@@ -128,7 +129,10 @@ def upgrade() -> None:
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.Column("legacy_id", sa.Text(), nullable=True),
         sa.CheckConstraint(
@@ -139,9 +143,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_groups")),
         sa.UniqueConstraint("user_id", "id", name=op.f("uq_task_groups_user_id_id")),
-        sa.UniqueConstraint(
-            "user_id", "legacy_id", name=op.f("uq_task_groups_user_id_legacy_id")
-        ),
+        sa.UniqueConstraint("user_id", "legacy_id", name=op.f("uq_task_groups_user_id_legacy_id")),
         if_not_exists=True,
     )
     op.create_index(
