@@ -198,3 +198,99 @@ def check_new_emotions(_form: Any, field: Field) -> None:
     for name in parse_new_emotions(field.data):
         if len(name) > EMOTION_NAME_MAX:
             raise ValidationError(f"Each emotion can be at most {EMOTION_NAME_MAX} characters.")
+
+
+INTENSITY_MAX = 100
+
+
+class _IntensityInputs:
+    """Every emotion's intensity input (the templates place each next to its checkbox)."""
+
+    def __call__(self, field: IntensitiesField, **kwargs: Any) -> Markup:
+        return Markup("").join(field.input(emotion_id) for emotion_id, _name in field.choices)
+
+
+class IntensitiesField(Field):
+    """How strongly each chosen emotion is felt, 0–100 (optional for each).
+
+    One number input per emotion of the form's checklist, named ``<name>-<emotion id>``:
+    plain inputs, so the form works without JavaScript. ``data`` maps emotion ids to
+    intensities (the inputs left empty are not in it); ``choices`` are the checklist's.
+    An intensity given to an emotion that isn't ticked is refused with a message: it would
+    otherwise be lost without a word.
+    """
+
+    widget = _IntensityInputs()
+
+    def __init__(self, label: str = "Intensity (0–100)", **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.choices: list[tuple[int, str]] = []
+        self.raw: dict[int, str] = {}
+
+    def process(self, formdata: Any, data: Any = None, extra_filters: Any = None) -> None:
+        self.process_errors: list[Any] = []
+        given = data if isinstance(data, dict) else {}
+        self.object_data = given
+        self.data: dict[int, int] = {}
+        self.raw = {int(k): str(v) for k, v in given.items() if v is not None}
+        if formdata is not None:
+            prefix = f"{self.name}-"
+            self.raw = {
+                int(key[len(prefix) :]): str(formdata.get(key, "")).strip()
+                for key in formdata
+                if key.startswith(prefix)
+                and key[len(prefix) :].isdigit()
+                and len(key) < len(prefix) + 19
+            }
+        for emotion_id, value in self.raw.items():
+            if value.isdigit() and len(value) <= 3:
+                self.data[emotion_id] = int(value)
+
+    def pre_validate(self, form: Any) -> None:
+        names = dict(self.choices)
+        chosen = set(form.emotions.data or [])
+        for emotion_id, value in sorted(self.raw.items()):
+            if not value:
+                continue
+            name = names.get(emotion_id)
+            if name is None:
+                raise StopValidation("Give intensities to your own emotions only.")
+            if emotion_id not in self.data or not 0 <= self.data[emotion_id] <= INTENSITY_MAX:
+                raise StopValidation(
+                    f"Intensity of “{name}”: enter a whole number from 0 to {INTENSITY_MAX}."
+                )
+            if emotion_id not in chosen:
+                raise StopValidation(
+                    f"You gave “{name}” an intensity without ticking it: tick it, or clear "
+                    "the intensity."
+                )
+
+    def chosen(self, emotion_ids: list[int]) -> dict[int, int | None]:
+        """The intensity of each of these emotions (none where it was left empty)."""
+        return {emotion_id: self.data.get(emotion_id) for emotion_id in emotion_ids}
+
+    def input_id(self, emotion_id: int) -> str:
+        return f"{self.id}-{emotion_id}"
+
+    def input(self, emotion_id: int) -> Markup:
+        """One emotion's number input with its label, and the error's id when refused."""
+        name = dict(self.choices).get(emotion_id, "")
+        field_id = self.input_id(emotion_id)
+        attributes = {
+            "id": field_id,
+            "name": field_id,
+            "type": "number",
+            "min": 0,
+            "max": INTENSITY_MAX,
+            "step": 1,
+            "inputmode": "numeric",
+            "class": "intensity",
+            "value": self.raw.get(emotion_id, ""),
+        }
+        if self.errors:
+            attributes["aria-describedby"] = f"{self.id}-error"
+        return Markup(
+            f'<label class="intensity-label" for="{escape(field_id)}">'
+            f"Intensity of {escape(name)} (0–100)</label>"
+            f"<input {_html_params(attributes)}>"
+        )

@@ -43,6 +43,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
 from db.models import Attempt
+from db.models import AttemptEmotion
+from db.models import Emotion
 from db.models import Task
 
 # "Tasks you dreaded": an expected aversion at or above this.
@@ -154,7 +156,36 @@ def _summary_statement() -> Select[Any]:
         func.count(Attempt.actual_relief).filter(undreaded).label("other_n"),
         tasks.label("tasks"),
         cancellations.label("cancellations"),
+        _emotions_column().label("emotions"),
     ).where(Attempt.user_id == USER_ID)
+
+
+def _emotions_column() -> Any:
+    """Per emotion felt around completed attempts: the mean intensity before and after
+    (each with how many intensities it averages) and on how many attempts it was felt; a
+    JSON array of objects (name, before, before_n, after, after_n, attempts)."""
+    done = Attempt.__table__.alias("emotion_attempts")
+    felt = AttemptEmotion.__table__.alias("felt")
+    names = Emotion.__table__.alias("felt_names")
+    before, after = felt.c.phase == "before", felt.c.phase == "after"
+    by_emotion = (
+        select(
+            names.c.name,
+            _mean(felt.c.intensity, before).label("before"),
+            func.count(felt.c.intensity).filter(before).label("before_n"),
+            _mean(felt.c.intensity, after).label("after"),
+            func.count(felt.c.intensity).filter(after).label("after_n"),
+            func.count(func.distinct(felt.c.attempt_id)).label("attempts"),
+        )
+        .join(done, and_(done.c.id == felt.c.attempt_id, done.c.user_id == felt.c.user_id))
+        .join(names, and_(names.c.id == felt.c.emotion_id, names.c.user_id == felt.c.user_id))
+        .where(felt.c.user_id == USER_ID, done.c.status == "completed")
+        .group_by(names.c.id)
+        .subquery("by_emotion")
+    )
+    return select(
+        func.coalesce(func.json_agg(by_emotion.table_valued()), literal_column("'[]'::json"))
+    ).scalar_subquery()
 
 
 def summary(db: Session, user_id: int, week_start: dt.datetime) -> dict[str, Any]:

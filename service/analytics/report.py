@@ -58,10 +58,12 @@ def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[st
     summary = queries.summary(db, user_id, week_start(timezone))
     tasks = summary.pop("tasks")
     by_category = summary.pop("cancellations")
+    felt = summary.pop("emotions")
     page: dict[str, Any] = {
         "kpis": kpis(summary),
         "empty": not summary["completed"],
         "cancellations": cancellations(by_category),
+        "emotions": emotion_changes(felt),
     }
     if page["empty"]:
         return page
@@ -132,7 +134,24 @@ def chart_data(page: dict[str, Any]) -> dict[str, Any]:
         "correlation": {
             k: page["correlation"][k] for k in ("points", "bin_points", "x_label", "y_label")
         },
+        "emotions": [
+            {k: e[k] for k in ("name", "before", "after")}
+            for e in page["emotions"]
+            if e["before"] is not None or e["after"] is not None
+        ],
     }
+
+
+def emotion_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per emotion felt around completed attempts, the most frequent first: mean intensity
+    before and after (none without intensities), their counts, and the change (after −
+    before, when both are known)."""
+    changes = []
+    for row in rows:
+        before, after = row["before"], row["after"]
+        change = after - before if before is not None and after is not None else None
+        changes.append({**row, "change": change})
+    return sorted(changes, key=lambda e: (-e["attempts"], e["name"].lower()))
 
 
 def kpis(summary: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from db.models import CONTEXT_MAX
 from db.models import DESCRIPTION_MAX
 from db.models import NOTES_MAX
 from service.forms import BaseForm
+from service.forms import IntensitiesField
 from service.forms import emotion_checklist
 from service.forms import new_emotions_field
 from service.forms import scale_field
@@ -129,6 +130,7 @@ class PredictionForm(BaseForm):
     motivation = scale_field(PREDICTION_LABELS["motivation"])
     time_estimate_minutes = minutes_field("Time estimate (minutes)")
     emotions = emotion_checklist("Emotions you feel now")
+    intensities = IntensitiesField()
     new_emotions = new_emotions_field()
     physical_context = StringField(
         "Where (physical context)",
@@ -155,6 +157,7 @@ class OutcomeForm(BaseForm):
     completion_percent = scale_field("How much got done (%)", high=200)
     minutes_spent = minutes_field("Minutes spent", required=True)
     emotions = emotion_checklist("Emotions you feel now")
+    intensities = IntensitiesField()
     new_emotions = new_emotions_field()
     notes = _notes("Notes")
 

@@ -140,9 +140,17 @@ def default_prediction(task: Task, averages: dict[str, float | None]) -> dict[st
 
 
 def set_emotions(
-    db: Session, attempt: Attempt, phase: str, emotion_ids: list[int], *, new: bool = False
+    db: Session,
+    attempt: Attempt,
+    phase: str,
+    emotion_ids: list[int],
+    *,
+    new: bool = False,
+    intensities: dict[int, int | None] | None = None,
 ) -> None:
-    """The attempt's emotions of ``phase``: these and no others (``new``: it has none yet)."""
+    """The attempt's emotions of ``phase``: these and no others (``new``: it has none yet),
+    each with its intensity in ``intensities`` (none where it has none)."""
+    intensities = intensities or {}
     if not new:
         db.execute(
             delete(AttemptEmotion).where(
@@ -150,19 +158,31 @@ def set_emotions(
             )
         )
     db.add_all(
-        AttemptEmotion(attempt_id=attempt.id, emotion_id=e, phase=phase, user_id=attempt.user_id)
+        AttemptEmotion(
+            attempt_id=attempt.id,
+            emotion_id=e,
+            phase=phase,
+            user_id=attempt.user_id,
+            intensity=intensities.get(e),
+        )
         for e in emotion_ids
     )
 
 
 def emotion_ids(db: Session, attempt: Attempt, phase: str) -> list[int]:
-    return list(
-        db.scalars(
-            select(AttemptEmotion.emotion_id).where(
-                AttemptEmotion.attempt_id == attempt.id, AttemptEmotion.phase == phase
-            )
+    return list(emotion_intensities(db, attempt, phase))
+
+
+def emotion_intensities(db: Session, attempt: Attempt, phase: str) -> dict[int, int | None]:
+    """The attempt's emotions of ``phase`` and their intensities (none where not given)."""
+    rows = db.execute(
+        select(AttemptEmotion.emotion_id, AttemptEmotion.intensity).where(
+            AttemptEmotion.attempt_id == attempt.id,
+            AttemptEmotion.user_id == attempt.user_id,
+            AttemptEmotion.phase == phase,
         )
     )
+    return {emotion_id: intensity for emotion_id, intensity in rows}
 
 
 def initialize_attempt(db: Session, task: Task, prediction: dict[str, Any]) -> Attempt:

@@ -58,6 +58,21 @@ def _emotions(form: PredictionForm | OutcomeForm) -> list[int]:
     )
 
 
+def _save_emotions(
+    attempt: Attempt, phase: str, form: PredictionForm | OutcomeForm, *, new: bool = False
+) -> None:
+    """The form's chosen emotions (and words typed in) of ``phase``, with intensities."""
+    chosen = _emotions(form)
+    services.set_emotions(
+        database.session(),
+        attempt,
+        phase,
+        chosen,
+        new=new,
+        intensities=form.intensities.chosen(chosen),
+    )
+
+
 def _prediction_form(
     task: Task,
     attempt: Attempt | None,
@@ -67,7 +82,10 @@ def _prediction_form(
     """The prediction form with its defaults: the attempt's prediction, else the averages."""
     if attempt is not None:
         defaults: dict[str, Any] = {f: getattr(attempt, f) for f in services.PREDICTION_FIELDS}
-        defaults["emotions"] = services.emotion_ids(database.session(), attempt, "before")
+        defaults["intensities"] = services.emotion_intensities(
+            database.session(), attempt, "before"
+        )
+        defaults["emotions"] = list(defaults["intensities"])
         defaults["due_date"], defaults["due_time"] = local_day_and_time(
             attempt.due_at, auth.user().timezone
         )
@@ -75,7 +93,7 @@ def _prediction_form(
         defaults = services.default_prediction(task, averages)
         defaults["time_estimate_minutes"] = _plain_number(defaults["time_estimate_minutes"])
     form = PredictionForm(data=defaults)
-    form.emotions.choices = choices
+    form.emotions.choices = form.intensities.choices = choices
     return form
 
 
@@ -122,7 +140,7 @@ def initialize(task_id: int) -> ResponseReturnValue:
             attempt = services.initialize_attempt(db, task, _prediction(form))
         except services.AttemptStateError as error:
             return _refused(error)
-        services.set_emotions(db, attempt, "before", _emotions(form), new=True)
+        _save_emotions(attempt, "before", form, new=True)
         database.commit()
         flash(f"“{task.name}” is ready to start.")
         return redirect(url_for("dashboard.index"))
@@ -156,7 +174,7 @@ def prediction(attempt_id: int) -> ResponseReturnValue:
             services.apply_prediction(attempt, _prediction(form))
         except services.AttemptStateError as error:
             return _refused(error)
-        services.set_emotions(db, attempt, "before", _emotions(form))
+        _save_emotions(attempt, "before", form)
         database.commit()
         flash("Prediction saved.")
         return redirect(url_for("dashboard.index"))
@@ -171,7 +189,11 @@ def show(attempt_id: int) -> ResponseReturnValue:
     now = utcnow()
     names = dict(emotion_choices(db, auth.user().id))
     emotions = {
-        phase: [names[e] for e in services.emotion_ids(db, attempt, phase) if e in names]
+        phase: [
+            names[e] if intensity is None else f"{names[e]} ({intensity})"
+            for e, intensity in services.emotion_intensities(db, attempt, phase).items()
+            if e in names
+        ]
         for phase in ("before", "after")
     }
     return render_template(
@@ -232,7 +254,7 @@ def complete(attempt_id: int) -> ResponseReturnValue:
         tracked if tracked is not None else attempt.time_estimate_minutes or 0, 1
     )
     form = OutcomeForm(data=defaults)
-    form.emotions.choices = choices
+    form.emotions.choices = form.intensities.choices = choices
     if form.validate_on_submit():
         outcome = {
             name: getattr(form, name).data for name in (*OUTCOME_SCALES, "completion_percent")
@@ -243,7 +265,7 @@ def complete(attempt_id: int) -> ResponseReturnValue:
             services.complete_attempt(attempt, outcome)
         except services.AttemptStateError as error:
             return _refused(error)
-        services.set_emotions(db, attempt, "after", _emotions(form))
+        _save_emotions(attempt, "after", form)
         database.commit()
         flash(f"Completed “{task.name}”. Well done.")
         return redirect(url_for("dashboard.index"))

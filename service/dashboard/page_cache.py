@@ -62,7 +62,7 @@ from db.models import utcnow
 from service.attempts.services import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
-FORMAT = 4
+FORMAT = 5
 
 _STORE = (
     insert(PageCache)

