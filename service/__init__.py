@@ -18,6 +18,7 @@ from service import dashboard
 from service import database
 from service import emotions
 from service import errors
+from service import groups
 from service import health
 from service import history
 from service import notes
@@ -74,6 +75,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         emotions.bp,
         transfer.bp,
         analytics.bp,
+        groups.bp,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -47,6 +47,8 @@ from db.models import SEARCH_CONFIG
 from db.models import TASK_WORDS
 from db.models import Attempt
 from db.models import Task
+from db.models import TaskGroup
+from db.models import TaskGroupTask
 
 PAGE_SIZE = 50
 # What the status filter offers, and the attempt statuses each stands for.
@@ -107,6 +109,7 @@ class Filters:
     """What the person asked for, already validated (None: not filtered)."""
 
     task_id: int | None = None
+    group_id: int | None = None  # attempts of the tasks in this group of the person's
     status: str | None = None
     start: dt.datetime | None = None  # from this instant on
     end: dt.datetime | None = None  # up to, not including, this instant
@@ -116,6 +119,7 @@ class Filters:
 _USER_ID = bindparam("user_id", type_=BigInteger)
 _PARAMS: dict[str, Any] = {
     "task_id": bindparam("task_id", type_=BigInteger),
+    "group_id": bindparam("group_id", type_=BigInteger),
     "start": bindparam("start", type_=DateTime(timezone=True)),
     "end": bindparam("end", type_=DateTime(timezone=True)),
     "at": bindparam("at", type_=DateTime(timezone=True)),
@@ -206,13 +210,27 @@ def _searched(conditions: list[Any], match: Any, newer: bool) -> Any:
 
 @functools.cache
 def _statement(
-    task: bool, status: str | None, start: bool, end: bool, words: int, direction: str
+    task: bool,
+    status: str | None,
+    start: bool,
+    end: bool,
+    words: int,
+    direction: str,
+    group: bool = False,
 ) -> CompoundSelect:
     """The statement for one combination of filters (a closed set, each built once)."""
     p = _PARAMS
     conditions = [Attempt.user_id == _USER_ID]
     if task:
         conditions.append(Attempt.task_id == p["task_id"])
+    if group:
+        conditions.append(
+            Attempt.task_id.in_(
+                select(TaskGroupTask.task_id).where(
+                    TaskGroupTask.group_id == p["group_id"], TaskGroupTask.user_id == _USER_ID
+                )
+            )
+        )
     if status is not None:
         conditions.append(Attempt.status.in_(STATUS_GROUPS[status]))
     if status == "postponed":
@@ -270,12 +288,15 @@ def _statement(
     tasks = _row("task", Task.id, Task.id, Task.name, Task.archived_at.is_not(None)).where(
         Task.user_id == _USER_ID
     )
-    return union_all(tasks, attempts)
+    # The person's task groups, for the group filter (task_name holds the group's name).
+    groups = _row("group", TaskGroup.id, None, TaskGroup.name).where(TaskGroup.user_id == _USER_ID)
+    return union_all(tasks, groups, attempts)
 
 
 @dataclass
 class Page:
     tasks: list[Any]  # (id, name, archived) of every task of the person, by name
+    groups: list[Any]  # (id, task_name: the group's name) of the person's groups, by name
     attempts: list[Any]  # newest first, at most PAGE_SIZE
     has_newer: bool
     has_older: bool
@@ -295,10 +316,12 @@ def page(
         filters.end is not None,
         len(filters.terms),
         direction,
+        filters.group_id is not None,
     )
     params: dict[str, Any] = {
         "user_id": user_id,
         "task_id": filters.task_id,
+        "group_id": filters.group_id,
         "start": filters.start,
         "end": filters.end,
         **{f"term_{number}": term for number, term in enumerate(filters.terms)},
@@ -309,10 +332,11 @@ def page(
     tasks = sorted(
         (r for r in rows if r.kind == "task"), key=lambda r: (r.archived, r.task_name.lower())
     )
+    groups = sorted((r for r in rows if r.kind == "group"), key=lambda r: r.task_name.lower())
     attempts = [r for r in rows if r.kind == "attempt"]
     attempts.sort(key=lambda r: (r.initialized_at, r.id), reverse=True)
     more = len(attempts) > PAGE_SIZE
     if direction == "newer":
         attempts = attempts[-PAGE_SIZE:]  # the page just newer than the cursor
-        return Page(tasks, attempts, has_newer=more, has_older=True)
-    return Page(tasks, attempts[:PAGE_SIZE], has_newer=direction == "older", has_older=more)
+        return Page(tasks, groups, attempts, has_newer=more, has_older=True)
+    return Page(tasks, groups, attempts[:PAGE_SIZE], has_newer=direction == "older", has_older=more)

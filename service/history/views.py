@@ -43,6 +43,7 @@ STATUS_CHOICES = [
     ("cancelled", "Cancelled"),
 ]
 TASK_MESSAGE = "Choose one of your tasks."
+GROUP_MESSAGE = "Choose one of your groups."
 CURSOR_MESSAGE = (
     "That link to a page of your history isn't complete (it may have been cut short), "
     "so here are your newest attempts."
@@ -71,6 +72,11 @@ def _task_id(_form: Any, field: SelectField) -> None:
         raise ValidationError(TASK_MESSAGE)
 
 
+def _group_id(_form: Any, field: SelectField) -> None:
+    if not (field.data.isdigit() and int(field.data) <= queries.BIGINT_MAX):
+        raise ValidationError(GROUP_MESSAGE)
+
+
 class HistoryForm(BaseForm):
     """The filters; a GET form, so no CSRF token."""
 
@@ -89,6 +95,12 @@ class HistoryForm(BaseForm):
         "Task",
         validate_choice=False,
         validators=[Optional(), _task_id],
+        widget=SelectRenderedOnce(),
+    )
+    group = SelectField(
+        "Group",
+        validate_choice=False,
+        validators=[Optional(), _group_id],
         widget=SelectRenderedOnce(),
     )
     status = SelectField(
@@ -125,6 +137,7 @@ class HistoryForm(BaseForm):
         start, end = value("start"), value("end")
         return queries.Filters(
             task_id=int(value("task")) if value("task") is not None else None,
+            group_id=int(value("group")) if value("group") is not None else None,
             status=value("status"),
             start=dt.datetime.combine(start, dt.time(), zone) if start else None,
             # The whole end day: up to the next local midnight (none after the last day).
@@ -138,7 +151,7 @@ class HistoryForm(BaseForm):
 
     def kept(self) -> dict[str, str]:
         """The filters as query-string values, for the links to other pages."""
-        names = ("q", "task", "status", "start", "end")
+        names = ("q", "task", "group", "status", "start", "end")
         return {
             name: raw
             for name in names
@@ -171,6 +184,9 @@ def index() -> ResponseReturnValue:
     ]
     if filters.task_id is not None and all(t.id != filters.task_id for t in page.tasks):
         form.task.errors = [TASK_MESSAGE]  # none of theirs (another person's, or deleted)
+    form.group.choices = [("", "All groups")] + [(str(g.id), g.task_name) for g in page.groups]
+    if filters.group_id is not None and all(g.id != filters.group_id for g in page.groups):
+        form.group.errors = [GROUP_MESSAGE]  # none of theirs: the filter matched nothing
     kept: dict[str, Any] = form.kept()
     links = {}
     if page.attempts and page.has_older:
@@ -192,5 +208,5 @@ def index() -> ResponseReturnValue:
         now=utcnow(),
         cursor_message=None if cursor_valid else CURSOR_MESSAGE,
     )
-    fine = valid and cursor_valid and not form.task.errors and not form.q.errors
+    fine = valid and cursor_valid and not (form.task.errors or form.group.errors or form.q.errors)
     return html, 200 if fine else 400

@@ -8,11 +8,13 @@ from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
+from wtforms.validators import StopValidation
 
 from db.models import DESCRIPTION_MAX
 from db.models import TASK_KINDS
 from db.models import TASK_NAME_MAX
 from service.forms import BaseForm
+from service.forms import CheckboxListField
 from service.forms import emotion_checklist
 from service.forms import new_emotions_field
 
@@ -29,6 +31,15 @@ def minutes_field(label: str, required: bool = False) -> DecimalField:
         ],
         render_kw={"inputmode": "decimal"},
     )
+
+
+class GroupChecklist(CheckboxListField):
+    """The person's groups to tick; an id that isn't one of theirs gets a message."""
+
+    def pre_validate(self, form: object) -> None:
+        known = {value for value, _label in self.choices or []}
+        if any(value not in known for value in self.data or []):
+            raise StopValidation("Choose among your own groups (Groups page).")
 
 
 class TaskForm(BaseForm):
@@ -49,3 +60,5 @@ class TaskForm(BaseForm):
     default_estimate_minutes = minutes_field("Default time estimate (minutes)")
     emotions = emotion_checklist("Emotions to track for this task")
     new_emotions = new_emotions_field()
+    # Task groups: the person's own (choices set by the view).
+    groups = GroupChecklist("Groups", coerce=int)

@@ -18,6 +18,7 @@ from service.emotions.services import chosen_emotion_ids
 from service.emotions.services import emotion_choices
 from service.forms import parse_new_emotions
 from service.forms import render_form
+from service.groups import services as groups
 from service.tasks import services
 from service.tasks.forms import TaskForm
 
@@ -27,6 +28,7 @@ bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 def _form(**defaults: Any) -> TaskForm:
     form = TaskForm(**defaults)
     form.emotions.choices = emotion_choices(database.session(), auth.user().id)
+    form.groups.choices = groups.group_choices(database.session(), auth.user().id)
     return form
 
 
@@ -56,6 +58,7 @@ def new() -> ResponseReturnValue:
         db = database.session()
         task = services.create_task(db, auth.user().id, _values(form))
         services.set_tracked_emotions(db, task, _emotion_ids(form))
+        groups.set_task_groups(db, task, form.groups.data or [])
         database.commit()
         flash(f"Created “{task.name}”.")
         return redirect(url_for("dashboard.index"))
@@ -67,11 +70,20 @@ def new() -> ResponseReturnValue:
 def edit(task_id: int) -> ResponseReturnValue:
     db = database.session()
     task = services.get_task_or_404(db, auth.user().id, task_id)
-    form = _form(obj=task, emotions=services.tracked_emotion_ids(db, task))
+    form = _form(
+        obj=task,
+        emotions=services.tracked_emotion_ids(db, task),
+        groups=groups.task_group_ids(db, task),
+    )
     if form.validate_on_submit():
+        # Groups are no part of the task's definition: changing them alone keeps its version.
+        regrouped = groups.set_task_groups(db, task, form.groups.data or [])
         if services.update_task(db, task, _values(form), _emotion_ids(form)):
             database.commit()
             flash(f"Saved “{task.name}” (version {task.version}).")
+        elif regrouped:
+            database.commit()
+            flash(f"Saved the groups of “{task.name}”.")
         else:
             flash("Nothing changed.")
         return redirect(url_for("dashboard.index"))
