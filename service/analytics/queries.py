@@ -37,8 +37,10 @@ from sqlalchemy import literal
 from sqlalchemy import literal_column
 from sqlalchemy import null
 from sqlalchemy import select
+from sqlalchemy import true
 from sqlalchemy import union_all
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
@@ -46,6 +48,8 @@ from db.models import Attempt
 from db.models import AttemptEmotion
 from db.models import Emotion
 from db.models import Task
+from db.models import TaskGroup
+from db.models import TaskGroupTask
 
 # "Tasks you dreaded": an expected aversion at or above this.
 DREAD_THRESHOLD = 70
@@ -95,6 +99,22 @@ USER_ID = bindparam("user_id", type_=BigInteger)
 WEEK_START = bindparam("week_start", type_=DateTime(timezone=True))
 TIMEZONE = bindparam("timezone", type_=String)
 COMPLETED = and_(Attempt.user_id == USER_ID, Attempt.status == "completed")
+GROUP_ID = bindparam("group_id", type_=BigInteger)
+
+
+def _in_group(task_id: Any, grouped: bool) -> Any:
+    """The task is in the chosen group of the person's (always true when not ``grouped``)."""
+    if not grouped:
+        return true()
+    return task_id.in_(
+        select(TaskGroupTask.task_id).where(
+            TaskGroupTask.group_id == GROUP_ID, TaskGroupTask.user_id == USER_ID
+        )
+    )
+
+
+def _completed(grouped: bool) -> Any:
+    return and_(COMPLETED, _in_group(Attempt.task_id, grouped))
 
 
 def _median(column: Any) -> Any:
@@ -108,23 +128,27 @@ def _mean(column: Any, condition: Any) -> Any:
 
 
 @functools.cache
-def _summary_statement() -> Select[Any]:
+def _summary_statement(grouped: bool = False) -> Select[Any]:
     done = Attempt.status == "completed"
     dreaded = and_(done, Attempt.expected_aversion >= DREAD_THRESHOLD)
     undreaded = and_(done, Attempt.expected_aversion < DREAD_THRESHOLD)
     active_tasks = (
         select(func.count())
         .select_from(Task)
-        .where(Task.user_id == USER_ID, Task.archived_at.is_(None))
+        .where(Task.user_id == USER_ID, Task.archived_at.is_(None), _in_group(Task.id, grouped))
         .scalar_subquery()
     )
-    per_task = _per_task_statement().subquery("per_task")
+    per_task = _per_task_statement(grouped).subquery("per_task")
     tasks = select(
         func.coalesce(func.json_agg(per_task.table_valued()), literal_column("'[]'::json"))
     ).scalar_subquery()
     by_category = (
         select(Attempt.cancel_category.label("category"), func.count().label("count"))
-        .where(Attempt.user_id == USER_ID, Attempt.status == "cancelled")
+        .where(
+            Attempt.user_id == USER_ID,
+            Attempt.status == "cancelled",
+            _in_group(Attempt.task_id, grouped),
+        )
         .group_by(Attempt.cancel_category)
         .subquery("by_category")
     )
@@ -156,11 +180,27 @@ def _summary_statement() -> Select[Any]:
         func.count(Attempt.actual_relief).filter(undreaded).label("other_n"),
         tasks.label("tasks"),
         cancellations.label("cancellations"),
-        _emotions_column().label("emotions"),
-    ).where(Attempt.user_id == USER_ID)
+        _emotions_column(grouped).label("emotions"),
+        _groups_column().label("groups"),
+    ).where(Attempt.user_id == USER_ID, _in_group(Attempt.task_id, grouped))
 
 
-def _emotions_column() -> Any:
+def _groups_column() -> Any:
+    """The person's task groups as a JSON array of [id, name] pairs, by name: the page's
+    group filter, read with the figures (no statement of its own)."""
+    pairs = func.json_agg(
+        aggregate_order_by(
+            func.json_build_array(TaskGroup.id, TaskGroup.name), func.lower(TaskGroup.name)
+        )
+    )
+    return (
+        select(func.coalesce(pairs, literal_column("'[]'::json")))
+        .where(TaskGroup.user_id == USER_ID)
+        .scalar_subquery()
+    )
+
+
+def _emotions_column(grouped: bool) -> Any:
     """Per emotion felt around completed attempts: the mean intensity before and after
     (each with how many intensities it averages) and on how many attempts it was felt; a
     JSON array of objects (name, before, before_n, after, after_n, attempts)."""
@@ -179,7 +219,11 @@ def _emotions_column() -> Any:
         )
         .join(done, and_(done.c.id == felt.c.attempt_id, done.c.user_id == felt.c.user_id))
         .join(names, and_(names.c.id == felt.c.emotion_id, names.c.user_id == felt.c.user_id))
-        .where(felt.c.user_id == USER_ID, done.c.status == "completed")
+        .where(
+            felt.c.user_id == USER_ID,
+            done.c.status == "completed",
+            _in_group(done.c.task_id, grouped),
+        )
         .group_by(names.c.id)
         .subquery("by_emotion")
     )
@@ -188,7 +232,9 @@ def _emotions_column() -> Any:
     ).scalar_subquery()
 
 
-def summary(db: Session, user_id: int, week_start: dt.datetime) -> dict[str, Any]:
+def summary(
+    db: Session, user_id: int, week_start: dt.datetime, group_id: int | None = None
+) -> dict[str, Any]:
     """Counts, medians and averages over all the person's attempts (one row).
 
     ``tasks``: per task with at least one completed attempt, how it went on average (a
@@ -196,12 +242,13 @@ def summary(db: Session, user_id: int, week_start: dt.datetime) -> dict[str, Any
     each with its ``_n``). ``cancellations``: how many cancelled attempts per category (a
     list of dicts: category, None for none, and count).
     """
-    params = {"user_id": user_id, "week_start": week_start}
-    return dict(db.execute(_summary_statement(), params).one()._mapping)
+    params = {"user_id": user_id, "week_start": week_start, "group_id": group_id}
+    statement = _summary_statement(group_id is not None)
+    return dict(db.execute(statement, params).one()._mapping)
 
 
 @functools.cache
-def _per_task_statement() -> Select[Any]:
+def _per_task_statement(grouped: bool = False) -> Select[Any]:
     joined = and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id)
     return (
         select(
@@ -217,13 +264,13 @@ def _per_task_statement() -> Select[Any]:
             func.count(Attempt.stress).label("stress_n"),
         )
         .join(Task, joined)
-        .where(COMPLETED)
+        .where(_completed(grouped))
         .group_by(Task.id)
     )
 
 
 @functools.cache
-def _per_day_statement(measure: str, aggregation: str) -> Select[Any]:
+def _per_day_statement(measure: str, aggregation: str, grouped: bool = False) -> Select[Any]:
     local_day = cast(func.timezone(TIMEZONE, Attempt.completed_at), Date).label("day")
     column = MEASURES[measure].column
     if aggregation == "median":
@@ -240,18 +287,24 @@ def _per_day_statement(measure: str, aggregation: str) -> Select[Any]:
             cast(trend, Double).label("trend"),
             func.count(column).label("trend_n"),
         )
-        .where(COMPLETED, Attempt.completed_at.is_not(None))
+        .where(_completed(grouped), Attempt.completed_at.is_not(None))
         .group_by(local_day)
         .order_by(local_day)
     )
 
 
 def per_day(
-    db: Session, user_id: int, timezone: str, measure: str, aggregation: str
+    db: Session,
+    user_id: int,
+    timezone: str,
+    measure: str,
+    aggregation: str,
+    group_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per local day with completions: count, total relief and the trend's aggregate."""
-    params = {"user_id": user_id, "timezone": timezone}
-    rows = db.execute(_per_day_statement(measure, aggregation), params).all()
+    params = {"user_id": user_id, "timezone": timezone, "group_id": group_id}
+    statement = _per_day_statement(measure, aggregation, group_id is not None)
+    rows = db.execute(statement, params).all()
     return [dict(row._mapping) for row in rows]
 
 
@@ -278,7 +331,7 @@ def _row(
 
 
 @functools.cache
-def _shapes_statement(x: str, y: str) -> CompoundSelect:
+def _shapes_statement(x: str, y: str, grouped: bool = False) -> CompoundSelect:
     keys = {*HISTOGRAM_MEASURES, "expected_relief"}
     done: CTE = (
         select(
@@ -286,7 +339,7 @@ def _shapes_statement(x: str, y: str) -> CompoundSelect:
             cast(MEASURES[x].column, Double).label("pair_x"),
             cast(MEASURES[y].column, Double).label("pair_y"),
         )
-        .where(COMPLETED)
+        .where(_completed(grouped))
         .cte("done")
     )
     c = done.c
@@ -322,7 +375,7 @@ def _shapes_statement(x: str, y: str) -> CompoundSelect:
     return union_all(*parts)
 
 
-def shapes(db: Session, user_id: int, x: str, y: str) -> list[Any]:
+def shapes(db: Session, user_id: int, x: str, y: str, group_id: int | None = None) -> list[Any]:
     """Histogram buckets, prediction-vs-outcome grids, and the correlation pairs.
 
     Rows are (kind, key, x, y, n, total, xs, ys):
@@ -333,4 +386,5 @@ def shapes(db: Session, user_id: int, x: str, y: str) -> list[Any]:
     ``pairs``: xs, ys = the two chosen measures of every attempt where both are recorded
     (one row, n = how many; the arrays are null when there are none).
     """
-    return list(db.execute(_shapes_statement(x, y), {"user_id": user_id}).all())
+    statement = _shapes_statement(x, y, group_id is not None)
+    return list(db.execute(statement, {"user_id": user_id, "group_id": group_id}).all())

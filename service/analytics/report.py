@@ -53,13 +53,20 @@ def week_start(timezone: str) -> dt.datetime:
     return dt.datetime.combine(first_day, dt.time(), ZoneInfo(timezone))
 
 
-def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[str, Any]:
-    """Everything the template needs (JSON data); three statements at most."""
-    summary = queries.summary(db, user_id, week_start(timezone))
+def build(
+    db: Session, user_id: int, timezone: str, choices: Choices, group_id: int | None = None
+) -> dict[str, Any]:
+    """Everything the template needs (JSON data); three statements at most.
+
+    ``group_id``: only the tasks of this group of the person's (and their attempts).
+    """
+    summary = queries.summary(db, user_id, week_start(timezone), group_id)
     tasks = summary.pop("tasks")
     by_category = summary.pop("cancellations")
     felt = summary.pop("emotions")
+    groups = summary.pop("groups")
     page: dict[str, Any] = {
+        "groups": groups,
         "kpis": kpis(summary),
         "empty": not summary["completed"],
         "cancellations": cancellations(by_category),
@@ -68,8 +75,8 @@ def build(db: Session, user_id: int, timezone: str, choices: Choices) -> dict[st
     if page["empty"]:
         return page
     today = local_today(timezone)
-    days = queries.per_day(db, user_id, timezone, choices.measure, choices.aggregation)
-    rows = queries.shapes(db, user_id, choices.x, choices.y)
+    days = queries.per_day(db, user_id, timezone, choices.measure, choices.aggregation, group_id)
+    rows = queries.shapes(db, user_id, choices.x, choices.y, group_id)
     by_kind: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row)

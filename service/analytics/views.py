@@ -19,6 +19,7 @@ from service.analytics import queries
 from service.analytics import report
 from service.dashboard import page_cache
 from service.forms import BaseForm
+from service.history.queries import BIGINT_MAX
 
 bp = Blueprint("analytics", __name__)
 
@@ -84,22 +85,33 @@ class ChartChoicesForm(BaseForm):
         )
 
 
-def _figures(user: auth.CurrentUser, choices: report.Choices) -> dict[str, Any]:
+GROUP_MESSAGE = "Choose one of your groups."
+
+
+def _is_theirs(page: dict[str, Any], group_id: int | None) -> bool:
+    return group_id is None or any(pair[0] == group_id for pair in page["groups"])
+
+
+def _figures(
+    user: auth.CurrentUser, choices: report.Choices, group_id: int | None = None
+) -> dict[str, Any]:
     """The page's figures: cached for the person's current history, else computed and kept.
 
     They read tasks and finished (completed or cancelled) attempts only, so a new attempt,
-    a start or a pause leaves them current (``users.history_version``).
+    a start or a pause leaves them current (``users.history_version``). ``group_id``: only
+    that group's tasks (part of the key: the filtered figures are kept like the others).
     """
     today = report.local_today(user.timezone)
-    key = page_cache.make_key(today, user.timezone, *astuple(choices))
+    key = page_cache.make_key(today, user.timezone, *astuple(choices), group_id)
     page: dict[str, Any] | None = page_cache.lookup(key)
     if page is not None and "charts_json" in page:
         page["charts_json"] = report.still_html_safe(page["charts_json"])
     if page is None:
         db = database.session()
-        page = report.build(db, user.id, user.timezone, choices)
-        # An empty account is cheap to build (one statement); not worth a write.
-        if not page["empty"]:
+        page = report.build(db, user.id, user.timezone, choices, group_id)
+        # An empty account is cheap to build (one statement); not worth a write. Nor
+        # is a group that isn't the person's (the view shows every task instead).
+        if not page["empty"] and _is_theirs(page, group_id):
             page_cache.store(db, user.id, key, page)
             database.commit()
     return page
@@ -111,7 +123,16 @@ def index() -> ResponseReturnValue:
     form = ChartChoicesForm(request.args)
     valid = form.validate()
     choices = form.choices()
-    page = _figures(auth.user(), choices)
+    # Task groups: the group filter (only the tasks of one of the person's groups).
+    asked = request.args.get("group", "")
+    group_id = int(asked) if asked.isdigit() and int(asked) <= BIGINT_MAX else None
+    page = _figures(auth.user(), choices, group_id)
+    group_error = ""
+    if asked and (group_id is None or not _is_theirs(page, group_id)):
+        group_error = GROUP_MESSAGE  # another person's, a deleted one, not a number
+        if group_id is not None:
+            page = _figures(auth.user(), choices)
+        group_id = None
     # A hand-edited URL gets the page with the defaults and a message by the field.
     html = render_template(
         "analytics/index.html",
@@ -120,5 +141,7 @@ def index() -> ResponseReturnValue:
         choices=choices,
         number=report.number,
         day_text=report.day_text,
+        group_id=group_id,
+        group_error=group_error,
     )
-    return html, 200 if valid else 400
+    return html, 200 if valid and not group_error else 400

@@ -285,6 +285,22 @@ def store_page(
     return _keep(db, user_id, key, holes, html, (first, last), running, expires)
 
 
+def render_page(
+    render: Callable[[Holes, Markup], str],
+    render_part: Callable[[Holes], str],
+    running: tuple[str, dt.datetime | None, float] | None = None,
+) -> str:
+    """Render a page as :func:`store_page` does, without keeping it (a view that isn't
+    cached, such as the dashboard filtered by a group)."""
+    holes = Holes()
+    html = render(holes, Markup(render_part(holes)))
+    timer = None
+    if running is not None:
+        status, resumed_at, minutes_spent = running
+        timer = [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
+    return _fill(holes, html, _timer(timer))
+
+
 def store_part(
     db: Session,
     user_id: int,

@@ -28,10 +28,13 @@ from sqlalchemy import func
 from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import union_all
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from db.models import Attempt
 from db.models import Task
+from db.models import TaskGroup
+from db.models import TaskGroupTask
 
 RECENT = 20
 QUICK_START = 5
@@ -58,6 +61,30 @@ TIMEZONE = bindparam("timezone", type_=String)
 SINCE = bindparam("since", type_=DateTime(timezone=True))
 
 
+def _task_groups_column() -> Any:
+    """The task's groups as a JSON array of [id, name] pairs (none when in no group): the
+    dashboard's group filter, read with the tasks (no statement of its own)."""
+    pairs = func.json_agg(
+        aggregate_order_by(
+            func.json_build_array(TaskGroup.id, TaskGroup.name), func.lower(TaskGroup.name)
+        )
+    )
+    return (
+        select(pairs)
+        .join(
+            TaskGroupTask,
+            and_(
+                TaskGroupTask.group_id == TaskGroup.id,
+                TaskGroupTask.user_id == TaskGroup.user_id,
+            ),
+        )
+        .where(TaskGroupTask.task_id == Task.id, TaskGroupTask.user_id == Task.user_id)
+        .correlate(Task)
+        .scalar_subquery()
+        .label("groups")
+    )
+
+
 def _active_tasks_statement() -> Select[Any]:
     completed = and_(
         Attempt.task_id == Task.id,
@@ -74,6 +101,7 @@ def _active_tasks_statement() -> Select[Any]:
             func.count(Attempt.id).label("completed_count"),
             func.max(Attempt.completed_at).label("last_completed_at"),
             *(cast(func.avg(column), Double).label(f"avg_{key}") for key, column in MEANS.items()),
+            _task_groups_column(),
         )
         .outerjoin(Attempt, completed)
         .where(Task.user_id == USER_ID, Task.archived_at.is_(None))
@@ -87,6 +115,15 @@ ACTIVE_TASKS = _active_tasks_statement()
 
 def active_tasks(db: Session, user_id: int) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in db.execute(ACTIVE_TASKS, {"user_id": user_id})]
+
+
+def group_choices(tasks: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """The groups of the person's active tasks, by name: what the group filter offers."""
+    names: dict[int, str] = {}
+    for task in tasks:
+        for group_id, name in task["groups"] or ():
+            names[int(group_id)] = str(name)
+    return sorted(names.items(), key=lambda pair: (pair[1].lower(), pair[0]))
 
 
 def quick_start(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint
@@ -9,6 +10,7 @@ from flask import flash
 from flask import get_template_attribute
 from flask import redirect
 from flask import render_template
+from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
@@ -24,6 +26,8 @@ from service.dashboard import page_cache
 from service.dashboard import queries
 from service.forms import BaseForm
 from service.forms import CheckboxListField
+from service.groups import services as group_services
+from service.history.queries import BIGINT_MAX
 
 bp = Blueprint("dashboard", __name__)
 
@@ -54,6 +58,8 @@ def index() -> ResponseReturnValue:
         return render_template("dashboard/welcome.html")
     chosen = recommendations.Filter.from_preferences(user.preferences)
     today = queries.local_today(user.timezone)
+    if request.args.get("group"):
+        return _grouped(user, chosen, today, request.args["group"])
     # Everything the page shows besides the person's tasks and attempts (their data version).
     key = page_cache.make_key(today, user.timezone, user.username, chosen)
     stored = page_cache.stored_page(key)
@@ -78,6 +84,39 @@ def index() -> ResponseReturnValue:
     attempts = queries.open_and_recent_attempts(db, user.id)
     days = queries.daily_totals(db, user.id, user.timezone, today)
     arranged = queries.arrange_open([a for a in attempts if a["section"] == "open"], now)
+    render = _main_part(tasks, attempts, days, chosen, GroupFilter(queries.group_choices(tasks)))
+    page = page_cache.store_page(
+        db,
+        user.id,
+        key,
+        render,
+        _open_part(arranged),
+        _timer(arranged.running),
+        arranged.expires,
+    )
+    database.commit()
+    return page
+
+
+@dataclass(frozen=True)
+class GroupFilter:
+    """The dashboard's group filter: the groups offered, the one chosen (if any: its id and
+    name) and a message when the one asked for isn't the person's."""
+
+    choices: list[tuple[int, str]]
+    group_id: int | None = None
+    name: str = ""
+    error: str = ""
+
+
+def _main_part(
+    tasks: list[dict[str, Any]],
+    attempts: list[dict[str, Any]],
+    days: list[dict[str, Any]],
+    chosen: recommendations.Filter,
+    groups: GroupFilter,
+) -> Callable[[page_cache.Holes, Markup], str]:
+    """Renders the page around its open attempts."""
 
     def render(holes: page_cache.Holes, open_part: Markup) -> str:
         return render_template(
@@ -94,20 +133,49 @@ def index() -> ResponseReturnValue:
             chosen=chosen,
             recommendation_fields=_recommendation_fields(chosen.measures, chosen.max_minutes),
             urls=_url_patterns(),
+            groups=groups,
             **holes.context(),
         )
 
-    page = page_cache.store_page(
-        db,
-        user.id,
-        key,
-        render,
+    return render
+
+
+GROUP_MESSAGE = "Choose one of your groups."
+
+
+def _grouped(
+    user: auth.CurrentUser, chosen: recommendations.Filter, today: Any, asked: str
+) -> ResponseReturnValue:
+    """The dashboard showing one group's tasks and their attempts (never cached: the cache
+    keeps the whole dashboard). A group that isn't the person's (another person's, a
+    deleted one, not a number) gets a message by the filter, and the whole dashboard.
+
+    The running task shows whatever its group; the week's figures are of all tasks.
+    """
+    db = database.session()
+    group = None
+    if asked.isdigit() and int(asked) <= BIGINT_MAX:
+        group = group_services.group_tasks(db, user.id, int(asked))
+    tasks = queries.active_tasks(db, user.id)
+    attempts = queries.open_and_recent_attempts(db, user.id)
+    days = queries.daily_totals(db, user.id, user.timezone, today)
+    choices = queries.group_choices(tasks)
+    if group is None:
+        groups = GroupFilter(choices, error=GROUP_MESSAGE)
+    else:
+        name, task_ids = group
+        if int(asked) not in dict(choices):  # a group without active tasks
+            choices = sorted([*choices, (int(asked), name)], key=lambda c: c[1].lower())
+        groups = GroupFilter(choices, int(asked), name)
+        tasks = [t for t in tasks if t["id"] in task_ids]
+        attempts = [a for a in attempts if a["task_id"] in task_ids or a["status"] == "started"]
+    arranged = queries.arrange_open([a for a in attempts if a["section"] == "open"], utcnow())
+    html = page_cache.render_page(
+        _main_part(tasks, attempts, days, chosen, groups),
         _open_part(arranged),
         _timer(arranged.running),
-        arranged.expires,
     )
-    database.commit()
-    return page
+    return html, 400 if groups.error else 200
 
 
 def _timer(running: dict[str, Any] | None) -> tuple[str, Any, float] | None:

@@ -78,11 +78,11 @@ def get_group_or_404(db: Session, user_id: int, group_id: int) -> TaskGroup:
     return group
 
 
-def group_tasks_or_404(db: Session, user_id: int, group_id: int) -> tuple[str, set[int]]:
-    """The name of the person's own group and the ids of its tasks (or 404)."""
+def group_tasks(db: Session, user_id: int, group_id: int) -> tuple[str, set[int]] | None:
+    """The name of the person's own group and the ids of its tasks (none if not theirs)."""
     row = db.execute(_GROUP_TASKS, {"group_id": group_id, "user_id": user_id}).first()
     if row is None:
-        abort(404)
+        return None
     return row.name, set(row.task_ids or ())
 
 
