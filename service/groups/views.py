@@ -50,8 +50,10 @@ class GroupForm(BaseForm):
     group_id: int | None = None
 
     def validate_name(self, field: StringField) -> None:
+        if not field.data or "\x00" in field.data:  # refused by BaseForm, with its message
+            return
         db = database.session()
-        if field.data and services.name_taken(db, auth.user().id, field.data, self.group_id):
+        if services.name_taken(db, auth.user().id, field.data, self.group_id):
             raise ValidationError(f"You already have a group called “{field.data}”.")
 
 

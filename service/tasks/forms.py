@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from wtforms import DecimalField
 from wtforms import SelectField
 from wtforms import StringField
@@ -35,6 +37,10 @@ def minutes_field(label: str, required: bool = False) -> DecimalField:
 
 class GroupChecklist(CheckboxListField):
     """The person's groups to tick; an id that isn't one of theirs gets a message."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.type = "CheckboxListField"  # rendered as one (service/templates/_macros.html)
 
     def pre_validate(self, form: object) -> None:
         known = {value for value, _label in self.choices or []}

@@ -19,8 +19,19 @@ ID_PARAMETERS = {
     "attempt_id": "attempts",
     "emotion_id": "emotions",
     "note_id": "notes",
+    "group_id": "task_groups",
 }
-TABLES = ("users", "tasks", "attempts", "emotions", "attempt_emotions", "task_emotions", "notes")
+TABLES = (
+    "users",
+    "tasks",
+    "attempts",
+    "emotions",
+    "attempt_emotions",
+    "task_emotions",
+    "notes",
+    "task_groups",
+    "task_group_tasks",
+)
 
 
 def _snapshot(app) -> str:
@@ -62,7 +73,11 @@ def _state_changing_routes(app):
 
 
 def _give_data(person: Browser) -> None:
-    task_id = person.create_task(f"{person.username} task", new_emotions="Secretive")
+    person.post("/groups", {"name": f"{person.username} group"})
+    group_id = person.latest_id("task_groups")
+    task_id = person.create_task(
+        f"{person.username} task", new_emotions="Secretive", groups=str(group_id)
+    )
     person.post(f"/tasks/{task_id}/quick-initialize")
     person.post("/notes", {"body": f"{person.username}'s note"})
 

@@ -18,6 +18,7 @@ from tests.security import web
 
 
 def _give_data(person: Browser) -> None:
+    person.post("/groups", {"name": f"{person.username} group"})
     task_id = person.create_task(f"{person.username} task", new_emotions="Secretive")
     person.post(f"/tasks/{task_id}/quick-initialize")
     person.post(f"/tasks/{task_id}/quick-initialize")

@@ -132,6 +132,7 @@ def _setup_person(app: Flask) -> Browser:
     person.post(f"/tasks/{task_id}/quick-initialize")
     person.create_task("Spare task")  # fresh attempts are made from this one
     assert person.post("/notes", {"body": "Base note"}).status_code == 302
+    assert person.post("/groups", {"name": "Base group"}).status_code == 302
     return person
 
 
@@ -293,6 +294,8 @@ def test_every_form_and_field_was_attacked(matrix: Matrix) -> None:
         "notes.add",
         "notes.edit",
         "notes.add_to_attempt",
+        "groups.add",
+        "groups.edit",
     }
     assert expected <= set(matrix.forms), sorted(expected - set(matrix.forms))
     attacked = {(s.endpoint, s.field) for s in matrix.submissions}

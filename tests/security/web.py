@@ -31,6 +31,7 @@ ID_PARAMETERS = {
     "attempt_id": "attempts",
     "emotion_id": "emotions",
     "note_id": "notes",
+    "group_id": "task_groups",
 }
 
 # What must never reach a person: stack traces, source paths, driver and SQL messages.
