@@ -114,6 +114,14 @@ SCREENS = (
     Screen("delete note", "/notes/{note}/delete", True, (("button", "Delete the note"),)),
     Screen("running attempt with a note", "/attempts/{running}", True, (("button", "Save note"),)),
     Screen("not found", "/attempts/999999", True, (("link", "Back to the start page"),)),
+    Screen("groups", "/groups", True, (("button", "Create group"),)),
+    Screen("rename group", "/groups/{group}/edit", True, (("button", "Save"),)),
+    Screen("delete group", "/groups/{group}/delete", True, (("button", "Delete the group"),)),
+    Screen("dashboard of a group", "/?group={group}", True,
+           (("button", "Show"), ("link", "New task"))),
+    Screen("dashboard with a bad group", "/?group=999999", True, (("button", "Show"),)),
+    Screen("history of a group", "/history?group={group}", True, (("button", "Show"),)),
+    Screen("analytics of a group", "/analytics?group={group}", True, (("button", "Show trend"),)),
 )  # fmt: skip
 
 
@@ -145,6 +153,18 @@ def _seed(page: Page) -> dict[str, int]:
     note = ui.main(page).get_by_role("link", name=re.compile("^Edit the note")).first
     note_id = re.search(r"/notes/(\d+)/", note.get_attribute("href") or "")
     assert note_id
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Groups").click()
+    page.get_by_label("New group").fill("Garden")
+    page.get_by_role("button", name="Create group").click()
+    expect(ui.flash(page)).to_contain_text("Created the group “Garden”")
+    rename = ui.main(page).get_by_role("link", name="Rename Garden")
+    group_id = re.search(r"/groups/(\d+)/", rename.get_attribute("href") or "")
+    assert group_id
+    ui.go_to_dashboard(page)
+    ui.task_row(page, DONE).get_by_role("link", name="Edit").click()
+    page.get_by_role("checkbox", name="Garden").check()
+    page.get_by_role("button", name="Save").click()
+    expect(ui.flash(page)).to_have_text(f"Saved the groups of “{DONE}”.")
     ui.go_to_dashboard(page)
 
     def number(link: Any) -> int:
@@ -163,6 +183,7 @@ def _seed(page: Page) -> dict[str, int]:
         "done_task": number(edit),
         "note": int(note_id.group(1)),
         "running": int(running_id.group(1)),
+        "group": int(group_id.group(1)),
     }
 
 
