@@ -3,7 +3,9 @@
 ``tasks.csv`` has the clean header plus an ``archived_at`` column, ``task_instances.csv``
 the v4 header (with ``behavioral_score``) and the prediction and outcome as JSON,
 ``emotions.csv`` one column, ``notes.csv`` the later export's header plus ``instance_id``
-(the attempt a note was written on, if any). Times are naive local times in the account's
+(the attempt a note was written on, if any), ``jobs.csv`` and ``job_task_mapping.csv`` (the
+task groups) as the later export has them; emotion intensities are ``emotion_values`` in
+the prediction and outcome, as there. Times are naive local times in the account's
 zone, like the old app wrote them; a note's time is UTC in ISO form, as its later export
 wrote it. The importer reads the first three back, so export → import into another
 account reproduces them (it lists ``notes.csv`` as not read until it learns the later
@@ -33,6 +35,13 @@ from sqlalchemy import select
 from sqlalchemy import text
 
 from db.legacy.cells import guard_row
+from db.legacy.groups import JOB_HEADER
+from db.legacy.groups import JOB_TASK_HEADER
+from db.legacy.groups import JOB_TASKS
+from db.legacy.groups import JOBS
+from db.legacy.groups import emotion_values
+from db.legacy.groups import job_task_rows
+from db.legacy.groups import jobs_rows
 from db.legacy.importer import EMOTIONS
 from db.legacy.importer import INSTANCES
 from db.legacy.importer import TASKS
@@ -118,7 +127,13 @@ SELECT a.*, t.legacy_id AS task_legacy_id, t.name AS task_name,
        array(SELECT e.name FROM attempt_emotions ae JOIN emotions e ON e.id = ae.emotion_id
              WHERE ae.attempt_id = a.id AND ae.phase = 'before' ORDER BY e.id) AS before,
        array(SELECT e.name FROM attempt_emotions ae JOIN emotions e ON e.id = ae.emotion_id
-             WHERE ae.attempt_id = a.id AND ae.phase = 'after' ORDER BY e.id) AS after
+             WHERE ae.attempt_id = a.id AND ae.phase = 'after' ORDER BY e.id) AS after,
+       array(SELECT ae.intensity FROM attempt_emotions ae JOIN emotions e ON e.id = ae.emotion_id
+             WHERE ae.attempt_id = a.id AND ae.phase = 'before' ORDER BY e.id)
+           AS before_intensities,
+       array(SELECT ae.intensity FROM attempt_emotions ae JOIN emotions e ON e.id = ae.emotion_id
+             WHERE ae.attempt_id = a.id AND ae.phase = 'after' ORDER BY e.id)
+           AS after_intensities
 FROM attempts a
 JOIN tasks t ON t.id = a.task_id
 WHERE a.user_id = :user_id
@@ -183,6 +198,9 @@ def _task_cells(row: Any, tz: ZoneInfo) -> list[str]:
 def _predicted(a: Any) -> dict[str, Any]:
     predicted = {key: a[column] for column, key in PREDICTION_OUT if a[column] is not None}
     predicted["emotions"] = list(a["before"])
+    felt = emotion_values(a["before"], a["before_intensities"])
+    if felt:
+        predicted["emotion_values"] = felt
     predicted["description"] = a["description"]
     return predicted
 
@@ -201,6 +219,9 @@ def _actual(a: Any) -> dict[str, Any]:
         actual["cancelled"] = True
     if a["after"]:
         actual["emotions"] = list(a["after"])
+        felt = emotion_values(a["after"], a["after_intensities"])
+        if felt:
+            actual["emotion_values"] = felt
     if a["extra"]:
         actual["extra"] = a["extra"]
     return actual
@@ -271,6 +292,15 @@ def _write_tables(
         writer.writerow(NOTE_HEADER)
         for row in conn.execute(text(_NOTES_SQL), {"user_id": user_id}):
             writer.writerow(guard_row(_note_cells(row)))
+    # Task groups, as the old app's later export wrote its jobs.
+    with open_text(JOBS) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(JOB_HEADER)
+        writer.writerows(guard_row(row) for row in jobs_rows(conn, user_id))
+    with open_text(JOB_TASKS) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(JOB_TASK_HEADER)
+        writer.writerows(guard_row(row) for row in job_task_rows(conn, user_id, task_export_id))
 
 
 def _zone_of(conn: Connection, user_id: int, timezone: str | None) -> ZoneInfo:
@@ -285,8 +315,8 @@ def _zone_of(conn: Connection, user_id: int, timezone: str | None) -> ZoneInfo:
 def export_folder(
     engine: Engine, out_dir: Path, *, user_id: int, timezone: str | None = None
 ) -> list[Path]:
-    """Write the person's ``emotions.csv``, ``tasks.csv``, ``task_instances.csv`` and
-    ``notes.csv``."""
+    """Write the person's ``emotions.csv``, ``tasks.csv``, ``task_instances.csv``,
+    ``notes.csv``, ``jobs.csv`` and ``job_task_mapping.csv``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -299,7 +329,7 @@ def export_folder(
         # One snapshot for all the files, even while the person keeps working.
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         _write_tables(conn, user_id, _zone_of(conn, user_id, timezone), open_text)
-    return [out_dir / name for name in (EMOTIONS, TASKS, INSTANCES, NOTES)]
+    return [out_dir / name for name in (EMOTIONS, TASKS, INSTANCES, NOTES, JOBS, JOB_TASKS)]
 
 
 def export_zip(

@@ -120,6 +120,8 @@ def test_the_export_uses_the_legacy_headers_and_local_times(engine, tmp_path):
         "tasks.csv",
         "task_instances.csv",
         "notes.csv",
+        "jobs.csv",
+        "job_task_mapping.csv",
     ]
     tasks = (tmp_path / "out" / "tasks.csv").read_text(encoding="utf-8").splitlines()
     assert tasks[0].startswith(
@@ -147,6 +149,8 @@ def test_the_zip_export_holds_the_same_files(engine, tmp_path):
             "tasks.csv",
             "task_instances.csv",
             "notes.csv",
+            "jobs.csv",
+            "job_task_mapping.csv",
         ]
         for member in archive.namelist():
             assert archive.read(member) == (tmp_path / "out" / member).read_bytes()
