@@ -273,9 +273,17 @@ class IntensitiesField(Field):
         return f"{self.id}-{emotion_id}"
 
     def input(self, emotion_id: int) -> Markup:
-        """One emotion's number input with its label, and the error's id when refused."""
+        """One emotion's number input with its label, and the error's id when refused.
+
+        The label is "Intensity (0–100)", and the emotion's name is the input's
+        description: a label holding the name would also be found by the name alone, and
+        the emotion's checkbox is what its name labels.
+        """
         name = dict(self.choices).get(emotion_id, "")
         field_id = self.input_id(emotion_id)
+        described = [f"{field_id}-emotion"]
+        if self.errors:
+            described.append(f"{self.id}-error")
         attributes = {
             "id": field_id,
             "name": field_id,
@@ -286,11 +294,11 @@ class IntensitiesField(Field):
             "inputmode": "numeric",
             "class": "intensity",
             "value": self.raw.get(emotion_id, ""),
+            "aria-describedby": " ".join(described),
         }
-        if self.errors:
-            attributes["aria-describedby"] = f"{self.id}-error"
         return Markup(
-            f'<label class="intensity-label" for="{escape(field_id)}">'
-            f"Intensity of {escape(name)} (0–100)</label>"
+            f'<label class="intensity-label" for="{escape(field_id)}">Intensity (0–100)</label>'
             f"<input {_html_params(attributes)}>"
+            f'<span class="visually-hidden" id="{escape(field_id)}-emotion">'
+            f"of {escape(name)}</span>"
         )

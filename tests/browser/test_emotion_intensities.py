@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import BrowserContext
+from playwright.sync_api import Locator
+from playwright.sync_api import Page
 from playwright.sync_api import expect
 
 from tests.browser import ui
@@ -18,6 +20,12 @@ from tests.browser.test_postpone_and_due_dates import _check_page
 pytestmark = pytest.mark.browser
 
 TASK = "Call the dentist"
+
+
+def _intensity(page: Page, emotion: str) -> Locator:
+    """The intensity input next to an emotion's checkbox."""
+    row = page.get_by_role("listitem").filter(has=page.get_by_role("checkbox", name=emotion))
+    return row.get_by_label("Intensity (0–100)")
 
 
 def test_emotions_with_intensities_before_and_after_show_on_analytics(
@@ -30,22 +38,22 @@ def test_emotions_with_intensities_before_and_after_show_on_analytics(
 
     ui.open_initialize(page, TASK)
     page.get_by_role("checkbox", name="Anxious").check()
-    page.get_by_label("Intensity of Anxious (0–100)").fill("150")
+    _intensity(page, "Anxious").fill("150")
     page.get_by_role("button", name="Initialize").click()
     expect(page.get_by_role("alert")).to_have_text(
         "Intensity of “Anxious”: enter a whole number from 0 to 100."
     )
     _check_page(page, "the initialize form with a refused intensity")
-    page.get_by_label("Intensity of Anxious (0–100)").fill("80")
+    _intensity(page, "Anxious").fill("80")
     page.get_by_role("button", name="Initialize").click()
     expect(ui.flash(page)).to_have_text(f"“{TASK}” is ready to start.")
 
     ui.start(page, TASK)
     ui.section(page, "Current task").get_by_role("link", name="Complete").click()
     page.get_by_role("checkbox", name="Anxious").check()
-    page.get_by_label("Intensity of Anxious (0–100)").fill("30")
+    _intensity(page, "Anxious").fill("30")
     page.get_by_role("checkbox", name="Calm").check()
-    page.get_by_label("Intensity of Calm (0–100)").fill("75")
+    _intensity(page, "Calm").fill("75")
     _check_page(page, "the complete form with intensities")
     ui.complete_form(page, TASK)
 
