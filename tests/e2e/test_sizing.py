@@ -183,6 +183,30 @@ def test_the_cap_rises_only_on_a_load_test_of_the_deployed_site(sized: Sized, tm
     assert change["report"]["recommended_cap"] == cap
 
 
+def test_a_set_cap_cut_off_after_writing_the_env_file_is_finished_by_the_next_one(sized: Sized):
+    """What a dropped connection right after the env file was replaced leaves: the new cap
+    on disk, the app still running the old one, no log line. The same set-cap again must
+    finish it, not say "nothing to do"."""
+    box = sized.box
+    assert _max_users(box) > 0  # the cap the test above raised
+    # Replaced whole (sed -i renames a new file into place), as set-cap replaces it.
+    box.enter(["sed", "-i", "s/^MAX_USERS=.*/MAX_USERS=0/", "/srv/tas/shared/tas.env"])
+    stranger = _stranger(sized)
+    stranger.get("/signup")
+    stranger.post("/signup", {"username": "while-cut", "timezone": "UTC"}, expect=200)
+
+    out = must(invoke("set-cap", *sized.ssh, "--users", "0"))
+    assert "an earlier set-cap stopped before logging it and restarting the app" in out
+    assert "restarted tas.service" in out
+    _stranger(sized).get("/signup", contains="Sign-up is closed for now.")
+    log = merge_log(box.enter(["cat", "/srv/tas/shared/deploys.log"]).stdout)
+    change = [e for e in log if e.get("event") == "set-cap"][-1]
+    assert change["to"] == 0
+    # Once finished, the next one has nothing left to do.
+    again = must(invoke("set-cap", *sized.ssh, "--users", "0"))
+    assert "MAX_USERS already has that value: nothing to do" in again
+
+
 def _start_loadtest(sized: Sized, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / "loadtest.out"
     process = subprocess.Popen(
