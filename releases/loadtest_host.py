@@ -130,6 +130,7 @@ def run_host_loadtest(
             settings,
             secret=run.secret,
             prefix=run_prefix(run.name),
+            run=run.name,
             ca_file=options.ca_file,
             connect_to=options.connect_to,
             load_key=run.key,
@@ -237,7 +238,7 @@ def _set_up(remote: Remote, run: Run, settings: LoadSettings, echo: Callable[[st
     )
     key_file = f"{KEYS_DIR}/{run.name}.conf"
     remote.ensure_directory(KEYS_DIR, mode="700")
-    remote.ensure_file(key_file, f'"{run.key}" 1;\n', mode="600")
+    remote.ensure_file(key_file, f'"{run.key}" {name};\n', mode="600")
     remote.sudo(f"if nginx -t -q; then systemctl reload nginx; else rm -f {key_file}; exit 1; fi")
     echo(f"loadtest: nginx lets this run's requests through its sign-in limit ({KEY_HEADER})")
     started = time.monotonic()
