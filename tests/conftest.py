@@ -23,6 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import CacheStats
 
 from db import migrate
 from db.embedded import embedded_server_url
@@ -197,6 +198,25 @@ def other_browser(app: Flask) -> Browser:
     person = Browser(app.test_client())
     person.signup("mallory")
     return person
+
+
+def uncached_statements(app: Flask, client: FlaskClient, path: str) -> list[str]:
+    """GET ``path`` (must answer 200) and return the statements SQLAlchemy could not cache
+    (no cache key: compiled afresh on every request, CPU on every page view)."""
+    found: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, *_: Any):
+        compiled = context is not None and context.compiled is not None  # not raw SQL
+        if compiled and context.cache_hit is CacheStats.NO_CACHE_KEY:
+            found.append(statement)
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(path).status_code == 200, path
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return found
 
 
 def count_statements(app: Flask, client: FlaskClient, path: str) -> tuple[int, int]:

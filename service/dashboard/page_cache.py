@@ -50,42 +50,31 @@ from flask import request
 from flask import session
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
-from sqlalchemy import BigInteger
-from sqlalchemy import Text
-from sqlalchemy import bindparam
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.models import PageCache
 from db.models import utcnow
 from service.attempts.services import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
 FORMAT = 4
 
-_STORE = (
-    insert(PageCache)
-    .values(
-        user_id=bindparam("user_id", type_=BigInteger),
-        page=bindparam("page", type_=Text),
-        data_version=bindparam("data_version", type_=BigInteger),
-        history_version=bindparam("history_version", type_=BigInteger),
-        key=bindparam("key", type_=Text),
-        body=bindparam("body", type_=Text),
-    )
-    .on_conflict_do_update(
-        index_elements=[PageCache.user_id, PageCache.page],
-        set_={
-            "data_version": insert(PageCache).excluded.data_version,
-            "history_version": insert(PageCache).excluded.history_version,
-            "key": insert(PageCache).excluded.key,
-            "body": insert(PageCache).excluded.body,
-            "updated_at": func.now(),
-        },
-        # A slow request that read an older version must not replace newer figures.
-        where=PageCache.data_version <= insert(PageCache).excluded.data_version,
-    )
+# Plain SQL: SQLAlchemy gives an ON CONFLICT ... DO UPDATE ... WHERE statement no cache key,
+# so it compiled this upsert afresh on every page stored (tests/integration/test_dashboard.py
+# checks that no statement of the pages goes uncached).
+_STORE = text(
+    """
+    INSERT INTO page_cache (user_id, page, data_version, history_version, key, body)
+    VALUES (:user_id, :page, :data_version, :history_version, :key, :body)
+    ON CONFLICT (user_id, page) DO UPDATE SET
+        data_version = excluded.data_version,
+        history_version = excluded.history_version,
+        key = excluded.key,
+        body = excluded.body,
+        updated_at = now()
+    -- A slow request that read an older version must not replace newer figures.
+    WHERE page_cache.data_version <= excluded.data_version
+    """
 )
 
 

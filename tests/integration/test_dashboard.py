@@ -7,6 +7,7 @@ import re
 from sqlalchemy import text
 
 from tests.conftest import count_statements
+from tests.conftest import uncached_statements
 from tests.integration.test_attempts import OUTCOME
 from tests.integration.test_attempts import PREDICTION
 
@@ -42,6 +43,19 @@ def test_dashboard_runs_at_most_5_statements_whatever_the_data_size(browser, app
     large = _count_statements(app, browser.client, "/")
     assert large <= 5
     assert large == small
+
+
+def test_no_statement_of_the_pages_people_use_most_is_compiled_afresh_each_time(browser, app):
+    """Each page view after a change (the dashboard recomputed and stored) and without one
+    runs only statements SQLAlchemy keeps compiled: an uncached one costs CPU on every view."""
+    task = browser.create_task("Write report")
+    browser.post(f"/tasks/{task}/initialize", PREDICTION)
+    browser.post(f"/attempts/{browser.latest_id('attempts')}/complete", OUTCOME)
+    paths = ["/", "/analytics", "/history", "/notes", "/account", f"/tasks/{task}/edit"]
+    for path in paths * 2:  # the second round: stored pages read back
+        assert uncached_statements(app, browser.client, path) == [], path
+    browser.create_task("Dishes")  # a change: the dashboard is recomputed and stored again
+    assert uncached_statements(app, browser.client, "/") == []
 
 
 def test_dashboard_shows_running_ready_recent_and_this_week(browser):
