@@ -288,6 +288,64 @@ def test_a_killed_load_test_is_cleaned_up_by_the_server_itself(sized: Sized, tmp
     _stranger(sized).get("/signin")
 
 
+def _short_run(sized: Sized, tmp_path: Path) -> tuple[subprocess.Popen, Path, str]:
+    """A one-step load test (5 users, 20 s), its safety timer 5 s after its end."""
+    process, log = _start_loadtest(
+        sized,
+        tmp_path,
+        *("--steps", "5", "--step-seconds", "20", "--settle-seconds", "5", "--p95-ms", "60000"),
+        *("--baseline-seconds", "2", "--cleanup-margin", "5", "--out", str(tmp_path)),
+    )
+    run = _wait_for(log, r"run \w+ on", process).split()[1]
+    _wait_for(log, r"loadtest: steps \[5\]", process)
+    time.sleep(4)  # the virtual users are signed in and clicking around
+    return process, log, run
+
+
+def _ends_clean(sized: Sized, process: subprocess.Popen, log: Path) -> str:
+    """The run ends by itself, without a traceback, and leaves nothing behind (at once, or
+    when its safety timer fires)."""
+    try:
+        process.wait(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    out = log.read_text()
+    print(out)
+    assert process.returncode in (0, 1) and "Traceback" not in out
+    deadline = time.monotonic() + 150
+    while leftovers(sized.box) != CLEAN and time.monotonic() < deadline:
+        time.sleep(2)
+    assert leftovers(sized.box) == CLEAN
+    _stranger(sized).get("/signin")
+    return out
+
+
+def test_a_load_test_that_loses_its_ssh_connection_still_leaves_nothing_behind(
+    sized: Sized, tmp_path: Path
+):
+    process, log, run = _short_run(sized, tmp_path)
+    # The sshd processes serving the deploy user: the connection drops at once.
+    sized.box.enter(["pkill", "-KILL", "-f", "^sshd: deploy"], check=False)
+    out = _ends_clean(sized, process, log)
+    # Cleaned up over a new connection, or, if none could be made, by the server's timer.
+    assert "cleaned up on the server" in out or f"timer tas-load-cleanup-{run}" in out
+
+
+def test_a_postgresql_restart_during_a_load_test_is_reported_and_cleaned_up(
+    sized: Sized, tmp_path: Path
+):
+    process, log, _ = _short_run(sized, tmp_path)
+    sized.box.enter(["systemctl", "restart", "postgresql"])
+    out = _ends_clean(sized, process, log)
+    assert "cleaned up on the server" in out
+    # The run still reports: requests that failed meanwhile count as that step's errors.
+    (report_file,) = tmp_path.glob("capacity-*.json")
+    report = json.loads(report_file.read_text())
+    assert [s["users"] for s in report["steps"]] == [5]
+    assert report["steps"][0]["requests"] > 0
+
+
 def _fingerprint(box: vpsbox.VpsBox, kind: str = "ed25519") -> str:
     key = box.root / f"etc/ssh/ssh_host_{kind}_key.pub"
     return subprocess.run(
