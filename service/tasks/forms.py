@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
+from wtforms.validators import ValidationError
 
 from db.models import DESCRIPTION_MAX
 from db.models import TASK_KINDS
@@ -79,14 +80,16 @@ class TaskForm(BaseForm):
 
     def validate_repeat(self, field: Any) -> None:
         if field.data not in dict(REPEAT_CHOICES):
-            raise ValueError("Choose how the task repeats: not, every day or on chosen weekdays.")
+            raise ValidationError(
+                "Choose how the task repeats: not, every day or on chosen weekdays."
+            )
 
     def validate_repeat_days(self, field: Any) -> None:
         if self.repeat.data == "weekdays" and not field.data:
-            raise ValueError("Choose at least one weekday, or another way to repeat.")
+            raise ValidationError("Choose at least one weekday, or another way to repeat.")
 
     def validate_repeat_time(self, field: Any) -> None:
         if self.repeat.data in ("daily", "weekdays") and not TIME_OF_DAY.fullmatch(
             field.data or ""
         ):
-            raise ValueError(TIME_MESSAGE)
+            raise ValidationError(TIME_MESSAGE)
