@@ -11,24 +11,42 @@ recent due occurrence is created, unless one exists for it: the unique index on
 that true also for two requests at the same moment. Earlier occurrences that have no
 attempt are *missed*: they are listed, never created in bulk. Every function takes the
 moment it works at (``now``), so tests can travel in time without touching the clock.
+
+A schedule carries the recent occurrences that have an attempt (``made``): the dashboard
+reads them with its task list (:data:`MADE`) and keeps them with its cached page, so a
+dashboard runs a statement for its routines only when an occurrence newly falls due (the
+insert). Cancelling an occurrence's attempt keeps it made; deleting the attempt of the
+latest occurrence makes it again once the dashboard reads its tasks afresh (an earlier
+occurrence's then shows as missed).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import BigInteger
+from sqlalchemy import bindparam
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import aliased
 
 from db.models import EVERY_DAY
+from db.models import Attempt
+from db.models import Task
 
 UTC = dt.timezone.utc
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # How far back missed occurrences are looked for and shown.
 MISSED_DAYS = 28
+# The most recent occurrences with an attempt read per routine: more than the window holds.
+MADE_LIMIT = MISSED_DAYS + 7
 # The longest a clock change skips (a day, when Samoa crossed the date line).
 _LONGEST_GAP_MINUTES = 24 * 60
 
@@ -85,6 +103,7 @@ class Schedule:
     weekdays: int  # bits, Monday = 1
     time: dt.time
     since: dt.datetime  # aware
+    made: frozenset[dt.date] = frozenset()  # recent occurrences that have an attempt
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +113,7 @@ class Schedule:
             "weekdays": self.weekdays,
             "time": self.time.strftime("%H:%M"),
             "since": self.since.isoformat(),
+            "made": sorted(day.isoformat() for day in self.made),
         }
 
     @classmethod
@@ -105,6 +125,7 @@ class Schedule:
             int(data["weekdays"]),
             dt.time.fromisoformat(data["time"]),
             dt.datetime.fromisoformat(data["since"]),
+            frozenset(dt.date.fromisoformat(day) for day in data.get("made", ())),
         )
 
     @classmethod
@@ -119,6 +140,7 @@ class Schedule:
             task["routine_weekdays"],
             task["routine_time"],
             task["routine_since"],
+            frozenset(task["routine_made"] or ()),
         )
 
     def repeats_on(self, day: dt.date) -> bool:
@@ -161,72 +183,99 @@ class RoutineStatus:
     missed: list[dt.date]  # earlier occurrences without an attempt, oldest first
 
 
-# Creates the attempts of the given occurrences unless they exist (or the task is no
-# longer the person's active routine), and returns which occurrences have an attempt since
-# ``since``, the new ones included (a statement does not see its own inserts).
-_MATERIALISE = text(
-    """
-WITH due AS (
-    SELECT * FROM unnest(CAST(:due_tasks AS bigint[]), CAST(:due_days AS date[]))
-        AS d(task_id, occurrence)
-), created AS (
-    INSERT INTO attempts (user_id, task_id, task_version, time_estimate_minutes,
-                          routine_occurrence)
-    SELECT t.user_id, t.id, t.version, t.default_estimate_minutes, due.occurrence
-    FROM due JOIN tasks t ON t.id = due.task_id
-    WHERE t.user_id = :user_id AND t.archived_at IS NULL AND t.routine_frequency IS NOT NULL
-    ON CONFLICT (task_id, routine_occurrence) WHERE routine_occurrence IS NOT NULL DO NOTHING
-    RETURNING task_id, routine_occurrence
+# A routine task's most recent occurrences that have an attempt (none for other tasks): a
+# column for a statement that reads tasks (the dashboard's task list, :func:`load`).
+_MADE = aliased(Attempt, name="made")
+MADE = case(
+    (
+        Task.routine_frequency.is_not(None),
+        func.array(
+            select(_MADE.routine_occurrence)
+            .where(_MADE.task_id == Task.id, _MADE.routine_occurrence.is_not(None))
+            .order_by(_MADE.routine_occurrence.desc())
+            .limit(MADE_LIMIT)
+            .correlate(Task)
+            .scalar_subquery()
+        ),
+    )
+).label("routine_made")
+_SCHEDULES = select(
+    Task.id,
+    Task.name,
+    Task.routine_frequency,
+    Task.routine_weekdays,
+    Task.routine_time,
+    Task.routine_since,
+    MADE,
+).where(
+    Task.user_id == bindparam("user_id", type_=BigInteger),
+    Task.archived_at.is_(None),
+    Task.routine_frequency.is_not(None),
 )
-SELECT task_id, routine_occurrence FROM attempts
-WHERE user_id = :user_id AND task_id = ANY(CAST(:task_ids AS bigint[]))
-  AND routine_occurrence >= :since
-UNION ALL
-SELECT task_id, routine_occurrence FROM created
+# Creates the attempts of the given occurrences unless they exist, or the task is no longer
+# the person's active routine.
+_CREATE = text(
+    """
+INSERT INTO attempts (user_id, task_id, task_version, time_estimate_minutes, routine_occurrence)
+SELECT t.user_id, t.id, t.version, t.default_estimate_minutes, due.occurrence
+FROM unnest(CAST(:task_ids AS bigint[]), CAST(:days AS date[])) AS due(task_id, occurrence)
+JOIN tasks t ON t.id = due.task_id
+WHERE t.user_id = :user_id AND t.archived_at IS NULL AND t.routine_frequency IS NOT NULL
+ON CONFLICT (task_id, routine_occurrence) WHERE routine_occurrence IS NOT NULL DO NOTHING
 """
 )
 
 
+def load(db: Session, user_id: int) -> list[Schedule]:
+    """The person's active routines, with their recent occurrences that have an attempt."""
+    rows = db.execute(_SCHEDULES, {"user_id": user_id})
+    return [s for s in (Schedule.of(dict(row._mapping)) for row in rows) if s is not None]
+
+
 def materialise(
     db: Session, user_id: int, timezone: str, schedules: list[Schedule], now: dt.datetime
-) -> list[RoutineStatus]:
-    """Create the attempt of each routine's most recent due occurrence (once: see the
-    module) and say what is missed and what comes next, as of ``now``. One statement; the
-    caller commits. Read the open attempts after this to see the new ones."""
+) -> tuple[list[RoutineStatus], list[Schedule]]:
+    """Create the attempt of each routine's most recent due occurrence unless it has one
+    (see the module), and say what is missed and what comes next, as of ``now``.
+
+    Returns the statuses and the schedules with what they have made since (trimmed to the
+    window of missed days). One statement if an occurrence newly fell due, else none; the
+    caller commits. Read the open attempts after this to see the new ones.
+    """
     if not schedules:
-        return []
+        return [], []
     zone = ZoneInfo(timezone)
-    today = now.astimezone(zone).date()
-    window = today - dt.timedelta(days=MISSED_DAYS)
+    window = now.astimezone(zone).date() - dt.timedelta(days=MISSED_DAYS)
     due = {s.task_id: s.due_days(window, now, zone) for s in schedules}
-    latest = {task_id: days[-1] for task_id, days in due.items() if days}
-    rows = db.execute(
-        _MATERIALISE,
-        {
-            "user_id": user_id,
-            "due_tasks": list(latest),
-            "due_days": list(latest.values()),
-            "task_ids": [s.task_id for s in schedules],
-            "since": window,
-        },
-    )
-    made: set[tuple[int, dt.date]] = {(row.task_id, row.routine_occurrence) for row in rows}
+    new = {
+        s.task_id: due[s.task_id][-1]
+        for s in schedules
+        if due[s.task_id] and due[s.task_id][-1] not in s.made
+    }
+    if new:
+        db.execute(
+            _CREATE,
+            {"user_id": user_id, "task_ids": list(new), "days": list(new.values())},
+        )
     statuses = []
+    updated = []
     for schedule in schedules:
         days = due[schedule.task_id]
-        last = days[-1] if days else None
-        missed = [d for d in days[:-1] if (schedule.task_id, d) not in made]
+        made = {d for d in schedule.made if d >= window}
+        if schedule.task_id in new:
+            made.add(new[schedule.task_id])  # by this request, or by one at the same moment
+        updated.append(replace(schedule, made=frozenset(made)))
         statuses.append(
             RoutineStatus(
                 schedule.task_id,
                 schedule.name,
                 describe(schedule.frequency, schedule.weekdays, schedule.time),
-                last,
+                days[-1] if days else None,
                 schedule.next_instant(now, zone),
-                missed,
+                [d for d in days[:-1] if d not in made],
             )
         )
-    return statuses
+    return statuses, updated
 
 
 def next_change(statuses: list[RoutineStatus]) -> dt.datetime | None:

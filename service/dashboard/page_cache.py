@@ -275,8 +275,9 @@ def store_page(
     (status, resumed_at, minutes_spent) of the attempt whose timer the page shows, if any.
     ``expires``: from then on the part is out of date although no data changed (an
     attempt falls due): a later view renders it afresh. ``routines``: what the part needs
-    besides the open attempts to be computed again (JSON, kept with the page: it changes
-    only with the person's tasks, so with their history). The caller commits.
+    besides the open attempts to be computed again (JSON, kept with the page: the schedules
+    change only with the person's tasks, so with their history; the occurrences they have
+    made are updated by each view that makes one). The caller commits.
     """
     holes = Holes()
     start, end = holes.marker("part-start"), holes.marker("part-end")
@@ -296,14 +297,16 @@ def store_part(
     render_part: Callable[[Holes], str],
     running: tuple[str, dt.datetime | None, float] | None = None,
     expires: dt.datetime | None = None,
+    routines: list[Any] | None = None,
 ) -> str:
     """``page`` with its part rendered afresh: kept for the next view and returned filled in.
 
     Only for a page current for the person's history (:func:`stored_page`); the caller
-    commits.
+    commits. ``routines``: as for :func:`store_page` (none: the page's own are kept).
     """
     part = render_part(page.holes)
     first, last = page.part
     html = page.html[:first] + part + page.html[last:]
     span = (first, first + len(part))
-    return _keep(db, user_id, key, page.holes, html, span, running, expires, page.routines)
+    kept = page.routines if routines is None else routines
+    return _keep(db, user_id, key, page.holes, html, span, running, expires, kept)

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Attempt
 from db.models import Task
+from service import routines
 
 RECENT = 20
 QUICK_START = 5
@@ -75,6 +76,7 @@ def _active_tasks_statement() -> Select[Any]:
             Task.routine_weekdays,
             Task.routine_time,
             Task.routine_since,
+            routines.MADE,
             func.count(Attempt.id).label("completed_count"),
             func.max(Attempt.completed_at).label("last_completed_at"),
             *(cast(func.avg(column), Double).label(f"avg_{key}") for key, column in MEANS.items()),

@@ -66,7 +66,7 @@ def index() -> ResponseReturnValue:
     if stored is not None:  # current but for its open attempts
         # Routines first: an occurrence that fell due gets its attempt, read just below.
         schedules = [routines.Schedule.from_json(r) for r in stored.routines]
-        statuses = routines.materialise(db, user.id, user.timezone, schedules, now)
+        statuses, schedules = routines.materialise(db, user.id, user.timezone, schedules, now)
         arranged = queries.arrange_open(queries.open_attempts(db, user.id), now)
         page = page_cache.store_part(
             db,
@@ -76,12 +76,13 @@ def index() -> ResponseReturnValue:
             _open_part(arranged, statuses),
             _timer(arranged.running),
             _expires(arranged, statuses),
+            [s.as_json() for s in schedules],
         )
         database.commit()
         return page
     tasks = queries.active_tasks(db, user.id)
     schedules = [s for s in map(routines.Schedule.of, tasks) if s is not None]
-    statuses = routines.materialise(db, user.id, user.timezone, schedules, now)
+    statuses, schedules = routines.materialise(db, user.id, user.timezone, schedules, now)
     attempts = queries.open_and_recent_attempts(db, user.id)
     days = queries.daily_totals(db, user.id, user.timezone, today)
     arranged = queries.arrange_open([a for a in attempts if a["section"] == "open"], now)
