@@ -23,6 +23,7 @@ from service import routines
 from service.dashboard import page_cache
 from service.dashboard import views as dashboard_views
 from tests.conftest import count_statements
+from tests.conftest import uncached_statements
 
 UTC = dt.timezone.utc
 
@@ -159,6 +160,13 @@ def test_routines_cost_a_statement_only_when_an_occurrence_falls_due(browser, ap
     # occurrences were kept with the page.
     assert statements() == 3
     assert statements() == 1  # the session, which brings the cached page along
+    assert len(_attempts(app, task)) == 1
+    # Every one of those statements is kept compiled by SQLAlchemy (none built per view).
+    # Made again once the tasks are read afresh (after a change to them).
+    _sql(app, "DELETE FROM attempts WHERE task_id = :t", t=task)
+    _schedule(app, task, routine_since=utcnow() - dt.timedelta(hours=22))
+    for _ in range(3):  # the full page and the insert, the open part, the stored page
+        assert uncached_statements(app, browser.client, "/") == []
     assert len(_attempts(app, task)) == 1
     assert _ready(_dashboard(browser)).count("Stretch") == 1
 
