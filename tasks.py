@@ -305,6 +305,8 @@ def smoke(c: Context, url: str, ca_file: str = "", expect_version: str = "") -> 
         "think_max": "longest think time between actions, seconds (default 15)",
         "processes": "locust processes generating the load (default 1)",
         "spawn_rate": "users started per second (default: each step is full within its settle)",
+        "newcomers": "share of the arriving users who sign up through the pages, make two "
+        "tasks and complete an attempt before using the site like the others (default 0.4)",
         "database_url": "with --url: the app's database, for the accounts (default $DATABASE_URL)",
         "keep_users": "with --url: leave the accounts in the database",
         "out": "folder for the reports (default releases/capacity/)",
@@ -334,6 +336,7 @@ def loadtest(
     think_max: float = 15.0,
     processes: int = 1,
     spawn_rate: float = 0.0,
+    newcomers: float = 0.4,
     database_url: str = "",
     keep_users: bool = False,
     out: str = "",
@@ -369,6 +372,7 @@ def loadtest(
             think_min=think_min,
             think_max=think_max,
             processes=processes,
+            newcomers=newcomers,
         )
     except ValueError as exc:
         raise Exit(f"loadtest: {exc}") from exc

@@ -78,7 +78,7 @@ def new_run_name() -> str:
 # --- the plan the locustfile follows ---------------------------------------------------------
 
 
-_TEXT_FIELDS = ("prefix", "secret", "snapshots_file", "ca_file", "connect_to", "load_key")
+_TEXT_FIELDS = ("prefix", "secret", "snapshots_file", "ca_file", "connect_to", "load_key", "run")
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ class LoadSettings:
     think_max: float = 15
     prefix: str = "load-"
     secret: str = ""
+    # The run's name: its newcomers' sign-ups say it (X-TAS-Load-Run) to be listed as its
+    # accounts; on the live site nginx says it for them, from the run's key.
+    run: str = ""
+    # The share of each step's arriving users who are new: they sign up through the pages,
+    # make two tasks and complete a first attempt before they use the site like the others.
+    newcomers: float = 0.4
     pool: int = 0  # seeded accounts (0: the largest step)
     processes: int = 1
     spread_addresses: bool = True
@@ -113,6 +119,8 @@ class LoadSettings:
             raise ValueError("settle time must be shorter than a step")
         if not 0 <= self.think_min <= self.think_max:
             raise ValueError("think time must satisfy 0 <= min <= max")
+        if not 0 <= self.newcomers < 1:
+            raise ValueError("the newcomers' share must be at least 0 and below 1")
 
     @property
     def effective_spawn_rate(self) -> float:
@@ -373,18 +381,23 @@ def run_loadtest(
     keep_users: bool = False,
     ca_file: str | None = None,
     baseline_seconds: float = 10,
+    run: str = "",
     echo: Callable[[str], None] = print,
 ) -> tuple[Report, Path, Path]:
     """The local run (``--url``): make the accounts in ``database_url``, run the steps,
-    judge them, write the report (JSON + HTML)."""
+    judge them, write the report (JSON + HTML). ``run``: the run's name (default: a new
+    one), for a front that must know it beforehand (a local nginx naming it from a key)."""
     from db import load_accounts
     from db.engine import make_engine
 
     with resolving(urlsplit(url).hostname or "", settings.connect_to):
         version = str(healthz(url, ca_file)["version"])
-    run = new_run_name()
+    run = run or new_run_name()
     settings = dataclasses.replace(
-        settings, secret=settings.secret or secrets.token_hex(16), prefix=run_prefix(run)
+        settings,
+        secret=settings.secret or secrets.token_hex(16),
+        prefix=run_prefix(run),
+        run=run,
     )
     engine = make_engine(database_url)
     try:
@@ -447,6 +460,9 @@ def judge(
             "spawn_rate": settings.effective_spawn_rate,
             "processes": settings.processes,
             "accounts": settings.accounts,
+            "newcomers": settings.newcomers,
+            "newcomers_per_s": round(settings.newcomers * settings.effective_spawn_rate, 1),
+            "signups": measured.snapshots[-1].get("signups", 0) if measured.snapshots else 0,
         },
     )
     report.target = target

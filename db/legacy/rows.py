@@ -32,6 +32,8 @@ from db.legacy.cells import scale_value
 from db.legacy.cells import shorten
 from db.legacy.cells import text_value
 from db.legacy.reader import Header
+from db.legacy.routines import Routine
+from db.legacy.routines import parse_routine
 from db.measures import MEASURE_COLUMNS
 from db.measures import AttemptFacts
 from db.measures import compute_measures
@@ -218,6 +220,7 @@ class TaskRow:
     default_estimate_minutes: float = 0.0
     emotions: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    routine: Routine | None = None  # the later export's schedule (db.legacy.routines)
 
     def fingerprint(self) -> str:
         """A hash of the values as imported: unchanged on re-import, changed on edit.
@@ -236,6 +239,8 @@ class TaskRow:
             sorted({e.lower() for e in self.emotions}),
             self.extra,
         ]
+        if self.routine is not None:  # a task without one keeps its earlier fingerprint
+            values.append(list(self.routine))
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
@@ -298,6 +303,7 @@ def _app_task(row: Row, legacy_id: str, line: int, tz: ZoneInfo) -> TaskRow:
         archived_at=_cell("archived_at", parse_timestamp, row.get("archived_at").strip(), tz),
         default_estimate_minutes=estimate or 0.0,
         emotions=_emotion_names(emotions, "categories"),
+        routine=parse_routine(row.get),
     )
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from db.models import utcnow
 from service import auth
 from service import database
 from service import recommendations
+from service import routines
 from service.dashboard import page_cache
 from service.dashboard import queries
 from service.forms import BaseForm
@@ -68,19 +70,25 @@ def index() -> ResponseReturnValue:
     db = database.session()
     now = utcnow()
     if stored is not None:  # current but for its open attempts
+        # Routines first: an occurrence that fell due gets its attempt, read just below.
+        schedules = [routines.Schedule.from_json(r) for r in stored.routines]
+        statuses, schedules = routines.materialise(db, user.id, user.timezone, schedules, now)
         arranged = queries.arrange_open(queries.open_attempts(db, user.id), now)
         page = page_cache.store_part(
             db,
             user.id,
             key,
             stored,
-            _open_part(arranged),
+            _open_part(arranged, statuses),
             _timer(arranged.running),
-            arranged.expires,
+            _expires(arranged, statuses),
+            [s.as_json() for s in schedules],
         )
         database.commit()
         return page
     tasks = queries.active_tasks(db, user.id)
+    schedules = [s for s in map(routines.Schedule.of, tasks) if s is not None]
+    statuses, schedules = routines.materialise(db, user.id, user.timezone, schedules, now)
     attempts = queries.open_and_recent_attempts(db, user.id)
     days = queries.daily_totals(db, user.id, user.timezone, today)
     arranged = queries.arrange_open([a for a in attempts if a["section"] == "open"], now)
@@ -90,9 +98,10 @@ def index() -> ResponseReturnValue:
         user.id,
         key,
         render,
-        _open_part(arranged),
+        _open_part(arranged, statuses),
         _timer(arranged.running),
-        arranged.expires,
+        _expires(arranged, statuses),
+        [s.as_json() for s in schedules],
     )
     database.commit()
     return page
@@ -151,12 +160,16 @@ def _grouped(
     deleted one, not a number) gets a message by the filter, and the whole dashboard.
 
     The running task shows whatever its group; the week's figures are of all tasks.
+    Routines fall due here as on the whole dashboard.
     """
     db = database.session()
+    now = utcnow()
     group = None
     if asked.isdigit() and int(asked) <= BIGINT_MAX:
         group = group_services.group_tasks(db, user.id, int(asked))
     tasks = queries.active_tasks(db, user.id)
+    schedules = [s for s in map(routines.Schedule.of, tasks) if s is not None]
+    statuses, _schedules = routines.materialise(db, user.id, user.timezone, schedules, now)
     attempts = queries.open_and_recent_attempts(db, user.id)
     days = queries.daily_totals(db, user.id, user.timezone, today)
     choices = queries.group_choices(tasks)
@@ -169,13 +182,24 @@ def _grouped(
         groups = GroupFilter(choices, int(asked), name)
         tasks = [t for t in tasks if t["id"] in task_ids]
         attempts = [a for a in attempts if a["task_id"] in task_ids or a["status"] == "started"]
-    arranged = queries.arrange_open([a for a in attempts if a["section"] == "open"], utcnow())
+        statuses = [s for s in statuses if s.task_id in task_ids]
+    arranged = queries.arrange_open([a for a in attempts if a["section"] == "open"], now)
     html = page_cache.render_page(
         _main_part(tasks, attempts, days, chosen, groups),
-        _open_part(arranged),
+        _open_part(arranged, statuses),
         _timer(arranged.running),
     )
+    database.commit()  # a routine's occurrence that fell due
     return html, 400 if groups.error else 200
+
+
+def _expires(
+    arranged: queries.OpenAttempts, statuses: list[routines.RoutineStatus]
+) -> dt.datetime | None:
+    """When the open attempts shown stop being right: one falls due, a postponement runs
+    out, or a routine's next occurrence falls due (its attempt is made then)."""
+    changes = [arranged.expires, routines.next_change(statuses)]
+    return min((c for c in changes if c is not None), default=None)
 
 
 def _timer(running: dict[str, Any] | None) -> tuple[str, Any, float] | None:
@@ -184,9 +208,11 @@ def _timer(running: dict[str, Any] | None) -> tuple[str, Any, float] | None:
     return running["status"], running["resumed_at"], running["minutes_spent"]
 
 
-def _open_part(arranged: queries.OpenAttempts) -> Callable[[page_cache.Holes], str]:
-    """Renders Current task, Ready and Postponed, the part of the page that shows open
-    attempts."""
+def _open_part(
+    arranged: queries.OpenAttempts, statuses: list[routines.RoutineStatus]
+) -> Callable[[page_cache.Holes], str]:
+    """Renders Current task, Ready, Postponed and Routines, the part of the page that shows
+    open attempts (and what changes with the clock)."""
 
     def render(holes: page_cache.Holes) -> str:
         return render_template(
@@ -194,6 +220,7 @@ def _open_part(arranged: queries.OpenAttempts) -> Callable[[page_cache.Holes], s
             running=arranged.running,
             ready=arranged.ready,
             postponed=arranged.postponed,
+            routines=statuses,
             **holes.context(),
         )
 

@@ -36,7 +36,7 @@ def _tables(url: str) -> set[str]:
 
 def test_0010_adds_intensities_and_groups_and_comes_down_again(empty_database_url):
     url = empty_database_url
-    migrate.upgrade(url, "0008")
+    migrate.upgrade(url, "0009")
     for statement in PREVIOUS_RELEASE_WRITES:
         run_sql(url, statement)
 
@@ -74,7 +74,7 @@ def test_0010_adds_intensities_and_groups_and_comes_down_again(empty_database_ur
     with pytest.raises(sqlalchemy.exc.IntegrityError):  # names unique per person, any case
         run_sql(url, "INSERT INTO task_groups (user_id, name) SELECT id, 'WORK' FROM users")
 
-    migrate.downgrade(url, "0008")
+    migrate.downgrade(url, "0009")
     assert "intensity" not in schema.columns(url, "attempt_emotions")
     assert not NEW_TABLES & _tables(url)
     assert run_sql(url, "SELECT count(*) FROM attempt_emotions") == [(2,)]

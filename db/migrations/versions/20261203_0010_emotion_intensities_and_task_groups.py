@@ -1,7 +1,7 @@
 """emotion intensities (0–100) on attempt_emotions; task groups and their tasks
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03 19:30:00.000000+00:00
 
 MIGRATIONS RUN WHILE THE PREVIOUS RELEASE IS STILL SERVING.
@@ -47,11 +47,11 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0008"
+down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 irreversible = False
-# Expand only: code written for 0008 neither reads nor writes what this adds.
+# Expand only: code written for 0009 neither reads nor writes what this adds.
 compatible_with_previous = True
 
 CHECK = "ck_attempt_emotions_intensity_range"
