@@ -107,26 +107,6 @@ def create_group(db: Session, user_id: int, name: str) -> TaskGroup | None:
     return None if row is None else db.get(TaskGroup, row.id)
 
 
-def ensure_groups(db: Session, user_id: int, names: list[str]) -> dict[str, int]:
-    """Ids of the person's groups of these names (any capitals), creating the missing ones."""
-    wanted = list(dict.fromkeys(names))
-    if not wanted:
-        return {}
-    db.execute(
-        insert(TaskGroup)
-        .values([{"user_id": user_id, "name": name} for name in wanted])
-        .on_conflict_do_nothing()
-    )
-    rows = db.execute(
-        select(TaskGroup.id, func.lower(TaskGroup.name)).where(
-            TaskGroup.user_id == user_id,
-            func.lower(TaskGroup.name).in_([n.lower() for n in wanted]),
-        )
-    )
-    by_name = {name: group_id for group_id, name in rows}
-    return {n: by_name[n.lower()] for n in wanted if n.lower() in by_name}
-
-
 def task_group_ids(db: Session, task: Task) -> list[int]:
     return list(
         db.scalars(
