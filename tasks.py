@@ -309,6 +309,8 @@ def smoke(c: Context, url: str, ca_file: str = "", expect_version: str = "") -> 
         "tasks and complete an attempt before using the site like the others (default 0.4)",
         "database_url": "with --url: the app's database, for the accounts (default $DATABASE_URL)",
         "keep_users": "with --url: leave the accounts in the database",
+        "cpu_profile": "with --url: also measure the app's and PostgreSQL's CPU per request of "
+        "the journey mix in process (tests/load/profile_requests.py; default on)",
         "out": "folder for the reports (default releases/capacity/)",
         "ca_file": "PEM CA to trust for HTTPS (a test CA)",
         "domain": "with --host: the site's domain (default: the one its nginx serves)",
@@ -339,6 +341,7 @@ def loadtest(
     newcomers: float = 0.4,
     database_url: str = "",
     keep_users: bool = False,
+    cpu_profile: bool = True,
     out: str = "",
     ca_file: str = "",
     domain: str = "",
@@ -403,6 +406,7 @@ def loadtest(
             keep_users=keep_users,
             ca_file=ca_file or None,
             baseline_seconds=baseline_seconds,
+            cpu_profile=cpu_profile,
         )
     for line in capacity.table(report):
         print(line)
