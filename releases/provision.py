@@ -282,7 +282,7 @@ def _offsite_repository(remote: Remote) -> str:
 
 def init_offsite_repository(remote: Remote, settings: Settings) -> list[str]:
     """``restic init`` the env file's repository unless it answers ``restic cat config``."""
-    repository = _offsite_repository(remote) or settings.offsite_repo
+    repository = settings.offsite_repo or _offsite_repository(remote)
     if not repository:
         return []
     changes = []
@@ -305,7 +305,7 @@ def init_offsite_repository(remote: Remote, settings: Settings) -> list[str]:
 
 
 def install_units(remote: Remote, settings: Settings) -> list[str]:
-    repository = _offsite_repository(remote) or settings.offsite_repo
+    repository = settings.offsite_repo or _offsite_repository(remote)
     units = {
         "tas.socket": render("tas.socket"),
         "tas.service": render(

@@ -5,7 +5,7 @@
 # backup, the restore drill and certbot's renewal name in OnFailure=.
 set -u
 unit=${1:-unknown}
-host=$(hostname)
+host=$(cat /proc/sys/kernel/hostname)
 message="ALERT: $unit failed on $host (journalctl -u $unit for why)"
 echo "$message"
 url=${ALERT_WEBHOOK_URL:-}
