@@ -81,16 +81,22 @@ class Settings:
         return f"/etc/letsencrypt/live/{self.domain}/fullchain.pem"
 
 
+class Notice(str):
+    """Something a step tells the operator on lines of its own (a secret shown once), not a
+    change: not in the step's line."""
+
+
 @dataclass
 class StepResult:
     name: str
     changes: list[str]
 
     def line(self, dry_run: bool) -> str:
-        if not self.changes:
+        changes = [c for c in self.changes if not isinstance(c, Notice)]
+        if not changes:
             return f"{self.name}: unchanged"
         verb = "would change" if dry_run else "changed"
-        return f"{self.name}: {verb} ({'; '.join(self.changes)})"
+        return f"{self.name}: {verb} ({'; '.join(changes)})"
 
 
 Step = Callable[[Remote, Settings], list[str]]
@@ -120,6 +126,8 @@ def provision(
         started = time.monotonic()
         result = StepResult(name, step(remote, settings))
         echo(f"{result.line(remote.dry_run)} [{time.monotonic() - started:.1f}s]")
+        for notice in (c for c in result.changes if isinstance(c, Notice)):
+            echo(notice)
         results.append(result)
     changed = sum(1 for r in results if r.changes)
     if not changed:
@@ -197,16 +205,19 @@ def write_env_file(remote: Remote, settings: Settings) -> list[str]:
         "alert_webhook_url": settings.alert_webhook_url or existing.get("ALERT_WEBHOOK_URL", ""),
         "backup_status_file": existing.get("BACKUP_STATUS_FILE", BACKUP_STATUS_FILE),
     }
-    notes = []
+    notes: list[str] = []
     if values["restic_repository"] and not values["restic_password"]:
         # The key to every off-site copy: lost with the server, the copies are unreadable.
         values["restic_password"] = secrets.token_urlsafe(32)
-        notes.append(
-            "would generate RESTIC_PASSWORD"
-            if remote.dry_run
-            else "new RESTIC_PASSWORD (shown this once; STORE THIS SOMEWHERE SAFE OFF THE "
-            "SERVER: without it no off-site copy can be restored): " + values["restic_password"]
-        )
+        notes.append("generate RESTIC_PASSWORD")
+        if not remote.dry_run:
+            notes.append(
+                Notice(
+                    "  The off-site copies' RESTIC_PASSWORD, shown this once. STORE THIS "
+                    "SOMEWHERE SAFE OFF THE SERVER: without it no off-site copy can be "
+                    f"restored.\n    {values['restic_password']}"
+                )
+            )
     content = render("tas.env", **values)
     known = parse_env(content)
     extra = {k: v for k, v in existing.items() if k not in known}

@@ -116,9 +116,11 @@ def test_provision_sets_up_the_offsite_repository_and_shows_its_password_once(si
     )
 
     shown = re.search(
-        r"new RESTIC_PASSWORD \(shown this once; STORE THIS SOMEWHERE SAFE OFF "
-        r"THE SERVER: without it no off-site copy can be restored\): (\S+)",
+        r"^env file: changed \(write /srv/tas/shared/tas.env; generate RESTIC_PASSWORD\).*\n"
+        r"  The off-site copies' RESTIC_PASSWORD, shown this once. STORE THIS SOMEWHERE SAFE "
+        r"OFF THE SERVER: without it no off-site copy can be restored.\n    (\S+)$",
         first,
+        re.M,
     )
     assert shown, first
     assert f"restic init {OFFSITE}" in first
