@@ -142,7 +142,17 @@ def offsite_dump(args: argparse.Namespace, record: dict[str, Any]) -> Iterator[s
     """The newest off-site snapshot restored into a private folder; yields its dump's path."""
     env = restic_env(args)
     listing = run(
-        ["restic", "--no-cache", "snapshots", "--json", "--tag", "tas", "--latest", "1"],
+        [
+            "restic",
+            "--no-cache",
+            "--no-lock",
+            "snapshots",
+            "--json",
+            "--tag",
+            "tas",
+            "--latest",
+            "1",
+        ],
         user=args.app_user,
         env=env,
     )
@@ -158,7 +168,7 @@ def offsite_dump(args: argparse.Namespace, record: dict[str, Any]) -> Iterator[s
         if args.app_user:
             shutil.chown(folder, user=args.app_user, group=args.app_user)
         restored = run(
-            ["restic", "--no-cache", "restore", newest["id"], "--target", folder],
+            ["restic", "--no-cache", "--no-lock", "restore", newest["id"], "--target", folder],
             user=args.app_user,
             env=env,
         )
