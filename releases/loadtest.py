@@ -35,6 +35,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -371,6 +372,36 @@ def measure(
     return Measured(snapshots, html, baseline, load_before, started)
 
 
+def profile_cpu(database_url: str, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """The app's and PostgreSQL's CPU per request of the load test's journey mix, measured
+    in process on this machine (``tests/load/profile_requests.py``, in a scratch database
+    on the same server): a figure that tells machines apart, next to the run's own."""
+    from sqlalchemy.engine import make_url
+
+    server = make_url(database_url).set(drivername="postgresql", database="postgres")
+    script = ROOT / "tests" / "load" / "profile_requests.py"
+    with tempfile.TemporaryDirectory(prefix="tas-cpu-") as tmp:
+        out = Path(tmp) / "cpu.json"
+        command = [sys.executable, str(script), "--server", server.render_as_string(False)]
+        result = subprocess.run(
+            [*command, "--users", "10", "--rounds", "3", "--json", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        if result.returncode != 0 or not out.exists():
+            why = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+            echo(f"loadtest: the in-process CPU per request could not be measured: {why[0]}")
+            return {"error": why[0]}
+        figures: dict[str, Any] = json.loads(out.read_text())
+    echo(
+        f"loadtest: in process, the journey mix costs {figures['app_ms']} ms of the app's CPU "
+        f"and {figures['postgresql_ms']} ms of PostgreSQL's per request on this machine"
+    )
+    return figures
+
+
 def run_loadtest(
     url: str,
     settings: LoadSettings,
@@ -382,6 +413,7 @@ def run_loadtest(
     ca_file: str | None = None,
     baseline_seconds: float = 10,
     run: str = "",
+    cpu_profile: bool = True,
     echo: Callable[[str], None] = print,
 ) -> tuple[Report, Path, Path]:
     """The local run (``--url``): make the accounts in ``database_url``, run the steps,
@@ -427,6 +459,8 @@ def run_loadtest(
     report = judge(
         settings, gates, measured, version=version, url=url, target={"kind": "local", "url": url}
     )
+    if cpu_profile:
+        report.machine["cpu_per_request"] = profile_cpu(database_url, echo)
     json_path, html_path = write_report(report, out_dir)
     return report, json_path, html_path
 

@@ -14,13 +14,13 @@ from flask.typing import ResponseReturnValue
 from service import auth
 from service import database
 from service.accounts import services
-from service.accounts.forms import ConfirmForm
 from service.accounts.forms import DeleteAccountForm
 from service.accounts.forms import SigninForm
 from service.accounts.forms import SignupForm
 from service.accounts.forms import TimezoneForm
 from service.emotions.services import STARTER_EMOTIONS
 from service.emotions.services import ensure_emotions
+from service.forms import ConfirmForm
 from service.security import AUTH_LIMITS
 from service.security import limiter
 

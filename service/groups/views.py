@@ -23,8 +23,8 @@ from db.models import GROUP_NAME_MAX
 from db.models import TaskGroup
 from service import auth
 from service import database
-from service.accounts.forms import ConfirmForm
 from service.forms import BaseForm
+from service.forms import ConfirmForm
 from service.forms import render_form
 from service.groups import services
 

@@ -16,9 +16,9 @@ from db.models import Task
 from service import auth
 from service import database
 from service import routines
-from service.accounts.forms import ConfirmForm
 from service.emotions.services import chosen_emotion_ids
 from service.emotions.services import emotion_choices
+from service.forms import ConfirmForm
 from service.forms import parse_new_emotions
 from service.forms import render_form
 from service.groups import services as groups

@@ -159,3 +159,39 @@ def test_analytics_compares_each_emotions_intensity_before_and_after(browser, ap
         conn.execute(text("UPDATE attempt_emotions SET intensity = 0 WHERE phase = 'after'"))
     rows = _emotion_rows(browser.client.get("/analytics").get_data(as_text=True))
     assert rows["Anxious"] == ["2", "70.0 (2)", "0.0 (2)", "-70.0"]
+
+
+def test_fixing_a_finished_attempt_corrects_its_intensities(browser, app):
+    task_id = browser.create_task("Tax return")
+    ids = _emotion_ids(app)
+    _complete(browser, task_id, ids, {"Anxious": "80"}, {"Anxious": "20"})
+    attempt_id = browser.latest_id("attempts")
+    with app.extensions["db_engine"].begin() as conn:  # begun an hour before it was completed
+        conn.execute(
+            text(
+                "UPDATE attempts SET initialized_at = initialized_at - interval '1 hour',"
+                " started_at = started_at - interval '1 hour'"
+            )
+        )
+    form = browser.client.get(f"/attempts/{attempt_id}/outcome").get_data(as_text=True)
+    assert re.search(rf'id="intensities-{ids["Anxious"]}"[^>]*value="20"', form)
+
+    day = re.search(r'name="completed_date"[^>]*value="([^"]+)"', form)
+    time = re.search(r'name="completed_time"[^>]*value="([^"]+)"', form)
+    assert day and time
+    fixed = {**OUTCOME, "completed_date": day.group(1), "completed_time": time.group(1)}
+    fixed["emotions"] = [str(ids["Anxious"]), str(ids["Calm"])]
+    fixed[f"intensities-{ids['Anxious']}"] = "120"
+    refused = browser.post(f"/attempts/{attempt_id}/outcome", fixed)
+    assert refused.status_code == 400
+    assert "Intensity of “Anxious”: enter a whole number" in refused.get_data(as_text=True)
+    assert _felt(app) == [("Anxious", "before", 80), ("Anxious", "after", 20)]
+
+    fixed[f"intensities-{ids['Anxious']}"] = "5"
+    fixed[f"intensities-{ids['Calm']}"] = "60"
+    response = browser.post(f"/attempts/{attempt_id}/outcome", fixed)
+    errors = re.findall(r'role="alert">([^<]+)<', response.get_data(as_text=True))
+    assert response.status_code == 302, errors
+    assert _felt(app) == [("Anxious", "before", 80), ("Anxious", "after", 5), ("Calm", "after", 60)]
+    rows = _emotion_rows(browser.client.get("/analytics").get_data(as_text=True))
+    assert rows["Anxious"] == ["1", "80.0 (1)", "5.0 (1)", "-75.0"]
