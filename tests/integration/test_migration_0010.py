@@ -26,7 +26,7 @@ PREVIOUS_RELEASE_WRITES = (
 
 
 def _versions(url: str) -> tuple[int, int]:
-    return run_sql(url, "SELECT data_version, history_version FROM users")[0]
+    return run_sql(url, "SELECT data_version, history_version FROM users WHERE username = 'old'")[0]
 
 
 def _tables(url: str) -> set[str]:
@@ -76,6 +76,11 @@ def test_0010_adds_intensities_and_groups_and_comes_down_again(empty_database_ur
 
     migrate.downgrade(url, "0009")
     assert "intensity" not in schema.columns(url, "attempt_emotions")
+    # The previous release's function body again: attempts still bump, emotions don't.
+    data, history = _versions(url)
+    run_sql(url, "UPDATE attempts SET notes = 'after the downgrade'")
+    run_sql(url, "UPDATE attempt_emotions SET phase = phase")
+    assert _versions(url) == (data + 1, history + 1)
     assert not NEW_TABLES & _tables(url)
     assert run_sql(url, "SELECT count(*) FROM attempt_emotions") == [(2,)]
     run_sql(url, PREVIOUS_RELEASE_WRITES[3])  # the previous release still writes
@@ -100,8 +105,14 @@ def test_changes_to_emotions_and_groups_make_cached_pages_stale(empty_database_u
     run_sql(url, "UPDATE attempt_emotions SET intensity = 40")
     assert _versions(url) == (data + 1, history + 1)
 
-    # Groups and their tasks show on the dashboard and analytics: always history.
+    # Groups and their tasks show on the dashboard and analytics, emotion names on
+    # analytics: always history (a new emotion is on no attempt: no change).
+    data, history = _versions(url)
+    run_sql(url, "INSERT INTO emotions (user_id, name) SELECT id, 'Calm' FROM users")
+    assert _versions(url) == (data, history)
     for statement in (
+        "UPDATE emotions SET name = 'Calmer' WHERE name = 'Calm'",
+        "DELETE FROM emotions WHERE name = 'Calmer'",
         "INSERT INTO task_groups (user_id, name) SELECT id, 'Home' FROM users",
         "INSERT INTO task_group_tasks (group_id, task_id, user_id)"
         " SELECT g.id, t.id, t.user_id FROM task_groups g JOIN tasks t USING (user_id)",

@@ -28,14 +28,18 @@ Expand only:
   tables (empty, and invisible to anyone else until this commits). Their foreign keys lock
   ``users`` and ``tasks`` against writes only until this short transaction commits. The
   previous release never reads them; deleting a person or a task takes their rows along.
-- Triggers: the analytics page now reads emotions and the dashboard and analytics read
-  groups, so their changes bump ``users.data_version`` like changes to tasks and attempts
-  do (migrations 0002 and 0004). An emotion of an attempt that is open leaves the history
-  version alone, like the attempt itself would. Statement-level, as the others: a COPY of
-  the legacy importer pays one small UPDATE per statement, the previous release's writes
-  to attempt_emotions included.
+- Triggers: the analytics page now reads attempt emotions and emotion names, and the
+  dashboard and analytics read groups, so their changes bump ``users.data_version`` like
+  changes to tasks and attempts do (migrations 0002 and 0004), through the same function
+  ``bump_data_version()`` (``CREATE OR REPLACE``: the existing triggers stay, no table is
+  locked for it) with a branch for attempt emotions: one of an open attempt leaves the
+  history version alone, like the attempt itself would. Emotions: renaming or deleting
+  only (a new one is on no attempt). Statement-level, as the others: a COPY of the legacy
+  importer pays one small UPDATE per statement, the previous release's writes to
+  attempt_emotions included.
 
-Downgrade: drops the triggers, their function, the tables and the column. Intensities and
+Downgrade: drops the new triggers, puts back 0004's function body, drops the tables and
+the column. Intensities and
 groups are lost (the previous release never knew them).
 """
 
@@ -59,41 +63,76 @@ EVENTS = ("insert", "update", "delete")
 GROUP_TABLES = ("task_groups", "task_group_tasks")
 OPEN_STATUSES = "('initialized', 'started', 'paused')"
 
-_ROWS = {
-    "INSERT": "SELECT user_id, attempt_id FROM new_rows",
-    "UPDATE": (
-        "SELECT user_id, attempt_id FROM new_rows"
-        " UNION ALL SELECT user_id, attempt_id FROM old_rows"
-    ),
-    "DELETE": "SELECT user_id, attempt_id FROM old_rows",
-}
+
+def _rows(event: str, status: str, *, through_attempt: bool = False) -> str:
+    """The changed rows as (user_id, status) for one event: ``status`` is a column (or
+    literal) of the rows; ``through_attempt``: the status of the attempt each row is of
+    (attempt emotions), or none when that attempt is gone (deleted in the same statement)."""
+    tables = {"INSERT": ("new_rows",), "UPDATE": ("new_rows", "old_rows"), "DELETE": ("old_rows",)}
+    parts = []
+    for table in tables[event]:
+        if through_attempt:
+            parts.append(
+                f"SELECT r.user_id, a.status FROM {table} r"
+                " LEFT JOIN attempts a ON a.id = r.attempt_id AND a.user_id = r.user_id"
+            )
+        else:
+            parts.append(f"SELECT user_id, {status} AS status FROM {table}")
+    return " UNION ALL ".join(parts)
 
 
-def _bump(event: str) -> str:
-    # An emotion's attempt gone (deleted in the same statement) counts as history.
+def _bump(rows: str) -> str:
+    # A change touching only open attempts leaves the history version alone (0004); a
+    # row whose attempt is gone (status NULL) counts as history.
     return f"""
         UPDATE users u SET data_version = u.data_version + 1,
                            history_version = u.history_version + c.history
-        FROM (SELECT r.user_id,
-                     max(CASE WHEN a.status IN {OPEN_STATUSES} THEN 0 ELSE 1 END) AS history
-              FROM ({_ROWS[event]}) r
-              LEFT JOIN attempts a ON a.id = r.attempt_id AND a.user_id = r.user_id
-              GROUP BY r.user_id) c
+        FROM (SELECT user_id,
+                     max(CASE WHEN status IN {OPEN_STATUSES} THEN 0 ELSE 1 END) AS history
+              FROM ({rows}) r GROUP BY user_id) c
         WHERE u.id = c.user_id;"""
 
 
-EMOTIONS_BUMP_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION bump_data_version_by_attempt() RETURNS trigger
-LANGUAGE plpgsql AS $$
+def _branches(**options: object) -> str:
+    status = str(options.get("status", "status"))
+    through = bool(options.get("through_attempt", False))
+    return f"""
+        IF TG_OP = 'INSERT' THEN{_bump(_rows("INSERT", status, through_attempt=through))}
+        ELSIF TG_OP = 'UPDATE' THEN{_bump(_rows("UPDATE", status, through_attempt=through))}
+        ELSE{_bump(_rows("DELETE", status, through_attempt=through))}
+        END IF;"""
+
+
+def _bump_function(with_emotions: bool) -> str:
+    """``bump_data_version()``: 0004's body, and (``with_emotions``) a branch for attempt
+    emotions, which count as history unless their attempt is open. Each branch names only
+    the columns its tables have (PL/pgSQL parses a statement when it first runs it)."""
+    emotions = (
+        f"""
+    ELSIF TG_TABLE_NAME = 'attempt_emotions' THEN{_branches(through_attempt=True)}"""
+        if with_emotions
+        else ""
+    )
+    return f"""
+CREATE OR REPLACE FUNCTION bump_data_version() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN{_bump("INSERT")}
-    ELSIF TG_OP = 'UPDATE' THEN{_bump("UPDATE")}
-    ELSE{_bump("DELETE")}
+    IF TG_TABLE_NAME = 'attempts' THEN{_branches()}{emotions}
+    ELSE{_branches(status="'history'")}
     END IF;
     RETURN NULL;
 END
 $$
 """
+
+
+# Tables whose changes now make cached pages stale, and on which events: a new emotion is
+# on no attempt yet, so only renaming or deleting one matters.
+VERSIONED = {
+    "attempt_emotions": EVENTS,
+    "task_groups": EVENTS,
+    "task_group_tasks": EVENTS,
+    "emotions": ("update", "delete"),
+}
 
 
 def _transition_tables(event: str) -> str:
@@ -104,12 +143,12 @@ def _transition_tables(event: str) -> str:
     return "OLD TABLE AS old_rows"
 
 
-def _create_trigger(table: str, event: str, function: str) -> None:
+def _create_trigger(table: str, event: str) -> None:
     op.execute(f"DROP TRIGGER IF EXISTS {table}_bump_data_version_{event} ON {table}")
     op.execute(
         f"CREATE TRIGGER {table}_bump_data_version_{event} AFTER {event.upper()} "
         f"ON {table} REFERENCING {_transition_tables(event)} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        "FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version()"
     )
 
 
@@ -176,19 +215,17 @@ def upgrade() -> None:
     op.create_index(
         "ix_task_group_tasks_task_id", "task_group_tasks", ["task_id"], if_not_exists=True
     )
-    op.execute(EMOTIONS_BUMP_FUNCTION)
-    for event in EVENTS:
-        _create_trigger("attempt_emotions", event, "bump_data_version_by_attempt")
-        for table in GROUP_TABLES:
-            _create_trigger(table, event, "bump_data_version")
+    op.execute(_bump_function(with_emotions=True))
+    for table, events in VERSIONED.items():
+        for event in events:
+            _create_trigger(table, event)
 
 
 def downgrade() -> None:
-    for event in EVENTS:
-        op.execute(
-            f"DROP TRIGGER IF EXISTS attempt_emotions_bump_data_version_{event} ON attempt_emotions"
-        )
-    op.execute("DROP FUNCTION IF EXISTS bump_data_version_by_attempt()")
+    for table in ("attempt_emotions", "emotions"):
+        for event in VERSIONED[table]:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_bump_data_version_{event} ON {table}")
+    op.execute(_bump_function(with_emotions=False))  # 0004's body again
     op.drop_table("task_group_tasks")  # its triggers and indexes go with it
     op.drop_table("task_groups")
     op.execute(f"ALTER TABLE attempt_emotions DROP CONSTRAINT IF EXISTS {CHECK}")
