@@ -145,8 +145,8 @@ class InstanceSorter:
                     parsed = fast(cells)
                 except Exception:  # noqa: BLE001 - the precise parser decides
                     row = parse_instance(header, cells, record.line, tz)
-                    for key in row.pending:
-                        batch.pending[key] = batch.pending.get(key, 0) + 1
+                    for name in row.pending:
+                        batch.pending[name] = batch.pending.get(name, 0) + 1
                     parsed = (
                         row.legacy_id,
                         row.task_legacy_id,

@@ -705,15 +705,14 @@ class _Run:
             ).tuples()
         )
         wanted = sorted({n.attempt_legacy_id for n in notes if n.attempt_legacy_id})
-        attempts = dict(
-            self.conn.execute(
+        attempts: dict[str, int] = {}
+        if wanted:
+            rows = self.conn.execute(
                 select(Attempt.legacy_id, Attempt.id).where(
                     Attempt.user_id == self.user_id, Attempt.legacy_id.in_(wanted)
                 )
-            ).tuples()
-            if wanted
-            else []
-        )
+            )
+            attempts = {str(legacy_id): id_ for legacy_id, id_ in rows}
         new = []
         unlinked = 0
         for note in notes:
