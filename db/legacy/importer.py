@@ -58,6 +58,7 @@ from db.legacy.late import UNSUPPORTED_FILES
 from db.legacy.late import PendingTally
 from db.legacy.late import column_notes
 from db.legacy.late import has_value
+from db.legacy.late import preferences_zone
 from db.legacy.reader import CsvFile
 from db.legacy.reader import FileUnreadable
 from db.legacy.reader import Header
@@ -1085,6 +1086,13 @@ def import_legacy_folder(
         skipped_files=skipped,
         ignored_files=ignored,
     )
+    preferred = preferences_zone(data_dir)
+    if preferred is not None and preferred != tz_name:
+        report.warn(
+            f"user_preferences.csv: the old app was set to the time zone {preferred}, but "
+            f"the times were read as {tz_name}. If the old app ran in {preferred}, import "
+            "again choosing that zone (a dry run first)."
+        )
     backup: Path | None = None
     if not dry_run:
         base = Path(backup_dir) if backup_dir else default_backup_base(data_dir)

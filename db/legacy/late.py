@@ -17,7 +17,14 @@ a home is one small change:
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfoNotFoundError
+
+from db.legacy.reader import CsvFile
+from db.legacy.reader import FileUnreadable
 
 if TYPE_CHECKING:
     from db.legacy.rows import TaskRow
@@ -135,3 +142,45 @@ def column_notes(filename: str, names: tuple[str, ...], used: set[str]) -> list[
         f"{filename}: column(s) {', '.join(columns)} not imported: {reason}."
         for reason, columns in by_reason.items()
     ]
+
+
+PREFERENCES = "user_preferences.csv"
+
+
+def _cells(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of a small file by column name; nothing if it cannot be read."""
+    try:
+        records = CsvFile(path).records()
+        header = next(records, None)
+        if header is None:
+            return
+        names = [name.strip() for name in header.cells]
+        for record in records:
+            yield dict(zip(names, record.cells, strict=False))
+    except (FileUnreadable, OSError):
+        return
+
+
+def preferences_zone(folder: Path) -> str | None:
+    """The person's time zone as ``user_preferences.csv`` of a later export has it.
+
+    The file holds the install's every row (``default``, anonymous browser ids, other
+    accounts): the person's row is the one of the account number their tasks carry in
+    ``user_id``, else the only row with an account number. ``auto`` means the zone the
+    browser detected. None when there is no such row or no valid zone.
+    """
+    if not (folder / PREFERENCES).is_file():
+        return None
+    accounts = {row.get("user_id", "").strip() for row in _cells(folder / "tasks.csv")} - {""}
+    rows = [row for row in _cells(folder / PREFERENCES) if row.get("user_id", "").strip().isdigit()]
+    mine = [row for row in rows if row["user_id"].strip() in accounts] or rows
+    if len(mine) != 1:
+        return None
+    name = mine[0].get("timezone", "").strip()
+    if not name or name == "auto":
+        name = mine[0].get("detected_tz", "").strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name

@@ -301,3 +301,17 @@ def test_the_export_writes_due_dates_in_local_time_and_the_later_statuses(engine
     assert rows["i1772841601"]["status"] == "initialized"
     assert '"paused": true' in rows["i1772841601"]["actual"]
     assert '"cancellation_category": "too_tired"' in rows["i1772331038"]["actual"]
+
+
+def test_the_report_warns_when_the_old_apps_zone_differs_from_the_one_used(engine, tmp_path):
+    user = make_user(engine, timezone="Europe/Berlin")
+    report = import_legacy_folder(
+        engine, example("late-export", tmp_path), user_id=user, dry_run=True
+    )
+    assert any("America/Chicago" in w and "read as Europe/Berlin" in w for w in report.warnings), (
+        report.warnings
+    )
+    same = import_legacy_folder(
+        engine, example("late-export", tmp_path / "2"), user_id=user, timezone=CHICAGO
+    )
+    assert not [w for w in same.warnings if "user_preferences.csv" in w]
