@@ -12,6 +12,7 @@ Memory stays flat however big the files.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import pickle
 import re
@@ -53,7 +54,6 @@ from db.legacy.cells import guard_row
 from db.legacy.late import PENDING_ATTEMPT_KEYS
 from db.legacy.late import PENDING_FILES
 from db.legacy.late import PENDING_TASK_COLUMNS
-from db.legacy.late import TASK_COLUMN_HANDLERS
 from db.legacy.late import UNSUPPORTED_FILES
 from db.legacy.late import PendingTally
 from db.legacy.late import column_notes
@@ -74,6 +74,7 @@ from db.legacy.rows import INSTANCE_REQUIRED
 from db.legacy.rows import LOG_COLUMNS
 from db.legacy.rows import NOTE_COLUMNS
 from db.legacy.rows import NOTE_REQUIRED
+from db.legacy.rows import TASK_COLUMN_HANDLERS
 from db.legacy.rows import TASK_COLUMNS
 from db.legacy.rows import UNNAMED_TASK
 from db.legacy.rows import AttemptRow
@@ -89,6 +90,7 @@ from db.legacy.rows import parse_note
 from db.legacy.rows import parse_task
 from db.legacy.rows import prototype_task_key
 from db.legacy.rows import task_header_problem
+from db.models import NOTES_MAX
 from db.models import Attempt
 from db.models import Emotion
 from db.models import ImportRun
@@ -393,6 +395,9 @@ class _Run:
         self.pending_tasks: dict[str, _PendingTask] = {}
         self.placeholder_ids: list[int] = []
         self._refused: dict[str, tuple[IO[str], Any]] = {}
+        # tasks.csv's running notes: (task's legacy id, task name, time, text).
+        self.task_notes: list[tuple[str, str, dt.datetime, str]] = []
+        self._known_notes: set[tuple[dt.datetime, str]] | None = None
         self._stage_ready = False
 
     @property
@@ -512,7 +517,7 @@ class _Run:
                 for column, handle in TASK_COLUMN_HANDLERS.items():
                     if column in header.index:
                         try:
-                            handle(cells.get(column), row)
+                            handle(cells.get(column), row, self.tz)
                         except CellError as exc:
                             exc.column = exc.column or column
                             raise
@@ -529,6 +534,7 @@ class _Run:
             if self.writing:
                 outcome = self.tasks.upsert(row, self.emotions)
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
+                self.task_notes += [(row.legacy_id, row.name, *n) for n in row.running_notes]
         self.report.pending += tally.lines(TASKS, PENDING_TASK_COLUMNS)
 
     def import_instances(self) -> None:
@@ -700,11 +706,7 @@ class _Run:
             self.report.notes.append(f"{NOTES}: {blank} empty note(s) not imported.")
         if not notes:
             return
-        known = set(
-            self.conn.execute(
-                select(Note.created_at, Note.body).where(Note.user_id == self.user_id)
-            ).tuples()
-        )
+        known = self._notes_known()
         wanted = sorted({n.attempt_legacy_id for n in notes if n.attempt_legacy_id})
         attempts: dict[str, int] = {}
         if wanted:
@@ -741,6 +743,58 @@ class _Run:
                 f"{NOTES}: {unlinked} note(s) name an attempt (instance_id) that is not "
                 "there; they were imported as free notes."
             )
+
+    def _notes_known(self) -> set[tuple[dt.datetime, str]]:
+        """The person's notes by (time, text): a note already there is not added twice."""
+        if self._known_notes is None:
+            rows = self.conn.execute(
+                select(Note.created_at, Note.body).where(Note.user_id == self.user_id)
+            )
+            self._known_notes = {(at, body) for at, body in rows}
+        return self._known_notes
+
+    def import_task_notes(self) -> None:
+        """The running notes of tasks (later export) become notes: on the task's attempt
+        open at that time if there is one, else free notes naming the task."""
+        if not self.task_notes or not self.writing:
+            return
+        known = self._notes_known()
+        new = []
+        on_attempts = 0
+        for legacy_id, name, at, body in self.task_notes:
+            ref = self.tasks.by_legacy.get(legacy_id)
+            attempt_id = None
+            if ref is not None:
+                attempt_id = self.conn.execute(
+                    text(
+                        "SELECT id FROM attempts WHERE user_id = :u AND task_id = :t"
+                        " AND initialized_at <= :at"
+                        " AND coalesce(completed_at, cancelled_at, 'infinity') >= :at"
+                        " ORDER BY initialized_at DESC, id DESC LIMIT 1"
+                    ),
+                    {"u": self.user_id, "t": ref.id, "at": at},
+                ).scalar_one_or_none()
+            if attempt_id is None:
+                body = f"{name}: {body}"
+            if (at, body) in known:
+                continue
+            known.add((at, body))
+            on_attempts += attempt_id is not None
+            new.append(
+                {
+                    "user_id": self.user_id,
+                    "attempt_id": attempt_id,
+                    "body": body[:NOTES_MAX],
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+        if new:
+            self.conn.execute(insert(Note), new)
+        self.report.notes.append(
+            f"{TASKS}: {len(new)} running note(s) of tasks became notes ({on_attempts} on the "
+            f"attempt open at the time); {len(self.task_notes) - len(new)} were there already."
+        )
 
     def read_pending(self, filename: str) -> None:
         """A file of the old app with no home yet: counted and named, never refused."""
@@ -1148,6 +1202,7 @@ def _run(
             try:
                 for name in present:
                     getattr(run, FILE_STEPS[name])()
+                run.import_task_notes()
                 for name in pending:
                     run.read_pending(name)
                 run.finish()

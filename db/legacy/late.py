@@ -8,26 +8,22 @@ a home is one small change:
 
 - a file: a step in :data:`db.legacy.importer.FILE_STEPS` (and out of
   :data:`PENDING_FILES`);
-- a ``tasks.csv`` column: a function in :data:`TASK_COLUMN_HANDLERS` that reads the
-  cell into the :class:`~db.legacy.rows.TaskRow` (and out of :data:`PENDING_TASK_COLUMNS`);
+- a ``tasks.csv`` column: a function in :data:`db.legacy.rows.TASK_COLUMN_HANDLERS` that
+  reads the cell into the :class:`~db.legacy.rows.TaskRow` (and out of
+  :data:`PENDING_TASK_COLUMNS`);
 - an attempt's JSON key: read in :mod:`db.legacy.rows` (and out of
   :data:`PENDING_ATTEMPT_KEYS`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
 
 from db.legacy.reader import CsvFile
 from db.legacy.reader import FileUnreadable
-
-if TYPE_CHECKING:
-    from db.legacy.rows import TaskRow
 
 # Files read (their rows counted) but not imported yet: what they hold.
 PENDING_FILES: dict[str, str] = {
@@ -42,8 +38,6 @@ UNSUPPORTED_FILES = (
     "popup_responses.csv",
 )
 
-# tasks.csv columns with a home: column → function reading the cell into the row.
-TASK_COLUMN_HANDLERS: dict[str, Callable[[str, TaskRow], None]] = {}
 # tasks.csv columns read but not imported yet: column → what it holds.
 PENDING_TASK_COLUMNS: dict[str, str] = {
     "task_type": "area of life (Work, Play, Self care, Sleep)",
@@ -53,7 +47,6 @@ PENDING_TASK_COLUMNS: dict[str, str] = {
     "routine_time": "routine: at what time of day",
     "completion_window_hours": "routine: completion window",
     "completion_window_days": "routine: completion window",
-    "notes": "the task's running notes",
 }
 # Cells that say "nothing set" in a pending column: such a column has nothing to lose.
 _UNSET: dict[str, frozenset[str]] = {

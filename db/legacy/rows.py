@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -253,6 +254,8 @@ class TaskRow:
     default_estimate_minutes: float = 0.0
     emotions: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # The later export's running notes (`notes`): (time, text) per block; they become notes.
+    running_notes: list[tuple[dt.datetime, str]] = field(default_factory=list)
 
     def fingerprint(self) -> str:
         """A hash of the values as imported: unchanged on re-import, changed on edit.
@@ -341,6 +344,36 @@ def _prototype_task(row: Row, line: int, tz: ZoneInfo) -> TaskRow:
     # and a category the web model has no place for; see the package docstring.
     name = _name(row.get("task"), "task")
     return TaskRow(line=line, legacy_id=prototype_task_key(name), name=name)
+
+
+_NOTE_BLOCK = re.compile(r"\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?)\]\r?\n(.*)", re.DOTALL)
+_NOTE_SEPARATOR = re.compile(r"\r?\n\r?\n---\r?\n\r?\n")
+
+
+def task_running_notes(cell: str, row: TaskRow, tz: ZoneInfo) -> None:
+    """A task's running notes (``[YYYY-MM-DD HH:MM]``, newline, text; blocks joined by
+    a line ``---`` between blank lines), at the old app's local time. A block without
+    its time is dated by the task's creation."""
+    if not cell.strip():
+        return
+    for block in _NOTE_SEPARATOR.split(cell):
+        match = _NOTE_BLOCK.fullmatch(block)
+        when = parse_timestamp(match.group(1), tz) if match else row.created_at
+        body = (match.group(2) if match else block).strip()
+        if not body:
+            continue
+        text_value(body, "notes", NOTES_MAX)
+        if when is None:
+            raise CellError("a note without its [time], and the task has no created_at", "notes")
+        row.running_notes.append((when, body))
+
+
+# tasks.csv columns with a home beyond the early layout's: column → function reading the
+# cell (times in the old app's zone) into the row; it raises CellError for a bad cell.
+# Columns read but without a home yet are listed in db.legacy.late.PENDING_TASK_COLUMNS.
+TASK_COLUMN_HANDLERS: dict[str, Callable[[str, TaskRow, ZoneInfo], None]] = {
+    "notes": task_running_notes,
+}
 
 
 # --- emotions.csv -----------------------------------------------------------------------

@@ -89,7 +89,8 @@ def test_the_later_export_is_imported_and_what_has_no_home_yet_is_named(engine, 
 
 def test_notes_keep_their_utc_timestamps_and_multi_line_text(engine, tmp_path):
     user, _report = imported_late_export(engine, tmp_path)
-    notes = notes_of(engine, user)
+    notes = [n for n in notes_of(engine, user) if n["body"] != "Events list is late again"]
+    notes = [n for n in notes if "newsletter" not in n["body"]]  # a task's running notes
     assert len(notes) == 5
     assert notes[0] == {
         "body": "Mornings are easier than evenings for admin.",
@@ -100,6 +101,26 @@ def test_notes_keep_their_utc_timestamps_and_multi_line_text(engine, tmp_path):
     assert notes[3]["body"] == (
         "Slept badly.\nStill did the plants; relief was bigger than expected."
     )
+
+
+def test_a_tasks_running_notes_become_notes_on_the_attempt_open_then(engine, tmp_path):
+    user, report = imported_late_export(engine, tmp_path)
+    notes = [n for n in notes_of(engine, user) if n["created_at"].month in (2, 3)]
+    # Local times of the install (Chicago, UTC-6).
+    free = {
+        "body": "Draft the community newsletter: Ask the bakery for a quote",
+        "created_at": dt.datetime(2026, 2, 24, 17, 2, tzinfo=UTC),
+        "attempt": None,  # its attempt was done the day before
+    }
+    on_attempt = {
+        "body": "Events list is late again",
+        "created_at": dt.datetime(2026, 3, 3, 17, 16, tzinfo=UTC),
+        "attempt": "i1772463609",  # open (paused) at the time
+    }
+    assert free in notes and on_attempt in notes
+    assert len(notes) == 7
+    assert any("2 running note(s) of tasks became notes (1 on" in n for n in report.notes)
+    assert not any(p.startswith("tasks.csv: notes") for p in report.pending)
 
 
 def test_attempts_get_due_dates_statuses_categories_pauses_and_postponements(engine, tmp_path):
@@ -281,7 +302,7 @@ def test_notes_on_attempts_come_back_on_the_same_attempt(engine, tmp_path):
     assert header == "note_id,content,timestamp,user_id,instance_id"
     second = make_user(engine, "second", timezone=CHICAGO)
     import_legacy_folder(engine, exported, user_id=second)
-    on_attempt = [n for n in notes_of(engine, second) if n["attempt"]]
+    on_attempt = [n for n in notes_of(engine, second) if n["attempt"] == "i1772841601"]
     assert on_attempt == [
         {
             "body": "Felt easier after the first five minutes",
