@@ -579,7 +579,10 @@ def _late(
         when = entry.get("at")
         if when is not None and not isinstance(when, str):
             raise CellError("postpone_history: at is not a time")
-        at = _cell("postpone_history", parse_timestamp, (when or "").strip(), tz)
+        try:
+            at = parse_timestamp((when or "").strip(), tz)
+        except CellError as exc:
+            raise CellError(f"postpone_history: {exc.reason}") from None
         note = text_value(entry.get("reason"), "postpone_history: reason", NOTES_MAX)
         postponements.append({"at": at.isoformat() if at else None, "reason": note or ""})
     if not postponements and actual.get("postpone_reason"):

@@ -336,3 +336,29 @@ def test_the_report_warns_when_the_old_apps_zone_differs_from_the_one_used(engin
         engine, example("late-export", tmp_path / "2"), user_id=user, timezone=CHICAGO
     )
     assert not [w for w in same.warnings if "user_preferences.csv" in w]
+
+
+def test_bad_later_details_are_refused_with_their_column_and_reason(engine, tmp_path):
+    folder = _late_folder(tmp_path)
+    instances = folder / "task_instances.csv"
+    _replace(instances, '""at"": ""2026-03-03 09:00""', '""at"": ""Tuesday""')
+    _replace(
+        instances,
+        '""cancellation_category"": ""too_tired""',
+        f'""cancellation_category"": ""{"x" * 61}""',
+    )
+    _replace(folder / "tasks.csv", "[2026-03-03 11:16]", "[2026-13-03 11:16]")
+    user = make_user(engine, timezone=CHICAGO)
+    report = import_legacy_folder(engine, folder, user_id=user, dry_run=True)
+    assert report.status == "dry-run"
+    problems = "\n".join(report.problems)
+    assert "tasks.csv:5: notes: '2026-13-03 11:16' is not a valid date and time" in problems
+    assert (
+        "task_instances.csv:27: actual: cancellation_category is 61 characters long, "
+        "at most 60 allowed" in problems
+    )
+    assert (
+        "task_instances.csv:30: actual: postpone_history: 'Tuesday' is not a time like "
+        "2025-11-21 14:03" in problems
+    )
+    assert report.problem_count == 3
