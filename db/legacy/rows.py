@@ -138,7 +138,6 @@ ATTEMPT_VALUE_COLUMNS = (
     "postponed_at",
     "postponed_until",
 )
-LATE_ATTEMPT_COLUMNS = ("due_at", "cancel_category", "postponed_at", "postponed_until")
 _NO_MEASURES: dict[str, Any] = dict.fromkeys(MEASURE_COLUMNS)
 
 # Aliases the old app used over time, canonical key first.
