@@ -362,3 +362,19 @@ def test_bad_later_details_are_refused_with_their_column_and_reason(engine, tmp_
         "2025-11-21 14:03" in problems
     )
     assert report.problem_count == 3
+
+
+def test_an_export_written_on_windows_with_crlf_line_ends_imports_the_same(engine, tmp_path):
+    folder = _late_folder(tmp_path)
+    for path in folder.glob("*.csv"):
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    user = make_user(engine, timezone=CHICAGO)
+    report = import_legacy_folder(engine, folder, user_id=user)
+    assert report.status == "imported", report.render_text()
+    assert report.files["task_instances.csv"].created == 41
+    assert report.files["notes.csv"].created == 5
+    notes = notes_of(engine, user)
+    assert {"Events list is late again", "Mornings are easier than evenings for admin."} <= {
+        n["body"] for n in notes
+    }
+    assert len(notes) == 7
