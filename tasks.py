@@ -305,8 +305,12 @@ def smoke(c: Context, url: str, ca_file: str = "", expect_version: str = "") -> 
         "think_max": "longest think time between actions, seconds (default 15)",
         "processes": "locust processes generating the load (default 1)",
         "spawn_rate": "users started per second (default: each step is full within its settle)",
+        "newcomers": "share of the arriving users who sign up through the pages, make two "
+        "tasks and complete an attempt before using the site like the others (default 0.4)",
         "database_url": "with --url: the app's database, for the accounts (default $DATABASE_URL)",
         "keep_users": "with --url: leave the accounts in the database",
+        "cpu_profile": "with --url: also measure the app's and PostgreSQL's CPU per request of "
+        "the journey mix in process (tests/load/profile_requests.py; default on)",
         "out": "folder for the reports (default releases/capacity/)",
         "ca_file": "PEM CA to trust for HTTPS (a test CA)",
         "domain": "with --host: the site's domain (default: the one its nginx serves)",
@@ -334,8 +338,10 @@ def loadtest(
     think_max: float = 15.0,
     processes: int = 1,
     spawn_rate: float = 0.0,
+    newcomers: float = 0.4,
     database_url: str = "",
     keep_users: bool = False,
+    cpu_profile: bool = True,
     out: str = "",
     ca_file: str = "",
     domain: str = "",
@@ -369,6 +375,7 @@ def loadtest(
             think_min=think_min,
             think_max=think_max,
             processes=processes,
+            newcomers=newcomers,
         )
     except ValueError as exc:
         raise Exit(f"loadtest: {exc}") from exc
@@ -399,6 +406,7 @@ def loadtest(
             keep_users=keep_users,
             ca_file=ca_file or None,
             baseline_seconds=baseline_seconds,
+            cpu_profile=cpu_profile,
         )
     for line in capacity.table(report):
         print(line)
@@ -529,6 +537,11 @@ def _ssh_target(task_name: str, host: str, user: str, port: int, key_file: str) 
         "accept_new_host_key": "first contact: record the server's SSH host key (its "
         "fingerprint is printed: compare it with the server's console); later tasks refuse a "
         "server whose key is unknown or changed",
+        "offsite_repo": "restic repository for the off-site copies of the nightly backup "
+        "(sftp:user@host:/path, or a path); its password is generated once and shown once. "
+        "Default: keep the server's (none: local backups only)",
+        "alert_webhook_url": "URL a failed backup, drill or certificate renewal is POSTed to "
+        "(default: keep the server's; alerts always go to the journal, tag tas-alert)",
     }
 )
 def provision(
@@ -544,12 +557,15 @@ def provision(
     max_users: int = 25,
     dry_run: bool = False,
     accept_new_host_key: bool = False,
+    offsite_repo: str = "",
+    alert_webhook_url: str = "",
 ) -> None:
     """Make a fresh Debian 12 / Ubuntu 22.04 server ready for deploys (safe to re-run).
 
     Packages, the tas user and /srv/tas, env file with generated secrets, PostgreSQL role
-    and database, systemd units (socket-activated gunicorn, nightly backups), nginx and a
-    TLS certificate. Each step prints "changed" or "unchanged".
+    and database, systemd units (socket-activated gunicorn, nightly backups with their
+    off-site copy, the daily restore drill, failure alerts), nginx and a TLS certificate.
+    Each step prints "changed" or "unchanged".
     """
     from releases import provision as provisioning
     from releases.remote import open_remote
@@ -564,7 +580,15 @@ def provision(
         email=email,
         acme_ca_file=Path(acme_ca_file) if acme_ca_file else None,
         max_users=max_users,
+        offsite_repo=offsite_repo.strip(),
+        alert_webhook_url=alert_webhook_url.strip(),
     )
+    if settings.alert_webhook_url and not settings.alert_webhook_url.startswith(
+        ("https://", "http://")
+    ):
+        raise Exit("provision: --alert-webhook-url must be an http:// or https:// URL")
+    if any(ch.isspace() for ch in settings.offsite_repo + settings.alert_webhook_url):
+        raise Exit("provision: --offsite-repo and --alert-webhook-url cannot contain spaces")
     try:
         with open_remote(target, dry_run=dry_run) as remote:
             provisioning.provision(remote, settings)
@@ -788,7 +812,8 @@ def backup(
     key_file: str = "",
     dry_run: bool = False,
 ) -> None:
-    """Take a verified database backup on the server now (the nightly job, run at once)."""
+    """Take a verified database backup on the server now (the nightly job, run at once),
+    with its off-site copy (restic) when one is configured; reports both copies."""
     from releases import backups
     from releases.remote import open_remote
 
@@ -797,11 +822,46 @@ def backup(
         with open_remote(target, dry_run=dry_run) as remote:
             existing = backups.list_backups(remote)
             if dry_run:
-                print(f"backup: would dump the database ({len(existing)} backups on the server)")
+                repository = backups.offsite_repository(remote)
+                offsite = f"copy it to {repository}" if repository else "no off-site copy"
+                print(
+                    f"backup: would dump the database ({len(existing)} backups on the server)"
+                    f" and {offsite}"
+                )
                 return
-            print(f"backup: {backups.take_backup(remote)}")
+            taken = backups.take_backup(remote)
     except RuntimeError as exc:
         raise Exit(f"backup failed: {exc}") from exc
+    print(f"backup: local copy: {taken.dump}")
+    if not taken.repository:
+        print(
+            "backup: no off-site copy is configured: this backup lives on the server's disk "
+            "only (invoke provision --offsite-repo REPO sets one)"
+        )
+    elif taken.offsite_error:
+        raise Exit(
+            f"backup: off-site copy to {taken.repository} FAILED (the local copy above is "
+            f"good):\n{taken.offsite_error}"
+        )
+    else:
+        print(f"backup: off-site copy: restic snapshot {taken.snapshot} in {taken.repository}")
+
+
+@task(help=_SSH_ONLY_HELP)
+def backups(
+    c: Context, host: str = "", user: str = "deploy", port: int = 22, key_file: str = ""
+) -> None:
+    """The server's backups: local dumps (size, age), off-site snapshots, the last drills."""
+    from releases import backups as backup_module
+    from releases.remote import open_remote
+
+    target = _ssh_target("backups", host, user, port, key_file)
+    try:
+        with open_remote(target) as remote:
+            found = backup_module.inventory(remote)
+    except RuntimeError as exc:
+        raise Exit(f"backups failed: {exc}") from exc
+    print("\n".join(backup_module.inventory_lines(found)))
 
 
 @task(

@@ -61,6 +61,11 @@ EMOTION_NAME_MAX = 60
 CONTEXT_MAX = 200
 CANCEL_CATEGORY_MAX = 60
 
+# How a task can repeat (none: it doesn't): every day, or on the chosen weekdays.
+ROUTINE_FREQUENCIES = ("daily", "weekdays")
+# ``tasks.routine_weekdays``: a bit per weekday, Monday (0) = 1 … Sunday (6) = 64.
+EVERY_DAY = 0b1111111
+
 PREDICTION_SCALES = (
     "expected_aversion",
     "expected_relief",
@@ -213,6 +218,12 @@ class Task(Base):
         _length_check("description", DESCRIPTION_MAX),
         CheckConstraint("default_estimate_minutes >= 0", name="estimate_not_negative"),
         CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint(
+            f"routine_frequency IS NULL OR ({_in_list('routine_frequency', ROUTINE_FREQUENCIES)}"
+            f" AND routine_weekdays BETWEEN 1 AND {EVERY_DAY}"
+            " AND routine_time IS NOT NULL AND routine_since IS NOT NULL)",
+            name="routine_valid",
+        ),
         Index(
             "ix_tasks_user_id_active",
             "user_id",
@@ -234,6 +245,14 @@ class Task(Base):
     # The old app's id (``t1763738425``) for imported rows; unique per person.
     legacy_id: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # A routine (see service.routines): it repeats every day or on the chosen weekdays
+    # (bits of ``routine_weekdays``) at ``routine_time``, the person's local time of day.
+    # None: the task doesn't repeat. ``routine_since``: when the schedule was saved;
+    # occurrences before it neither fall due nor count as missed.
+    routine_frequency: Mapped[str | None] = mapped_column(Text)
+    routine_weekdays: Mapped[int | None] = mapped_column(SmallInteger)
+    routine_time: Mapped[dt.time | None]
+    routine_since: Mapped[dt.datetime | None]
 
 
 class TaskEmotion(Base):
@@ -301,6 +320,14 @@ class Attempt(Base):
             "id",
             postgresql_where=text("postponed_at IS NOT NULL"),
         ),
+        # One attempt per routine occurrence: concurrent dashboard loads cannot make two.
+        Index(
+            "uq_attempts_task_id_routine_occurrence",
+            "task_id",
+            "routine_occurrence",
+            unique=True,
+            postgresql_where=text("routine_occurrence IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -365,6 +392,8 @@ class Attempt(Base):
     # Anything else worth keeping (legacy blocker types, pause and postpone reasons, ...).
     extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     legacy_id: Mapped[str | None] = mapped_column(Text)
+    # The local date of the routine occurrence this attempt was made for, if any.
+    routine_occurrence: Mapped[dt.date | None]
 
 
 # What the history's search looks through: the attempt's own words, and its task's.

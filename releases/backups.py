@@ -16,6 +16,13 @@ Every dump is made with ``pg_dump -Fc`` and read back with ``pg_restore --list``
 gets its final name. A restore (``/usr/local/sbin/tas-restore``, releases/scripts/tas_restore.py)
 checks the dump and its Alembic revision first, restores into a new database, takes the
 safety dump, and swaps the names while the app is stopped: see that script.
+
+Each dump has ``<dump>.counts.json`` beside it (rows per table, counted in the dump's own
+snapshot). A nightly dump is also copied off-site with restic when the env file names a
+repository (RESTIC_REPOSITORY): :func:`take_backup` reports both copies. ``tas-drill``
+restores the newest backups daily into a scratch database and logs one JSON line per drill
+in ``drills.jsonl``; :func:`inventory` gathers dumps, snapshots and the last drills for
+``invoke backups``.
 """
 
 from __future__ import annotations
@@ -23,15 +30,22 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 from releases.provision import APP_USER
 from releases.provision import BACKUP_DIR
 from releases.provision import BACKUP_SCRIPT
+from releases.provision import BACKUP_STATUS_FILE
 from releases.provision import DATABASE
+from releases.provision import DRILL_LOG
+from releases.provision import ENV_FILE
+from releases.provision import RESTIC_SCRIPT
 from releases.provision import RESTORE_SCRIPT
+from releases.provision import parse_env
 from releases.remote import Remote
 
 NIGHTLY = "nightly"
@@ -123,21 +137,184 @@ def list_backups(remote: Remote) -> list[str]:
     return [f"{BACKUP_DIR}/{name}" for name in sorted(names, key=lambda n: (backup_stamp(n), n))]
 
 
-def take_backup(remote: Remote) -> str:
+@dataclass
+class Taken:
+    """One ``invoke backup``: the local dump, and what became of its off-site copy."""
+
+    dump: str
+    repository: str  # "" when no off-site copy is configured
+    snapshot: str = ""  # restic's snapshot id when the off-site copy was made
+    offsite_error: str = ""  # why the off-site copy failed (the dump itself is good)
+
+
+def offsite_repository(remote: Remote) -> str:
+    """The env file's RESTIC_REPOSITORY ("" when off-site copies are not configured)."""
+    return parse_env(remote.read(ENV_FILE) or "").get("RESTIC_REPOSITORY", "")
+
+
+def take_backup(remote: Remote) -> Taken:
     """Take a nightly dump now, as the timer does (it counts towards the nightly retention),
-    and return its path. Pre-deploy dumps are taken by the server-side deploy with
-    :func:`predeploy_command`. Raises RuntimeError with the reason when it fails."""
+    with its off-site copy when one is configured. Pre-deploy dumps are taken by the
+    server-side deploy with :func:`predeploy_command`. Raises RuntimeError with the reason
+    when no dump was made; a failed off-site copy is reported in ``offsite_error``."""
     before = set(list_backups(remote))
     result = remote.sudo("systemctl start tas-backup.service", warn=True)
-    if result.exited != 0:
-        log = remote.sudo("journalctl -u tas-backup.service -n 20 --no-pager", warn=True)
-        raise RuntimeError(f"the backup failed:\n{log.stdout}")
     new = [
         path for path in list_backups(remote) if path not in before and backup_kind(path) == NIGHTLY
     ]
+    if result.exited != 0 and not new:
+        raise RuntimeError(f"the backup failed:\n{_journal(remote)}")
     if not new:
         raise RuntimeError("the backup unit succeeded but wrote no new dump")
-    return new[-1]
+    taken = Taken(dump=new[-1], repository=offsite_repository(remote))
+    if result.exited != 0:
+        taken.offsite_error = _journal(remote)
+        return taken
+    status = read_status(remote)
+    if taken.repository:
+        if status.get("dump") == PurePosixPath(taken.dump).name and status.get("offsite_snapshot"):
+            taken.snapshot = str(status["offsite_snapshot"])
+        else:
+            taken.offsite_error = "the backup recorded no off-site snapshot for this dump"
+    return taken
+
+
+def _journal(remote: Remote) -> str:
+    log = remote.sudo("journalctl -u tas-backup.service -n 20 --no-pager", warn=True)
+    return log.stdout.strip()
+
+
+def read_status(remote: Remote) -> dict[str, Any]:
+    """The last good nightly backup (``finished_at``, ``dump``, ``offsite_snapshot``); {}."""
+    try:
+        status = json.loads(remote.read(BACKUP_STATUS_FILE) or "{}")
+    except ValueError:
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+# --- invoke backups: what is there, off-site, and how the last drills went ------------------
+
+
+@dataclass
+class Inventory:
+    dumps: list[dict[str, Any]]  # {"name", "size", "mtime"}, oldest first
+    repository: str
+    snapshots: list[dict[str, Any]]  # restic's JSON: {"short_id", "time", "paths", ...}
+    offsite_error: str
+    drills: dict[str, dict[str, Any]]  # the last drill per source ("local", "offsite")
+    status: dict[str, Any]
+
+
+def inventory(remote: Remote) -> Inventory:
+    listing = remote.sudo(
+        f'cd {BACKUP_DIR} && for f in tas-*.dump; do [ -f "$f" ] && '
+        "stat -c '%n %s %Y' \"$f\"; done; true",
+        warn=True,
+    )
+    dumps: list[dict[str, Any]] = []
+    for line in listing.stdout.splitlines():
+        name, size, mtime = line.rsplit(" ", 2)
+        if backup_kind(name):
+            dumps.append({"name": name, "size": int(size), "mtime": int(mtime)})
+    dumps.sort(key=lambda d: (backup_stamp(d["name"]), d["name"]))
+    repository = offsite_repository(remote)
+    snapshots: list[dict[str, Any]] = []
+    error = ""
+    if repository:
+        found = remote.sudo(f"{RESTIC_SCRIPT} snapshots --json --tag tas", warn=True)
+        if found.exited == 0:
+            snapshots = sorted(json.loads(found.stdout or "[]"), key=lambda s: s["time"])
+        else:
+            error = found.stderr.strip() or f"exit status {found.exited}"
+    return Inventory(
+        dumps=dumps,
+        repository=repository,
+        snapshots=snapshots,
+        offsite_error=error,
+        drills=last_drills(remote.read(DRILL_LOG) or ""),
+        status=read_status(remote),
+    )
+
+
+def last_drills(log: str) -> dict[str, dict[str, Any]]:
+    """The newest drill line per source from the drill log's JSON lines."""
+    newest: dict[str, dict[str, Any]] = {}
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("source"):
+            newest[str(entry["source"])] = entry
+    return newest
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{max(0, int(seconds // 60))} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024 / 1024:.1f} MiB"
+
+
+def drill_line(entry: dict[str, Any]) -> str:
+    what = entry.get("backup") or "-"
+    if entry.get("snapshot"):
+        what += f" (snapshot {entry['snapshot']})"
+    if entry.get("result") == "ok":
+        return (
+            f"ok at {entry.get('at')}: {what} restored in {entry.get('restore_seconds')} s, "
+            f"{entry.get('rows')} rows in {entry.get('tables')} tables match the dump's counts"
+        )
+    return f"FAILED at {entry.get('at')}: {what}: {entry.get('reason')}"
+
+
+def inventory_lines(found: Inventory, now: float | None = None) -> list[str]:
+    """The ``invoke backups`` report."""
+    now = time.time() if now is None else now
+    lines = [f"local dumps in {BACKUP_DIR} ({len(found.dumps)}):"]
+    for dump in found.dumps:
+        kind = backup_kind(dump["name"])
+        lines.append(
+            f"  {dump['name']}  {_size(dump['size'])}  {_age(now - dump['mtime'])} old  ({kind})"
+        )
+    if not found.dumps:
+        lines.append("  none")
+    if "finished_at" in found.status:
+        age = _age(now - float(found.status["finished_at"]))
+        lines.append(f"last good nightly backup: {found.status.get('dump')}, {age} ago")
+    else:
+        lines.append("last good nightly backup: none recorded")
+    if not found.repository:
+        lines.append(
+            "off-site: not configured (invoke provision --offsite-repo sets a restic repository)"
+        )
+    elif found.offsite_error:
+        lines.append(
+            f"off-site: {found.repository}: FAILED to list snapshots: {found.offsite_error}"
+        )
+    else:
+        lines.append(f"off-site snapshots in {found.repository} ({len(found.snapshots)}):")
+        for snap in found.snapshots:
+            names = ", ".join(
+                PurePosixPath(p).name for p in snap.get("paths", []) if p.endswith(".dump")
+            )
+            lines.append(f"  {snap.get('short_id')}  {snap.get('time', '')[:19]}Z  {names}")
+        if not found.snapshots:
+            lines.append("  none")
+    for source in ("local", "offsite"):
+        entry = found.drills.get(source)
+        lines.append(f"last {source} drill: " + (drill_line(entry) if entry else "none yet"))
+    return lines
 
 
 def prune_predeploy_dumps(remote: Remote, kept_release_names: Iterable[str]) -> list[str]:
@@ -149,7 +326,9 @@ def prune_predeploy_dumps(remote: Remote, kept_release_names: Iterable[str]) -> 
     """
     doomed = predeploy_dumps_to_delete(list_backups(remote), kept_release_names)
     if doomed and not remote.dry_run:
-        remote.sudo("rm -f -- " + " ".join(shlex.quote(path) for path in doomed))
+        # Each with its row counts (<dump>.counts.json) beside it.
+        paths = [p for path in doomed for p in (path, f"{path}.counts.json")]
+        remote.sudo("rm -f -- " + " ".join(shlex.quote(path) for path in paths))
     return doomed
 
 

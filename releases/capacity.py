@@ -768,9 +768,27 @@ def apply_cap(
     new_text = with_max_users(env_text, users)
     verb = "would" if remote.dry_run else "did"
     lines = [f"deployed {state.deployed_version}; MAX_USERS {state.current_cap} -> {users}"]
-    if new_text == env_text:
+    # Each step below can be cut short (a dropped connection, a killed invoke): the env file
+    # is replaced whole, so the server is left either with the old cap or the new one; a
+    # following set-cap to the same N finds what the cut one did not finish (the log lines,
+    # the restart) and finishes it, instead of saying "nothing to do" while the app still
+    # runs the old cap.
+    changed = new_text != env_text
+    logged = not changed and _last_change_logged(remote, users, state.deployed_version)
+    stale = not changed and _app_started_before_env_file(remote)
+    if not changed and logged and not stale:
         lines.append("MAX_USERS already has that value: nothing to do")
         return lines
+    if not changed:
+        missing = " and ".join(
+            words
+            for words, needed in (("logging it", not logged), ("restarting the app", stale))
+            if needed
+        )
+        lines.append(
+            f"MAX_USERS={users} is already in {ENV_FILE}, but an earlier set-cap stopped "
+            f"before {missing}: {'would finish' if remote.dry_run else 'finishing'} it"
+        )
     entry = {
         "time": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "who": who or f"{getpass.getuser()}@{socket.gethostname()}",
@@ -783,15 +801,65 @@ def apply_cap(
         "report_date": decision.report_date,
         "report": _report_summary(decision.report),
     }
+    if not changed:
+        entry["finishes_interrupted"] = True  # "from" is then the cap it left in the env file
     if remote.dry_run:
         lines += [
-            f"{verb} write MAX_USERS={users} into {ENV_FILE}",
-            f"{verb} restart tas.service (connections queue in tas.socket meanwhile)",
-            f"{verb} append to {CAPACITY_LOG}: {json.dumps(entry)}",
+            f"{verb} write MAX_USERS={users} into {ENV_FILE}" if changed else "",
+            f"{verb} restart tas.service (connections queue in tas.socket meanwhile)"
+            if changed or stale
+            else "",
+            f"{verb} append to {CAPACITY_LOG}: {json.dumps(entry)}"
+            if changed or not logged
+            else "",
         ]
-        return lines
-    remote.ensure_file(ENV_FILE, new_text, mode="600", owner="tas")
-    lines.append(f"wrote MAX_USERS={users} into {ENV_FILE}")
+        return [line for line in lines if line]
+    if changed:
+        remote.ensure_file(ENV_FILE, new_text, mode="600", owner="tas")
+        lines.append(f"wrote MAX_USERS={users} into {ENV_FILE}")
+    if changed or not logged:
+        _log_change(remote, entry, state, decision, users, reason)
+        lines.append(f"logged the change in {CAPACITY_LOG} and {deploy_lock.DEPLOY_LOG}")
+    if changed or stale:
+        lines += _restart_and_check(remote)
+    return lines
+
+
+def _last_change_logged(remote: Remote, users: int, version: str) -> bool:
+    """Whether the capacity log's last line is a change to ``users`` on ``version``."""
+    text = remote.read(CAPACITY_LOG) or ""
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    try:
+        entry = json.loads(last) if last else {}
+    except ValueError:
+        return False
+    return bool(entry.get("to") == users and entry.get("version") == version)
+
+
+def _app_started_before_env_file(remote: Remote) -> bool:
+    """Whether the running app was started before the env file was last written (so it
+    runs with the cap that was there before). Not running: the socket starts it afresh."""
+    started = remote.sudo(
+        "systemctl is-active --quiet tas.service && "
+        "systemctl show -p ActiveEnterTimestamp --value tas.service",
+        warn=True,
+    ).stdout.strip()
+    if not started:
+        return False
+    check = remote.sudo(
+        f'[ "$(stat -c %Y {ENV_FILE})" -ge "$(date -d {shlex.quote(started)} +%s)" ]', warn=True
+    )
+    return check.exited == 0
+
+
+def _log_change(
+    remote: Remote,
+    entry: dict[str, Any],
+    state: ServerState,
+    decision: CapDecision,
+    users: int,
+    reason: str,
+) -> None:
     log_line = shlex.quote(json.dumps(entry))
     remote.sudo(f"printf '%s\\n' {log_line} >> {CAPACITY_LOG} && chmod 640 {CAPACITY_LOG}")
     deploy_lock.append_log(
@@ -808,7 +876,10 @@ def apply_cap(
             "report": entry["report"],
         },
     )
-    lines.append(f"logged the change in {CAPACITY_LOG} and {deploy_lock.DEPLOY_LOG}")
+
+
+def _restart_and_check(remote: Remote) -> list[str]:
+    lines = []
     if remote.ok("systemctl is-active --quiet tas.service"):
         remote.sudo("systemctl restart tas.service")
         lines.append("restarted tas.service")

@@ -35,6 +35,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -78,7 +79,7 @@ def new_run_name() -> str:
 # --- the plan the locustfile follows ---------------------------------------------------------
 
 
-_TEXT_FIELDS = ("prefix", "secret", "snapshots_file", "ca_file", "connect_to", "load_key")
+_TEXT_FIELDS = ("prefix", "secret", "snapshots_file", "ca_file", "connect_to", "load_key", "run")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,12 @@ class LoadSettings:
     think_max: float = 15
     prefix: str = "load-"
     secret: str = ""
+    # The run's name: its newcomers' sign-ups say it (X-TAS-Load-Run) to be listed as its
+    # accounts; on the live site nginx says it for them, from the run's key.
+    run: str = ""
+    # The share of each step's arriving users who are new: they sign up through the pages,
+    # make two tasks and complete a first attempt before they use the site like the others.
+    newcomers: float = 0.4
     pool: int = 0  # seeded accounts (0: the largest step)
     processes: int = 1
     spread_addresses: bool = True
@@ -113,6 +120,8 @@ class LoadSettings:
             raise ValueError("settle time must be shorter than a step")
         if not 0 <= self.think_min <= self.think_max:
             raise ValueError("think time must satisfy 0 <= min <= max")
+        if not 0 <= self.newcomers < 1:
+            raise ValueError("the newcomers' share must be at least 0 and below 1")
 
     @property
     def effective_spawn_rate(self) -> float:
@@ -363,6 +372,36 @@ def measure(
     return Measured(snapshots, html, baseline, load_before, started)
 
 
+def profile_cpu(database_url: str, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """The app's and PostgreSQL's CPU per request of the load test's journey mix, measured
+    in process on this machine (``tests/load/profile_requests.py``, in a scratch database
+    on the same server): a figure that tells machines apart, next to the run's own."""
+    from sqlalchemy.engine import make_url
+
+    server = make_url(database_url).set(drivername="postgresql", database="postgres")
+    script = ROOT / "tests" / "load" / "profile_requests.py"
+    with tempfile.TemporaryDirectory(prefix="tas-cpu-") as tmp:
+        out = Path(tmp) / "cpu.json"
+        command = [sys.executable, str(script), "--server", server.render_as_string(False)]
+        result = subprocess.run(
+            [*command, "--users", "10", "--rounds", "3", "--json", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        if result.returncode != 0 or not out.exists():
+            why = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+            echo(f"loadtest: the in-process CPU per request could not be measured: {why[0]}")
+            return {"error": why[0]}
+        figures: dict[str, Any] = json.loads(out.read_text())
+    echo(
+        f"loadtest: in process, the journey mix costs {figures['app_ms']} ms of the app's CPU "
+        f"and {figures['postgresql_ms']} ms of PostgreSQL's per request on this machine"
+    )
+    return figures
+
+
 def run_loadtest(
     url: str,
     settings: LoadSettings,
@@ -373,18 +412,24 @@ def run_loadtest(
     keep_users: bool = False,
     ca_file: str | None = None,
     baseline_seconds: float = 10,
+    run: str = "",
+    cpu_profile: bool = True,
     echo: Callable[[str], None] = print,
 ) -> tuple[Report, Path, Path]:
     """The local run (``--url``): make the accounts in ``database_url``, run the steps,
-    judge them, write the report (JSON + HTML)."""
+    judge them, write the report (JSON + HTML). ``run``: the run's name (default: a new
+    one), for a front that must know it beforehand (a local nginx naming it from a key)."""
     from db import load_accounts
     from db.engine import make_engine
 
     with resolving(urlsplit(url).hostname or "", settings.connect_to):
         version = str(healthz(url, ca_file)["version"])
-    run = new_run_name()
+    run = run or new_run_name()
     settings = dataclasses.replace(
-        settings, secret=settings.secret or secrets.token_hex(16), prefix=run_prefix(run)
+        settings,
+        secret=settings.secret or secrets.token_hex(16),
+        prefix=run_prefix(run),
+        run=run,
     )
     engine = make_engine(database_url)
     try:
@@ -414,6 +459,8 @@ def run_loadtest(
     report = judge(
         settings, gates, measured, version=version, url=url, target={"kind": "local", "url": url}
     )
+    if cpu_profile:
+        report.machine["cpu_per_request"] = profile_cpu(database_url, echo)
     json_path, html_path = write_report(report, out_dir)
     return report, json_path, html_path
 
@@ -447,6 +494,9 @@ def judge(
             "spawn_rate": settings.effective_spawn_rate,
             "processes": settings.processes,
             "accounts": settings.accounts,
+            "newcomers": settings.newcomers,
+            "newcomers_per_s": round(settings.newcomers * settings.effective_spawn_rate, 1),
+            "signups": measured.snapshots[-1].get("signups", 0) if measured.snapshots else 0,
         },
     )
     report.target = target

@@ -106,6 +106,9 @@ class Run:
     version: str
     machine_id: str
     seconds: float  # how long until the safety timer fires
+    # Set once the server accepted the safety timer; everything the run makes on the
+    # server comes after it, so before it nothing needs cleaning up but the timer itself.
+    timer_started: bool = False
 
     @property
     def url(self) -> str:
@@ -130,6 +133,7 @@ def run_host_loadtest(
             settings,
             secret=run.secret,
             prefix=run_prefix(run.name),
+            run=run.name,
             ca_file=options.ca_file,
             connect_to=options.connect_to,
             load_key=run.key,
@@ -231,13 +235,14 @@ def _set_up(remote: Remote, run: Run, settings: LoadSettings, echo: Callable[[st
         f"--timer-property=AccuracySec=1s --description='tas load test {name}: clean-up' "
         f"/bin/sh {LOAD_DIR}/load_cleanup.sh {name}"
     )
+    run.timer_started = True
     echo(
         f"loadtest: run {run.name} on {run.release}; if this machine goes away, the server "
         f"cleans up by itself at {fires:%H:%M:%S} UTC (tas-load-cleanup-{run.name}.timer)"
     )
     key_file = f"{KEYS_DIR}/{run.name}.conf"
     remote.ensure_directory(KEYS_DIR, mode="700")
-    remote.ensure_file(key_file, f'"{run.key}" 1;\n', mode="600")
+    remote.ensure_file(key_file, f'"{run.key}" {name};\n', mode="600")
     remote.sudo(f"if nginx -t -q; then systemctl reload nginx; else rm -f {key_file}; exit 1; fi")
     echo(f"loadtest: nginx lets this run's requests through its sign-in limit ({KEY_HEADER})")
     started = time.monotonic()
@@ -289,18 +294,27 @@ def _clean_up(remote: Remote, run: Run, echo: Callable[[str], None]) -> bool:
         if done.exited == 0:
             echo(f"loadtest: cleaned up on the server (key, sampler, accounts of {run.name})")
             return True
-        echo(
-            f"loadtest: clean-up on the server failed ({done.stderr.strip()}); the server's "
-            f"timer tas-load-cleanup-{run.name} tries again when it fires"
-        )
+        echo(f"loadtest: clean-up on the server failed ({done.stderr.strip()}); {_later(run)}")
     except Exception as exc:  # noqa: BLE001 - the connection may be what failed
-        echo(
-            f"loadtest: could not clean up over SSH ({exc}); the server's timer "
-            f"tas-load-cleanup-{run.name} removes the key and the accounts when it fires"
-        )
+        echo(f"loadtest: could not clean up over SSH ({exc}); {_later(run)}")
     finally:
         signal.signal(signal.SIGINT, previous)
     return False
+
+
+def _later(run: Run) -> str:
+    """What becomes of the run's leftovers when this machine could not clean up."""
+    if run.timer_started:
+        return (
+            f"the server's timer tas-load-cleanup-{run.name} removes the key and the accounts "
+            "when it fires"
+        )
+    return (
+        f"the set-up stopped before the server confirmed the safety timer, so nothing of the "
+        f"run should be there (the key and accounts come after it); check with `systemctl "
+        f"list-timers 'tas-load-cleanup-*'` on the server, and if tas-load-cleanup-{run.name} "
+        f"is listed, `sudo sh {LOAD_DIR}/load_cleanup.sh {run.name}` removes what it guards"
+    )
 
 
 # --- the server's figures per step -------------------------------------------------------------

@@ -7,7 +7,10 @@ first and changes only what differs, then says what it did. A second run reports
 Server layout (Capistrano's): ``/srv/tas/releases/<release>/`` (one venv each),
 ``/srv/tas/current`` (the live release, switched atomically by the deploy),
 ``/srv/tas/shared/tas.env`` (settings and secrets, 0600 tas), ``/srv/tas/shared/data/``
-(the web import's files, 0750 tas), ``/srv/tas/backups/``.
+(the web import's files, 0750 tas), ``/srv/tas/backups/`` (dumps with their row counts, the
+drill log ``drills.jsonl``, the last good backup's ``last-ok``). Off-site copies go to the
+restic repository ``--offsite-repo`` names (RESTIC_REPOSITORY and RESTIC_PASSWORD in the env
+file); ``tas-drill.timer`` restores backups daily; ``tas-alert@.service`` reports failures.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ DATA_DIR = f"{APP_ROOT}/shared/data"
 BACKUP_DIR = f"{APP_ROOT}/backups"
 BACKUP_SCRIPT = "/usr/local/sbin/tas-backup"
 RESTORE_SCRIPT = "/usr/local/sbin/tas-restore"
+DUMP_SCRIPT = "/usr/local/sbin/tas-dump"
+DRILL_SCRIPT = "/usr/local/sbin/tas-drill"
+RESTIC_SCRIPT = "/usr/local/sbin/tas-restic"
+ALERT_SCRIPT = "/usr/local/sbin/tas-alert"
+# Written by the nightly backup when both copies are good; /healthz reports its age.
+BACKUP_STATUS_FILE = f"{BACKUP_DIR}/last-ok"
+DRILL_LOG = f"{BACKUP_DIR}/drills.jsonl"
+CERTBOT_DROP_IN = "/etc/systemd/system/certbot.service.d/tas-alert.conf"
+# Off-site retention (restic forget --prune), separate from the local nightly retention.
+OFFSITE_KEEP = {"daily": 14, "weekly": 8, "monthly": 6}
 ACME_WEBROOT = "/var/www/acme"
 NGINX_SITE = "/etc/nginx/sites-available/tas"
 # Keys of running load tests (`invoke loadtest --host`), included by the site (root only).
@@ -44,7 +57,7 @@ LOAD_KEYS_DIR = "/etc/nginx/tas-load-keys"
 ACME_CA_PATH = "/usr/local/share/ca-certificates/tas-acme-ca.crt"
 UNIT_DIR = "/etc/systemd/system"
 # What a server needs for the app: the database, the proxy, certificates, release venvs.
-PACKAGES = ["postgresql", "nginx", "certbot", "python3-venv", "ca-certificates", "curl"]
+PACKAGES = ["postgresql", "nginx", "certbot", "python3-venv", "ca-certificates", "curl", "restic"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +70,20 @@ class Settings:
     max_users: int = 25
     max_upload_mb: int = 20
     backup_keep: int = 14
+    # restic repository for the off-site copies (sftp:user@host:/path, a local path, ...);
+    # "" keeps the env file's (none: local backups only).
+    offsite_repo: str = ""
+    # Where a failed backup, drill or renewal is POSTed; "" keeps the env file's.
+    alert_webhook_url: str = ""
 
     @property
     def certificate(self) -> str:
         return f"/etc/letsencrypt/live/{self.domain}/fullchain.pem"
+
+
+class Notice(str):
+    """Something a step tells the operator on lines of its own (a secret shown once), not a
+    change: not in the step's line."""
 
 
 @dataclass
@@ -69,10 +92,11 @@ class StepResult:
     changes: list[str]
 
     def line(self, dry_run: bool) -> str:
-        if not self.changes:
+        changes = [c for c in self.changes if not isinstance(c, Notice)]
+        if not changes:
             return f"{self.name}: unchanged"
         verb = "would change" if dry_run else "changed"
-        return f"{self.name}: {verb} ({'; '.join(self.changes)})"
+        return f"{self.name}: {verb} ({'; '.join(changes)})"
 
 
 Step = Callable[[Remote, Settings], list[str]]
@@ -89,6 +113,7 @@ def provision(
         ("env file", write_env_file),
         ("database", create_database),
         ("backup scripts", install_backup_scripts),
+        ("off-site repository", init_offsite_repository),
         ("systemd units", install_units),
         ("acme trust", trust_acme_ca),
         ("acme challenge site", serve_acme_challenges),
@@ -101,6 +126,8 @@ def provision(
         started = time.monotonic()
         result = StepResult(name, step(remote, settings))
         echo(f"{result.line(remote.dry_run)} [{time.monotonic() - started:.1f}s]")
+        for notice in (c for c in result.changes if isinstance(c, Notice)):
+            echo(notice)
         results.append(result)
     changed = sum(1 for r in results if r.changes)
     if not changed:
@@ -173,14 +200,32 @@ def write_env_file(remote: Remote, settings: Settings) -> list[str]:
         "log_level": existing.get("LOG_LEVEL", "INFO"),
         "forwarded_allow_ips": existing.get("FORWARDED_ALLOW_IPS", "*"),
         "proxy_count": existing.get("PROXY_COUNT", "1"),
+        "restic_repository": settings.offsite_repo or existing.get("RESTIC_REPOSITORY", ""),
+        "restic_password": existing.get("RESTIC_PASSWORD", ""),
+        "alert_webhook_url": settings.alert_webhook_url or existing.get("ALERT_WEBHOOK_URL", ""),
+        "backup_status_file": existing.get("BACKUP_STATUS_FILE", BACKUP_STATUS_FILE),
     }
+    notes: list[str] = []
+    if values["restic_repository"] and not values["restic_password"]:
+        # The key to every off-site copy: lost with the server, the copies are unreadable.
+        values["restic_password"] = secrets.token_urlsafe(32)
+        notes.append("generate RESTIC_PASSWORD")
+        if not remote.dry_run:
+            notes.append(
+                Notice(
+                    "  The off-site copies' RESTIC_PASSWORD, shown this once. STORE THIS "
+                    "SOMEWHERE SAFE OFF THE SERVER: without it no off-site copy can be "
+                    f"restored.\n    {values['restic_password']}"
+                )
+            )
     content = render("tas.env", **values)
     known = parse_env(content)
     extra = {k: v for k, v in existing.items() if k not in known}
     if extra:
         content += "# Added on the server\n" + "".join(f"{k}={v}\n" for k, v in extra.items())
     if remote.ensure_file(ENV_FILE, content, mode="600", owner=APP_USER):
-        return ["write " + ENV_FILE + (" (new secrets)" if "SECRET_KEY" not in existing else "")]
+        new = " (new secrets)" if "SECRET_KEY" not in existing else ""
+        return ["write " + ENV_FILE + new, *notes]
     return []
 
 
@@ -215,18 +260,63 @@ def install_backup_scripts(remote: Remote, settings: Settings) -> list[str]:
         "backup_dir": BACKUP_DIR,
         "backup_keep": settings.backup_keep,
         "database": DATABASE,
+        "dump_script": DUMP_SCRIPT,
+        "status_file": BACKUP_STATUS_FILE,
+        "offsite_keep_daily": OFFSITE_KEEP["daily"],
+        "offsite_keep_weekly": OFFSITE_KEEP["weekly"],
+        "offsite_keep_monthly": OFFSITE_KEEP["monthly"],
     }
+    scripts = {
+        BACKUP_SCRIPT: render("tas-backup.sh", **values),
+        RESTIC_SCRIPT: render("tas-restic.sh", env_file=ENV_FILE, app_user=APP_USER),
+        ALERT_SCRIPT: render("tas-alert.sh"),
+    }
+    # Python scripts (the server's python3, standard library only), shipped as they are.
+    for path, name in (
+        (RESTORE_SCRIPT, "tas_restore.py"),
+        (DUMP_SCRIPT, "tas_dump.py"),
+        (DRILL_SCRIPT, "tas_drill.py"),
+    ):
+        scripts[path] = (resources.files("releases") / "scripts" / name).read_text()
+    return [path for path, text in scripts.items() if remote.ensure_file(path, text, mode="755")]
+
+
+def offsite_local_path(repository: str) -> str | None:
+    """The folder of a restic repository on this server's own disk; None for a remote one."""
+    path = repository.removeprefix("local:")
+    return path if path.startswith("/") else None
+
+
+def _offsite_repository(remote: Remote) -> str:
+    return parse_env(remote.read(ENV_FILE) or "").get("RESTIC_REPOSITORY", "")
+
+
+def init_offsite_repository(remote: Remote, settings: Settings) -> list[str]:
+    """``restic init`` the env file's repository unless it answers ``restic cat config``."""
+    repository = settings.offsite_repo or _offsite_repository(remote)
+    if not repository:
+        return []
     changes = []
-    if remote.ensure_file(BACKUP_SCRIPT, render("tas-backup.sh", **values), mode="755"):
-        changes.append(BACKUP_SCRIPT)
-    # A Python script (the server's python3, standard library only), shipped as is.
-    restore = (resources.files("releases") / "scripts" / "tas_restore.py").read_text()
-    if remote.ensure_file(RESTORE_SCRIPT, restore, mode="755"):
-        changes.append(RESTORE_SCRIPT)
-    return changes
+    local = offsite_local_path(repository)
+    if local and remote.ensure_directory(local, mode="700", owner=APP_USER):
+        changes.append(f"{local} 700 {APP_USER}:{APP_USER}")
+    if remote.dry_run:
+        if not remote.ok(f"{RESTIC_SCRIPT} cat config >/dev/null 2>&1"):
+            changes.append(f"restic init {repository} (when it is not one yet)")
+        return changes
+    if remote.ok(f"{RESTIC_SCRIPT} cat config >/dev/null 2>&1"):
+        return changes
+    result = remote.sudo(f"{RESTIC_SCRIPT} init", warn=True)
+    if result.exited != 0:
+        raise RuntimeError(
+            f"restic init {repository} failed (is it reachable from the server, as "
+            f"{APP_USER}?):\n{result.stderr.strip()}"
+        )
+    return [*changes, f"restic init {repository}"]
 
 
 def install_units(remote: Remote, settings: Settings) -> list[str]:
+    repository = settings.offsite_repo or _offsite_repository(remote)
     units = {
         "tas.socket": render("tas.socket"),
         "tas.service": render(
@@ -237,8 +327,17 @@ def install_units(remote: Remote, settings: Settings) -> list[str]:
             backup_script=BACKUP_SCRIPT,
             backup_dir=BACKUP_DIR,
             backup_keep=settings.backup_keep,
+            env_file=ENV_FILE,
+            offsite_paths=f" {local}" if (local := offsite_local_path(repository)) else "",
         ),
         "tas-backup.timer": render("tas-backup.timer"),
+        "tas-drill.service": render(
+            "tas-drill.service", drill_script=DRILL_SCRIPT, backup_dir=BACKUP_DIR
+        ),
+        "tas-drill.timer": render("tas-drill.timer"),
+        "tas-alert@.service": render(
+            "tas-alert@.service", env_file=ENV_FILE, alert_script=ALERT_SCRIPT
+        ),
         "tas-prune-sessions.service": render(
             "tas-prune-sessions.service", env_file=ENV_FILE, app_root=APP_ROOT
         ),
@@ -247,11 +346,16 @@ def install_units(remote: Remote, settings: Settings) -> list[str]:
     written = [
         name for name, text in units.items() if remote.ensure_file(f"{UNIT_DIR}/{name}", text)
     ]
+    # A failed certificate renewal alerts too: a drop-in, certbot's own unit untouched.
+    if remote.ensure_directory(f"{UNIT_DIR}/certbot.service.d") | remote.ensure_file(
+        CERTBOT_DROP_IN, render("certbot-alert.conf")
+    ):
+        written.append("certbot.service.d/tas-alert.conf")
     changes = [f"write {name}" for name in written]
     if written and not remote.dry_run:
         remote.sudo("systemctl daemon-reload")
         _apply_unit_changes(remote, written)
-    for unit in ("tas.socket", "tas-backup.timer", "tas-prune-sessions.timer"):
+    for unit in ("tas.socket", "tas-backup.timer", "tas-drill.timer", "tas-prune-sessions.timer"):
         enabled = remote.ok(f"systemctl is-enabled --quiet {unit}")
         active = remote.ok(f"systemctl is-active --quiet {unit}")
         if not (enabled and active):

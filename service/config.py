@@ -81,4 +81,6 @@ def from_environment() -> dict[str, Any]:
         # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted
         # (nginx on the VPS: 1). 0 in development, where nothing is in front.
         "PROXY_COUNT": _int("PROXY_COUNT", 1 if env == "production" else 0),
+        # Written by each good nightly backup on the server: /healthz reports its age.
+        "BACKUP_STATUS_FILE": os.environ.get("BACKUP_STATUS_FILE", "").strip() or None,
     }

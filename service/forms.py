@@ -90,6 +90,10 @@ FAST_INPUTS = frozenset(
 )
 
 
+class ConfirmForm(BaseForm):
+    """A button-only form: the CSRF token is its only field."""
+
+
 def render_input(field: Field, render_kw: dict[str, Any]) -> Markup:
     """What the field's WTForms ``<input>`` widget writes, attribute for attribute.
 

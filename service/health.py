@@ -1,5 +1,9 @@
 """``GET /healthz``: is this release up, is its database reachable and migrated far enough?
 
+On the server it also reports ``backup_age_hours``: the age of the last good nightly
+backup (``BACKUP_STATUS_FILE``; null when none is recorded). The deploy's health gate
+warns when it is over 36 hours.
+
 ``GET /healthz/live`` only says the process answers (no database, no session): what a
 liveness probe asks, and the smallest page there is, so the load test's baseline measures
 the path to the app (nginx, TLS, gunicorn) and nothing of the app's own work.
@@ -7,6 +11,8 @@ the path to the app (nginx, TLS, gunicorn) and nothing of the app's own work.
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from flask import Blueprint
@@ -46,9 +52,24 @@ def schema_state(revision: str | None) -> tuple[bool, str]:
     return True, "ahead"
 
 
+def backup_age_hours(status_file: str) -> float | None:
+    """Hours since the last good nightly backup (both copies), from the status file the
+    backup script writes; None when there is none or it cannot be read. Only the age is
+    reported: /healthz is public, the file's path and the dump's name are not."""
+    try:
+        with open(status_file) as handle:
+            finished_at = float(json.load(handle)["finished_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return round(max(0.0, time.time() - finished_at) / 3600, 1)
+
+
 @bp.get("/healthz")
 def healthz() -> tuple[dict[str, Any], int]:
     body: dict[str, Any] = {"version": current_app.config["VERSION"]}
+    status_file = current_app.config.get("BACKUP_STATUS_FILE")
+    if status_file:
+        body["backup_age_hours"] = backup_age_hours(status_file)
     try:
         with database.engine().connect() as connection:
             revision = migrate.current_revision(connection)

@@ -9,6 +9,7 @@ and still never see each other's rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -23,6 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import CacheStats
 
 from db import migrate
 from db.embedded import embedded_server_url
@@ -197,6 +199,25 @@ def other_browser(app: Flask) -> Browser:
     person = Browser(app.test_client())
     person.signup("mallory")
     return person
+
+
+@contextlib.contextmanager
+def uncached_statements(app: Flask) -> Iterator[list[str]]:
+    """The statements run meanwhile that SQLAlchemy could not cache (no cache key: compiled
+    afresh every time, CPU on every request that runs them)."""
+    found: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, *_: Any):
+        compiled = context is not None and context.compiled is not None  # not raw SQL
+        if compiled and context.cache_hit is CacheStats.NO_CACHE_KEY:
+            found.append(statement)
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield found
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def count_statements(app: Flask, client: FlaskClient, path: str) -> tuple[int, int]:

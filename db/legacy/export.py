@@ -1,15 +1,15 @@
 """Write one person's data back in the old app's layout (the account's "download").
 
-``tasks.csv`` has the clean header plus an ``archived_at`` column, ``task_instances.csv``
-the v4 header (with ``behavioral_score``) plus the later export's ``due_at``, the later
-statuses (a paused attempt is ``initialized`` with ``paused`` in ``actual``, the
-cancellation category in ``cancellation_category``) and the prediction and outcome as
-JSON, ``emotions.csv`` one column, ``notes.csv`` the later export's header plus
-``instance_id`` (the attempt a note was written on, if any). Times are naive local times
-in the account's zone, like the old app wrote them; a note's time is UTC in ISO form, as
-its later export wrote it; a postponement's exact instants go in ``actual``
-(``postponed_at``, ``postponed_until``, ISO with offset). The importer reads all four
-back, so export → import into another account reproduces them. Archived stand-ins for
+``tasks.csv`` has the clean header plus an ``archived_at`` column and the later export's
+routine columns, ``task_instances.csv`` the v4 header (with ``behavioral_score``) plus the
+later export's ``due_at``, the later statuses (a paused attempt is ``initialized`` with
+``paused`` in ``actual``, the cancellation category in ``cancellation_category``) and the
+prediction and outcome as JSON, ``emotions.csv`` one column, ``notes.csv`` the later
+export's header plus ``instance_id`` (the attempt a note was written on, if any). Times are
+naive local times in the account's zone, like the old app wrote them; a note's time is UTC
+in ISO form, as its later export wrote it; a postponement's exact instants go in
+``actual`` (``postponed_at``, ``postponed_until``, ISO with offset). The importer reads all
+four back, so export → import into another account reproduces them. Archived stand-ins for
 tasks the old app had deleted are
 not written as tasks: their attempts name them, and an import recreates them. Cells a
 spreadsheet would run as formulas get a leading ' (see ``cells.guard_formula``).
@@ -41,6 +41,8 @@ from db.legacy.importer import INSTANCES
 from db.legacy.importer import TASKS
 from db.legacy.importer import LegacyImportError
 from db.legacy.importer import zone
+from db.legacy.routines import COLUMNS as ROUTINE_COLUMNS
+from db.legacy.routines import routine_cells
 from db.models import Emotion
 from db.models import User
 
@@ -55,6 +57,8 @@ TASK_HEADER = (
     "categories",
     "default_estimate_minutes",
     "archived_at",
+    # The later export's routine columns (db.legacy.routines).
+    *ROUTINE_COLUMNS,
 )
 INSTANCE_HEADER = (
     "instance_id",
@@ -109,6 +113,7 @@ OUTCOME_OUT = (
 _TASKS_SQL = """
 SELECT t.id, t.legacy_id, t.name, t.description, t.kind, t.version, t.created_at,
        t.default_estimate_minutes, t.archived_at,
+       t.routine_frequency, t.routine_weekdays, t.routine_time,
        coalesce(array_agg(e.name ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}') AS emotions
 FROM tasks t
 LEFT JOIN task_emotions te ON te.task_id = t.id
@@ -181,6 +186,7 @@ def _task_cells(row: Any, tz: ZoneInfo) -> list[str]:
         json.dumps(list(row.emotions)),
         _number(row.default_estimate_minutes),
         _local(row.archived_at, tz),
+        *routine_cells(row.routine_frequency, row.routine_weekdays, row.routine_time),
     ]
 
 

@@ -281,6 +281,22 @@ class _EmotionBook:
         return created
 
 
+def _routine_values(row: TaskRow) -> dict[str, Any]:
+    """The task's schedule columns from the row's routine (none: it doesn't repeat); an
+    imported schedule counts from the import."""
+    if row.routine is None:
+        return dict.fromkeys(
+            ("routine_frequency", "routine_weekdays", "routine_time", "routine_since")
+        )
+    frequency, weekdays, at = row.routine
+    return {
+        "routine_frequency": frequency,
+        "routine_weekdays": weekdays,
+        "routine_time": dt.time.fromisoformat(at),
+        "routine_since": func.now(),
+    }
+
+
 class _TaskBook:
     """The person's tasks by legacy id and by name."""
 
@@ -313,6 +329,7 @@ class _TaskBook:
             "default_estimate_minutes": row.default_estimate_minutes,
             "archived_at": row.archived_at,
             "extra": {**row.extra, "legacy_fingerprint": fingerprint},
+            **_routine_values(row),
         }
         if row.created_at is not None:
             values["created_at"] = row.created_at

@@ -42,18 +42,11 @@ UNSUPPORTED_FILES = (
 PENDING_TASK_COLUMNS: dict[str, str] = {
     "task_type": "area of life (Work, Play, Self care, Sleep)",
     "default_initial_aversion": "default aversion for a task's first attempt",
-    "routine_frequency": "routine: how often it repeats",
-    "routine_days_of_week": "routine: on which weekdays",
-    "routine_time": "routine: at what time of day",
     "completion_window_hours": "routine: completion window",
     "completion_window_days": "routine: completion window",
 }
 # Cells that say "nothing set" in a pending column: such a column has nothing to lose.
-_UNSET: dict[str, frozenset[str]] = {
-    "routine_frequency": frozenset({"none"}),
-    "routine_days_of_week": frozenset({"[]"}),
-    "routine_time": frozenset({"00:00"}),
-}
+_UNSET: dict[str, frozenset[str]] = {}
 # Attempt JSON keys read but not imported yet: key → what it holds.
 PENDING_ATTEMPT_KEYS: dict[str, str] = {
     "emotion_values": "emotion intensities before and after (kept in the attempt's data)",

@@ -35,6 +35,9 @@ from db.legacy.cells import shorten
 from db.legacy.cells import text_value
 from db.legacy.late import PENDING_ATTEMPT_KEYS
 from db.legacy.reader import Header
+from db.legacy.routines import COLUMNS as ROUTINE_COLUMNS
+from db.legacy.routines import Routine
+from db.legacy.routines import parse_routine
 from db.measures import MEASURE_COLUMNS
 from db.measures import AttemptFacts
 from db.measures import compute_measures
@@ -79,6 +82,7 @@ TASK_COLUMNS = (
     "default_estimate_minutes",
     "archived_at",
     "task",
+    *ROUTINE_COLUMNS,
 )
 INSTANCE_COLUMNS = (
     *INSTANCE_REQUIRED,
@@ -253,6 +257,7 @@ class TaskRow:
     default_estimate_minutes: float = 0.0
     emotions: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    routine: Routine | None = None  # the later export's schedule (db.legacy.routines)
     # The later export's running notes (`notes`): (time, text) per block; they become notes.
     running_notes: list[tuple[dt.datetime, str]] = field(default_factory=list)
 
@@ -273,6 +278,8 @@ class TaskRow:
             sorted({e.lower() for e in self.emotions}),
             self.extra,
         ]
+        if self.routine is not None:  # a task without one keeps its earlier fingerprint
+            values.append(list(self.routine))
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
@@ -335,6 +342,7 @@ def _app_task(row: Row, legacy_id: str, line: int, tz: ZoneInfo) -> TaskRow:
         archived_at=_cell("archived_at", parse_timestamp, row.get("archived_at").strip(), tz),
         default_estimate_minutes=estimate or 0.0,
         emotions=_emotion_names(emotions, "categories"),
+        routine=parse_routine(row.get),
     )
 
 

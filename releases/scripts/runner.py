@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 PAGE_MARK = 'name="csrf_token"'
+BACKUP_WARN_HOURS = 36  # the health gate warns when the last good backup is older
 PAGE_ERRORS_TO_FAIL = 3  # the gate's early failure: see Runner.gate
 MIGRATION_ERROR = "migration failed: "  # migrate.py's one-line reason
 # Rows per table, in one statement (query_to_xml runs a count per table).
@@ -329,6 +330,10 @@ class Runner:
             self.entry["health"] = health
             if not health["ok"]:
                 raise StepFailed(f"the health gate failed: {explain(health)}")
+            body = health.get("body")
+            warning = backup_warning(body if isinstance(body, dict) else {})
+            if warning:
+                self.say(warning)
             return summary(health)
 
         self.step(f"health gate: {url} must answer {new['version']}", gate)
@@ -588,6 +593,25 @@ def _last_json(text: str) -> dict[str, Any] | None:
 def checked(result: subprocess.CompletedProcess[str]) -> None:
     if result.returncode != 0:
         raise StepFailed((result.stderr or result.stdout).strip() or "command failed")
+
+
+def backup_warning(body: dict[str, Any]) -> str | None:
+    """A warning (never a failure) when /healthz says the last good backup is too old."""
+    if "backup_age_hours" not in body:
+        return None  # an app that does not report it (older release, no status file set)
+    age = body["backup_age_hours"]
+    if age is None:
+        return (
+            "WARNING: no good backup is recorded on this server yet "
+            "(invoke backup takes one now; the nightly timer should)"
+        )
+    if float(age) > BACKUP_WARN_HOURS:
+        return (
+            f"WARNING: the last good backup is {float(age):.0f} hours old (more than "
+            f"{BACKUP_WARN_HOURS}): check tas-backup.service (journalctl -t tas-alert) and "
+            "run invoke backup"
+        )
+    return None
 
 
 def summary(health: dict[str, Any]) -> str:

@@ -98,7 +98,3 @@ class DeleteAccountForm(BaseForm):
         validators=[DataRequired("Type your username to confirm."), Length(max=USERNAME_MAX)],
         render_kw={"autocomplete": "off"},
     )
-
-
-class ConfirmForm(BaseForm):
-    """A button-only form: the CSRF token is its only field."""

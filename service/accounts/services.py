@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -18,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.load_accounts import RUN_NAME
 from db.models import USERNAME_MAX
 from db.models import LoadTestAccount
 from db.models import User
@@ -91,10 +93,31 @@ def signup_open(db: Session, max_users: int) -> bool:
     return (db.scalar(people) or 0) < max_users
 
 
-def create_user(db: Session, username: str, timezone: str, max_users: int) -> tuple[User, str]:
-    """Create an account and return it with its sign-in key (shown once, stored hashed)."""
+def live_load_run(db: Session, run: str | None) -> dt.datetime | None:
+    """When ``run`` is a load test running now (its accounts listed and not expired), until
+    when its accounts may live; else None."""
+    if not run or not RUN_NAME.match(run):
+        return None
+    return db.scalar(
+        select(func.min(LoadTestAccount.expires_at)).where(
+            LoadTestAccount.run == run, LoadTestAccount.expires_at > func.now()
+        )
+    )
+
+
+def create_user(
+    db: Session, username: str, timezone: str, max_users: int, *, load_run: str | None = None
+) -> tuple[User, str]:
+    """Create an account and return it with its sign-in key (shown once, stored hashed).
+
+    ``load_run``: the sign-up is a virtual newcomer of that load test (the live site's nginx
+    says so only for requests carrying the run's key: ``X-TAS-Load-Run``). While the run is
+    live the account is listed as one of its accounts, so it is removed with them and, like
+    them, does not count against (nor wait for room under) the cap; otherwise it is ignored.
+    """
     db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SIGNUP_LOCK_KEY})
-    if not signup_open(db, max_users):
+    load_until = live_load_run(db, load_run)
+    if load_until is None and not signup_open(db, max_users):
         raise SignupClosed
     if find_user(db, username) is not None:
         raise UsernameTaken(suggest_usernames(db, username))
@@ -110,6 +133,8 @@ def create_user(db: Session, username: str, timezone: str, max_users: int) -> tu
     except IntegrityError as exc:  # a concurrent sign-up took the name first
         db.rollback()
         raise UsernameTaken(suggest_usernames(db, username)) from exc
+    if load_until is not None:
+        db.add(LoadTestAccount(user_id=user.id, run=load_run, expires_at=load_until))
     return user, key
 
 

@@ -11,6 +11,7 @@ from wtforms import TextAreaField
 from wtforms import TimeField
 from wtforms.validators import AnyOf
 from wtforms.validators import DataRequired
+from wtforms.validators import InputRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
 from wtforms.validators import StopValidation
@@ -157,6 +158,22 @@ class OutcomeForm(BaseForm):
     emotions = emotion_checklist("Emotions you feel now")
     new_emotions = new_emotions_field()
     notes = _notes("Notes")
+
+
+class FixOutcomeForm(OutcomeForm):
+    """A completed attempt's outcome, corrected afterwards: the same fields and checks as
+    completing it, and when it was completed."""
+
+    completed_date = _DayField(
+        "Completed on",
+        validators=[InputRequired("Say on which day it was completed."), _plausible_day],
+        description="In your time zone.",
+    )
+    completed_time = _ClockField(
+        "At",
+        format=["%H:%M", "%H:%M:%S"],
+        validators=[InputRequired("Say at what time it was completed.")],
+    )
 
 
 def category_label(key: str | None) -> str:

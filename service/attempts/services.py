@@ -184,11 +184,15 @@ def initialize_attempt(db: Session, task: Task, prediction: dict[str, Any]) -> A
 
 
 def apply_prediction(attempt: Attempt, prediction: dict[str, Any]) -> None:
-    if attempt.status not in OPEN_STATUSES:
-        raise AttemptStateError(f"This attempt is already {attempt.status}.")
+    """The prediction of an open attempt, or fixed afterwards on a finished one (its
+    measures follow: they compare the outcome with the prediction)."""
     for name in PREDICTION_FIELDS:
+        if name == "due_at" and attempt.status not in OPEN_STATUSES:
+            continue  # a deadline means nothing once the attempt is over
         setattr(attempt, name, prediction.get(name))
     attempt.description = attempt.description or ""
+    if attempt.status == "completed":
+        _measure(attempt)
 
 
 def is_overdue(status: str, due_at: dt.datetime | None, now: dt.datetime) -> bool:
@@ -322,6 +326,37 @@ def complete_attempt(attempt: Attempt, outcome: dict[str, Any]) -> None:
     attempt.minutes_spent = outcome["minutes_spent"]
     attempt.status = "completed"
     attempt.completed_at = utcnow()
+    _measure(attempt)
+
+
+def fix_outcome(attempt: Attempt, outcome: dict[str, Any], completed_at: dt.datetime) -> None:
+    """A completed attempt's outcome and times, corrected; its measures follow."""
+    if attempt.status != "completed":
+        raise AttemptStateError(
+            f"Only a completed attempt has an outcome; this one is {attempt.status}."
+        )
+    if completed_at > utcnow():
+        raise AttemptStateError("It can't have been completed in the future.")
+    if attempt.initialized_at is not None and completed_at < attempt.initialized_at:
+        raise AttemptStateError("It can't have been completed before it was initialized.")
+    for name in (*OUTCOME_SCALES, "completion_percent", "notes"):
+        setattr(attempt, name, outcome[name])
+    attempt.minutes_spent = outcome["minutes_spent"]
+    attempt.completed_at = completed_at
+    if attempt.started_at is not None and attempt.started_at > completed_at:
+        attempt.started_at = completed_at
+    _measure(attempt)
+
+
+def delete_attempt(db: Session, attempt: Attempt) -> None:
+    """Gone with its emotions (analytics forget it at once); notes written on it are kept,
+    no longer linked to it."""
+    db.delete(attempt)
+    db.flush()
+
+
+def _measure(attempt: Attempt) -> None:
+    """The derived measures of a completed attempt, from its prediction and outcome."""
     facts = AttemptFacts(
         actual_relief=attempt.actual_relief,
         expected_relief=attempt.expected_relief,

@@ -22,6 +22,7 @@ from service.attempts.forms import OUTCOME_LABELS
 from service.attempts.forms import PHYSICAL_CONTEXTS
 from service.attempts.forms import PREDICTION_LABELS
 from service.attempts.forms import CancelForm
+from service.attempts.forms import FixOutcomeForm
 from service.attempts.forms import OutcomeForm
 from service.attempts.forms import PauseForm
 from service.attempts.forms import PostponeForm
@@ -31,6 +32,7 @@ from service.attempts.forms import local_day_and_time
 from service.attempts.forms import local_instant
 from service.emotions.services import chosen_emotion_ids
 from service.emotions.services import emotion_choices
+from service.forms import ConfirmForm
 from service.forms import parse_new_emotions
 from service.forms import render_form
 from service.tasks.services import get_task_or_404
@@ -152,14 +154,13 @@ def prediction(attempt_id: int) -> ResponseReturnValue:
     attempt, task, averages, choices = services.attempt_form_or_404(db, auth.user().id, attempt_id)
     form = _prediction_form(task, attempt, averages, choices)
     if form.validate_on_submit():
-        try:
-            services.apply_prediction(attempt, _prediction(form))
-        except services.AttemptStateError as error:
-            return _refused(error)
+        services.apply_prediction(attempt, _prediction(form))
         services.set_emotions(db, attempt, "before", _emotions(form))
         database.commit()
         flash("Prediction saved.")
-        return redirect(url_for("dashboard.index"))
+        if attempt.status in services.OPEN_STATUSES:
+            return redirect(url_for("dashboard.index"))
+        return redirect(url_for("attempts.show", attempt_id=attempt.id))
     return _render_prediction(form, averages, task, attempt)
 
 
@@ -324,3 +325,69 @@ def unpostpone(attempt_id: int) -> ResponseReturnValue:
     database.commit()
     flash(f"“{task.name}” is back in Ready.")
     return redirect(url_for("dashboard.index"))
+
+
+@bp.route("/attempts/<int:attempt_id>/outcome", methods=["GET", "POST"])
+@auth.login_required
+def fix_outcome(attempt_id: int) -> ResponseReturnValue:
+    """Correct a completed attempt: its outcome, emotions afterwards, time spent and when."""
+    db = database.session()
+    attempt, task, averages, choices = services.attempt_form_or_404(db, auth.user().id, attempt_id)
+    if attempt.status != "completed":
+        return _refused(
+            services.AttemptStateError("Only a completed attempt has an outcome to fix.")
+        )
+    timezone = auth.user().timezone
+    defaults: dict[str, Any] = {
+        name: getattr(attempt, name) for name in (*OUTCOME_SCALES, "completion_percent", "notes")
+    }
+    defaults["minutes_spent"] = _plain_number(attempt.minutes_spent)
+    defaults["emotions"] = services.emotion_ids(db, attempt, "after")
+    defaults["completed_date"], defaults["completed_time"] = local_day_and_time(
+        attempt.completed_at, timezone
+    )
+    form = FixOutcomeForm(data=defaults)
+    form.emotions.choices = choices
+    if form.validate_on_submit():
+        outcome = {
+            name: getattr(form, name).data for name in (*OUTCOME_SCALES, "completion_percent")
+        }
+        outcome["minutes_spent"] = float(form.minutes_spent.data or 0)
+        outcome["notes"] = form.notes.data or ""
+        completed_at = local_instant(
+            form.completed_date.data, form.completed_time.data, timezone, dt.time()
+        )
+        assert completed_at is not None  # both are required
+        try:
+            services.fix_outcome(attempt, outcome, completed_at)
+        except services.AttemptStateError as error:
+            form.completed_date.errors = [str(error)]
+        else:
+            services.set_emotions(db, attempt, "after", _emotions(form))
+            database.commit()
+            flash("Outcome saved.")
+            return redirect(url_for("attempts.show", attempt_id=attempt.id))
+    return render_form(
+        "attempts/complete.html",
+        form,
+        task=task,
+        attempt=attempt,
+        averages=averages,
+        labels=OUTCOME_LABELS,
+        tracked=None,
+        fixing=True,
+    )
+
+
+@bp.route("/attempts/<int:attempt_id>/delete", methods=["GET", "POST"])
+@auth.login_required
+def delete(attempt_id: int) -> ResponseReturnValue:
+    """Delete an attempt, after a confirmation page."""
+    attempt, task = _owned_attempt(attempt_id)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        services.delete_attempt(database.session(), attempt)
+        database.commit()
+        flash(f"Deleted the attempt at “{task.name}”.")
+        return redirect(url_for("history.index"))
+    return render_form("attempts/delete.html", form, task=task, attempt=attempt)

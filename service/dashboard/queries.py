@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Attempt
 from db.models import Task
+from service import routines
 
 RECENT = 20
 QUICK_START = 5
@@ -71,6 +72,11 @@ def _active_tasks_statement() -> Select[Any]:
             Task.kind,
             Task.version,
             Task.default_estimate_minutes,
+            Task.routine_frequency,
+            Task.routine_weekdays,
+            Task.routine_time,
+            Task.routine_since,
+            routines.MADE,
             func.count(Attempt.id).label("completed_count"),
             func.max(Attempt.completed_at).label("last_completed_at"),
             *(cast(func.avg(column), Double).label(f"avg_{key}") for key, column in MEANS.items()),
@@ -118,6 +124,7 @@ _COLUMNS = (
     Attempt.postponed_until,
     # The latest postponement's reason (``extra`` keeps them all, oldest first).
     Attempt.extra["postponements"][-1]["reason"].astext.label("postpone_reason"),
+    Attempt.routine_occurrence,
 )
 _JOINED = and_(Task.id == Attempt.task_id, Task.user_id == Attempt.user_id)
 OPEN = (

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from db.models import utcnow
 from service import auth
 from service import database
 from service import recommendations
+from service import routines
 from service.dashboard import page_cache
 from service.dashboard import queries
 from service.forms import BaseForm
@@ -62,19 +64,25 @@ def index() -> ResponseReturnValue:
     db = database.session()
     now = utcnow()
     if stored is not None:  # current but for its open attempts
+        # Routines first: an occurrence that fell due gets its attempt, read just below.
+        schedules = [routines.Schedule.from_json(r) for r in stored.routines]
+        statuses, schedules = routines.materialise(db, user.id, user.timezone, schedules, now)
         arranged = queries.arrange_open(queries.open_attempts(db, user.id), now)
         page = page_cache.store_part(
             db,
             user.id,
             key,
             stored,
-            _open_part(arranged),
+            _open_part(arranged, statuses),
             _timer(arranged.running),
-            arranged.expires,
+            _expires(arranged, statuses),
+            [s.as_json() for s in schedules],
         )
         database.commit()
         return page
     tasks = queries.active_tasks(db, user.id)
+    schedules = [s for s in map(routines.Schedule.of, tasks) if s is not None]
+    statuses, schedules = routines.materialise(db, user.id, user.timezone, schedules, now)
     attempts = queries.open_and_recent_attempts(db, user.id)
     days = queries.daily_totals(db, user.id, user.timezone, today)
     arranged = queries.arrange_open([a for a in attempts if a["section"] == "open"], now)
@@ -102,12 +110,22 @@ def index() -> ResponseReturnValue:
         user.id,
         key,
         render,
-        _open_part(arranged),
+        _open_part(arranged, statuses),
         _timer(arranged.running),
-        arranged.expires,
+        _expires(arranged, statuses),
+        [s.as_json() for s in schedules],
     )
     database.commit()
     return page
+
+
+def _expires(
+    arranged: queries.OpenAttempts, statuses: list[routines.RoutineStatus]
+) -> dt.datetime | None:
+    """When the open attempts shown stop being right: one falls due, a postponement runs
+    out, or a routine's next occurrence falls due (its attempt is made then)."""
+    changes = [arranged.expires, routines.next_change(statuses)]
+    return min((c for c in changes if c is not None), default=None)
 
 
 def _timer(running: dict[str, Any] | None) -> tuple[str, Any, float] | None:
@@ -116,9 +134,11 @@ def _timer(running: dict[str, Any] | None) -> tuple[str, Any, float] | None:
     return running["status"], running["resumed_at"], running["minutes_spent"]
 
 
-def _open_part(arranged: queries.OpenAttempts) -> Callable[[page_cache.Holes], str]:
-    """Renders Current task, Ready and Postponed, the part of the page that shows open
-    attempts."""
+def _open_part(
+    arranged: queries.OpenAttempts, statuses: list[routines.RoutineStatus]
+) -> Callable[[page_cache.Holes], str]:
+    """Renders Current task, Ready, Postponed and Routines, the part of the page that shows
+    open attempts (and what changes with the clock)."""
 
     def render(holes: page_cache.Holes) -> str:
         return render_template(
@@ -126,6 +146,7 @@ def _open_part(arranged: queries.OpenAttempts) -> Callable[[page_cache.Holes], s
             running=arranged.running,
             ready=arranged.ready,
             postponed=arranged.postponed,
+            routines=statuses,
             **holes.context(),
         )
 

@@ -10,7 +10,6 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.models import Emotion
@@ -48,17 +47,21 @@ def emotion_choices(db: Session, user_id: int) -> list[tuple[int, str]]:
     return [(row.id, row.name) for row in db.execute(_CHOICES, {"user_id": user_id})]
 
 
+# One statement whatever the number of names, which SQLAlchemy keeps compiled (a VALUES
+# list is a new statement for every length, and its ON CONFLICT has no cache key).
+_ADD_EMOTIONS = text(
+    "INSERT INTO emotions (user_id, name)"
+    " SELECT :user_id, name FROM unnest(CAST(:names AS text[])) AS name"
+    " ON CONFLICT DO NOTHING"
+)
+
+
 def ensure_emotions(db: Session, user_id: int, names: Iterable[str]) -> list[int]:
     """Ids for these names, creating the missing ones (matched case-insensitively)."""
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return []
-    statement = (
-        insert(Emotion)
-        .values([{"user_id": user_id, "name": name} for name in wanted])
-        .on_conflict_do_nothing()
-    )
-    db.execute(statement)
+    db.execute(_ADD_EMOTIONS, {"user_id": user_id, "names": wanted})
     rows = db.execute(
         select(Emotion.id, func.lower(Emotion.name)).where(
             Emotion.user_id == user_id,

@@ -16,9 +16,9 @@ from db.models import EMOTION_NAME_MAX
 from db.models import Emotion
 from service import auth
 from service import database
-from service.accounts.forms import ConfirmForm
 from service.emotions import services
 from service.forms import BaseForm
+from service.forms import ConfirmForm
 
 bp = Blueprint("emotions", __name__, url_prefix="/emotions")
 

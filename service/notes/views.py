@@ -30,9 +30,9 @@ from wtforms.validators import Length
 from db.models import NOTES_MAX
 from service import auth
 from service import database
-from service.accounts.forms import ConfirmForm
 from service.attempts.services import get_attempt_and_task_or_404
 from service.forms import BaseForm
+from service.forms import ConfirmForm
 from service.history.queries import Cursor
 from service.notes import queries
 

@@ -14,6 +14,8 @@ from db.models import TaskEmotion
 from db.models import utcnow
 
 EDITABLE = ("name", "description", "kind", "default_estimate_minutes")
+# The schedule of a routine (see service.routines); a change starts it afresh.
+ROUTINE = ("routine_frequency", "routine_weekdays", "routine_time")
 # Built once: nearly every task and attempt page loads its task this way.
 _TASK = select(Task).where(
     Task.id == bindparam("task_id", type_=BigInteger),
@@ -49,18 +51,31 @@ def set_tracked_emotions(db: Session, task: Task, emotion_ids: list[int]) -> Non
 
 def create_task(db: Session, user_id: int, values: dict[str, Any]) -> Task:
     task = Task(user_id=user_id, **{k: values[k] for k in EDITABLE})
+    _set_routine(task, values)
     db.add(task)
     db.flush()
     return task
 
 
+def _set_routine(task: Task, values: dict[str, Any]) -> None:
+    """Take the schedule from ``values`` (none when ``routine_frequency`` is none); a saved
+    schedule counts from now: earlier occurrences neither fall due nor count as missed."""
+    for key in ROUTINE:
+        setattr(task, key, values.get(key))
+    task.routine_since = utcnow() if task.routine_frequency is not None else None
+
+
 def update_task(db: Session, task: Task, values: dict[str, Any], emotion_ids: list[int]) -> bool:
     """Apply an edit; a real change bumps the version (past attempts keep theirs)."""
     changed = any(getattr(task, k) != values[k] for k in EDITABLE)
+    routine_changed = any(getattr(task, k) != values.get(k) for k in ROUTINE)
+    changed = changed or routine_changed
     changed = changed or sorted(tracked_emotion_ids(db, task)) != sorted(emotion_ids)
     if changed:
         for key in EDITABLE:
             setattr(task, key, values[key])
+        if routine_changed:
+            _set_routine(task, values)
         task.version += 1
         task.updated_at = utcnow()
         set_tracked_emotions(db, task, emotion_ids)

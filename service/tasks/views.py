@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint
@@ -10,12 +11,14 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from db.models import EVERY_DAY
 from db.models import Task
 from service import auth
 from service import database
-from service.accounts.forms import ConfirmForm
+from service import routines
 from service.emotions.services import chosen_emotion_ids
 from service.emotions.services import emotion_choices
+from service.forms import ConfirmForm
 from service.forms import parse_new_emotions
 from service.forms import render_form
 from service.tasks import services
@@ -36,6 +39,31 @@ def _values(form: TaskForm) -> dict[str, Any]:
         "description": form.description.data or "",
         "kind": form.kind.data,
         "default_estimate_minutes": float(form.default_estimate_minutes.data or 0),
+        **_routine_values(form),
+    }
+
+
+def _routine_values(form: TaskForm) -> dict[str, Any]:
+    """The task's schedule columns from the form's Repeat fields (all none: no routine)."""
+    repeat = form.repeat.data
+    if repeat not in ("daily", "weekdays"):
+        return {"routine_frequency": None, "routine_weekdays": None, "routine_time": None}
+    days = EVERY_DAY if repeat == "daily" else routines.weekday_mask(form.repeat_days.data)
+    return {
+        "routine_frequency": repeat,
+        "routine_weekdays": days,
+        "routine_time": dt.time.fromisoformat(form.repeat_time.data),
+    }
+
+
+def _routine_defaults(task: Task) -> dict[str, Any]:
+    """The Repeat fields as the task's schedule sets them."""
+    if task.routine_frequency is None or task.routine_time is None:
+        return {"repeat": "none"}
+    return {
+        "repeat": task.routine_frequency,
+        "repeat_days": routines.weekdays_of(task.routine_weekdays or 0),
+        "repeat_time": task.routine_time.strftime("%H:%M"),
     }
 
 
@@ -67,7 +95,9 @@ def new() -> ResponseReturnValue:
 def edit(task_id: int) -> ResponseReturnValue:
     db = database.session()
     task = services.get_task_or_404(db, auth.user().id, task_id)
-    form = _form(obj=task, emotions=services.tracked_emotion_ids(db, task))
+    form = _form(
+        obj=task, emotions=services.tracked_emotion_ids(db, task), **_routine_defaults(task)
+    )
     if form.validate_on_submit():
         if services.update_task(db, task, _values(form), _emotion_ids(form)):
             database.commit()

@@ -179,6 +179,8 @@ def test_units_and_nginx_config_pass_their_own_checks(server: Server):
             "tas-backup.timer",
             "tas-prune-sessions.service",
             "tas-prune-sessions.timer",
+            "tas-drill.service",
+            "tas-drill.timer",
         )
     ]
     verify = box.enter(["systemd-analyze", "verify", *units], check=False)
@@ -191,6 +193,7 @@ def test_units_and_nginx_config_pass_their_own_checks(server: Server):
         "tas.socket",
         "tas.service",
         "tas-backup.timer",
+        "tas-drill.timer",
         "tas-prune-sessions.timer",
         "certbot.timer",
     ):
@@ -203,7 +206,7 @@ def test_restore_brings_back_the_data_of_the_backup(server: Server):
     box = server.box
     as_tas(box, "CREATE TABLE e2e_probe (note text); INSERT INTO e2e_probe VALUES ('before')")
     out = must(invoke("backup", *server.ssh))
-    dump = re.search(r"backup: (/srv/tas/backups/tas-\S+\.dump)", out).group(1)
+    dump = re.search(r"backup: local copy: (/srv/tas/backups/tas-\S+\.dump)", out).group(1)
 
     as_tas(box, "UPDATE e2e_probe SET note = 'after'; INSERT INTO e2e_probe VALUES ('new')")
     restore = ["restore", *server.ssh, "--ca-file", str(server.ca), "--file", Path(dump).name]

@@ -149,6 +149,8 @@ def test_the_cap_rises_only_on_a_load_test_of_the_deployed_site(sized: Sized, tm
     assert [s["users"] for s in report["steps"]] == [10, 25, 50]
     assert all(s["requests"] > 0 and s["failures"] == 0 for s in report["steps"])
     assert report["passed"] and report["highest_passing_users"] == 50
+    # New people arrived too: signed up through the pages (their accounts the run's).
+    assert report["run"]["signups"] >= 5
     assert [s["users"] for s in report["server"]] == [10, 25, 50]
     for step in report["server"]:
         assert 0 < step["cpu_busy"] <= 100 and step["cpu_steal"] >= 0
@@ -181,6 +183,30 @@ def test_the_cap_rises_only_on_a_load_test_of_the_deployed_site(sized: Sized, tm
     assert change["report"]["release"] == sized.release
     assert change["report"]["date"] == report["date"]
     assert change["report"]["recommended_cap"] == cap
+
+
+def test_a_set_cap_cut_off_after_writing_the_env_file_is_finished_by_the_next_one(sized: Sized):
+    """What a dropped connection right after the env file was replaced leaves: the new cap
+    on disk, the app still running the old one, no log line. The same set-cap again must
+    finish it, not say "nothing to do"."""
+    box = sized.box
+    assert _max_users(box) > 0  # the cap the test above raised
+    # Replaced whole (sed -i renames a new file into place), as set-cap replaces it.
+    box.enter(["sed", "-i", "s/^MAX_USERS=.*/MAX_USERS=0/", "/srv/tas/shared/tas.env"])
+    stranger = _stranger(sized)
+    stranger.get("/signup")
+    stranger.post("/signup", {"username": "while-cut", "timezone": "UTC"}, expect=200)
+
+    out = must(invoke("set-cap", *sized.ssh, "--users", "0"))
+    assert "an earlier set-cap stopped before logging it and restarting the app" in out
+    assert "restarted tas.service" in out
+    _stranger(sized).get("/signup", contains="Sign-up is closed for now.")
+    log = merge_log(box.enter(["cat", "/srv/tas/shared/deploys.log"]).stdout)
+    change = [e for e in log if e.get("event") == "set-cap"][-1]
+    assert change["to"] == 0
+    # Once finished, the next one has nothing left to do.
+    again = must(invoke("set-cap", *sized.ssh, "--users", "0"))
+    assert "MAX_USERS already has that value: nothing to do" in again
 
 
 def _start_loadtest(sized: Sized, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
@@ -260,6 +286,64 @@ def test_a_killed_load_test_is_cleaned_up_by_the_server_itself(sized: Sized, tmp
     print(journal)
     # Everyone else's requests are limited as before: the site's sign-in still answers.
     _stranger(sized).get("/signin")
+
+
+def _short_run(sized: Sized, tmp_path: Path) -> tuple[subprocess.Popen, Path, str]:
+    """A one-step load test (5 users, 20 s), its safety timer 5 s after its end."""
+    process, log = _start_loadtest(
+        sized,
+        tmp_path,
+        *("--steps", "5", "--step-seconds", "20", "--settle-seconds", "5", "--p95-ms", "60000"),
+        *("--baseline-seconds", "2", "--cleanup-margin", "5", "--out", str(tmp_path)),
+    )
+    run = _wait_for(log, r"run \w+ on", process).split()[1]
+    _wait_for(log, r"loadtest: steps \[5\]", process)
+    time.sleep(4)  # the virtual users are signed in and clicking around
+    return process, log, run
+
+
+def _ends_clean(sized: Sized, process: subprocess.Popen, log: Path) -> str:
+    """The run ends by itself, without a traceback, and leaves nothing behind (at once, or
+    when its safety timer fires)."""
+    try:
+        process.wait(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    out = log.read_text()
+    print(out)
+    assert process.returncode in (0, 1) and "Traceback" not in out
+    deadline = time.monotonic() + 150
+    while leftovers(sized.box) != CLEAN and time.monotonic() < deadline:
+        time.sleep(2)
+    assert leftovers(sized.box) == CLEAN
+    _stranger(sized).get("/signin")
+    return out
+
+
+def test_a_load_test_that_loses_its_ssh_connection_still_leaves_nothing_behind(
+    sized: Sized, tmp_path: Path
+):
+    process, log, run = _short_run(sized, tmp_path)
+    # The sshd processes serving the deploy user: the connection drops at once.
+    sized.box.enter(["pkill", "-KILL", "-f", "^sshd: deploy"], check=False)
+    out = _ends_clean(sized, process, log)
+    # Cleaned up over a new connection, or, if none could be made, by the server's timer.
+    assert "cleaned up on the server" in out or f"timer tas-load-cleanup-{run}" in out
+
+
+def test_a_postgresql_restart_during_a_load_test_is_reported_and_cleaned_up(
+    sized: Sized, tmp_path: Path
+):
+    process, log, _ = _short_run(sized, tmp_path)
+    sized.box.enter(["systemctl", "restart", "postgresql"])
+    out = _ends_clean(sized, process, log)
+    assert "cleaned up on the server" in out
+    # The run still reports: requests that failed meanwhile count as that step's errors.
+    (report_file,) = tmp_path.glob("capacity-*.json")
+    report = json.loads(report_file.read_text())
+    assert [s["users"] for s in report["steps"]] == [5]
+    assert report["steps"][0]["requests"] > 0
 
 
 def _fingerprint(box: vpsbox.VpsBox, kind: str = "ed25519") -> str:

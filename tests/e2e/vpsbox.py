@@ -54,7 +54,7 @@ BASE_PACKAGES = [
     "ca-certificates",
     "curl",
 ]
-SERVER_PACKAGES = ["postgresql", "nginx", "certbot", "python3-cffi-backend", "openssl"]
+SERVER_PACKAGES = ["postgresql", "nginx", "certbot", "python3-cffi-backend", "openssl", "restic"]
 # Bump when the way the image is prepared changes: old caches are then ignored.
 IMAGE_RECIPE = 2
 REQUIRED_TOOLS = [

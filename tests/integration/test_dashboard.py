@@ -6,7 +6,9 @@ import re
 
 from sqlalchemy import text
 
+from tests.conftest import Browser
 from tests.conftest import count_statements
+from tests.conftest import uncached_statements
 from tests.integration.test_attempts import OUTCOME
 from tests.integration.test_attempts import PREDICTION
 
@@ -42,6 +44,27 @@ def test_dashboard_runs_at_most_5_statements_whatever_the_data_size(browser, app
     large = _count_statements(app, browser.client, "/")
     assert large <= 5
     assert large == small
+
+
+def test_no_statement_of_what_people_do_most_is_compiled_afresh_each_time(app):
+    """Signing up, making a task with new emotions, an attempt from start to end, a note,
+    and the pages (after a change: recomputed and stored; again: read back) run only
+    statements SQLAlchemy keeps compiled: an uncached one costs CPU on every request."""
+    with uncached_statements(app) as found:
+        person = Browser(app.test_client())
+        person.signup("steady")
+        task = person.create_task("Write report", new_emotions="Calm, Uneasy")
+        person.post(f"/tasks/{task}/initialize", PREDICTION)
+        attempt = person.latest_id("attempts")
+        person.post(f"/attempts/{attempt}/start")
+        person.post(f"/attempts/{attempt}/complete", OUTCOME)
+        person.post("/notes", {"body": "a note"})
+        paths = ["/", "/analytics", "/history", "/history?q=rep", "/notes", "/account"]
+        for path in [*paths, f"/tasks/{task}/edit", *paths]:
+            assert person.client.get(path).status_code == 200, path
+        person.create_task("Dishes")  # a change: the dashboard is recomputed and stored again
+        assert person.client.get("/").status_code == 200
+    assert found == []
 
 
 def test_dashboard_shows_running_ready_recent_and_this_week(browser):

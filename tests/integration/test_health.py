@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import time
 
 from flask import Blueprint
 from sqlalchemy import text
@@ -92,3 +94,36 @@ def test_static_urls_carry_a_content_fingerprint_for_long_caching(client):
     css = re.search(r'href="(/static/css/app\.css\?v=[0-9a-f]{12})"', page)
     assert css, "stylesheet URL has no ?v= fingerprint"
     assert client.get(css.group(1)).status_code == 200
+
+
+def test_healthz_reports_the_age_of_the_last_good_backup_and_nothing_of_its_file(
+    database_url, tmp_path
+):
+    status = tmp_path / "last-ok"
+    status.write_text(
+        json.dumps(
+            {
+                "finished_at": int(time.time()) - 40 * 3600,
+                "dump": "tas-20261201T031700Z.dump",
+                "offsite_snapshot": "3282ea75",
+            }
+        )
+    )
+    app = create_app(app_config(database_url, BACKUP_STATUS_FILE=str(status)))
+    client = app.test_client()
+
+    body = client.get("/healthz").get_json()
+
+    assert body["status"] == "ok"
+    assert 39.9 <= body["backup_age_hours"] <= 40.1
+    # Public page: the age only, never where backups live or what they are called.
+    assert "last-ok" not in json.dumps(body) and "tas-2026" not in json.dumps(body)
+    assert "3282ea75" not in json.dumps(body)
+
+    status.unlink()  # no good backup recorded (a new server, or the file lost)
+    assert client.get("/healthz").get_json()["backup_age_hours"] is None
+    app.extensions["db_engine"].dispose()
+
+
+def test_healthz_has_no_backup_field_where_no_status_file_is_configured(client):
+    assert "backup_age_hours" not in client.get("/healthz").get_json()

@@ -76,8 +76,11 @@ def test_the_later_export_is_imported_and_what_has_no_home_yet_is_named(engine, 
     pending = "\n".join(report.pending)
     assert "jobs.csv: 2 row(s)" in pending
     assert "job_task_mapping.csv: 6 row(s)" in pending
-    for column in ("routine_frequency", "routine_days_of_week", "routine_time", "task_type"):
+    for column in ("task_type", "default_initial_aversion"):
         assert f"tasks.csv: {column} (" in pending
+    # The routine columns have their home: the task's schedule.
+    assert "routine" not in pending
+    assert not [n for n in report.notes if "routine" in n]
     assert "task_instances.csv: emotion_values" in pending
     text_report = report.render_text()
     assert "Read but not imported yet:" in text_report

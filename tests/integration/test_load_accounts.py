@@ -108,6 +108,57 @@ def test_load_accounts_never_close_sign_up_for_people(database_url):
         app.extensions["db_engine"].dispose()
 
 
+def _signup_as_newcomer(client, username: str, run: str) -> str:
+    from tests.conftest import CSRF
+    from tests.conftest import csrf_token
+
+    form = client.get("/signup", headers={"X-TAS-Load-Run": run}).get_data(as_text=True)
+    token = CSRF.search(form)
+    response = client.post(
+        "/signup",
+        data={
+            "username": username,
+            "timezone": "UTC",
+            "csrf_token": token.group(1) if token else csrf_token(client),
+        },
+        headers={"X-TAS-Load-Run": run},
+    )
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_a_live_runs_newcomers_are_its_accounts_and_go_with_it(database_url):
+    """Virtual people signing up during a load test (nginx names the run for requests with
+    its key) are listed with the run: the cap neither counts nor stops them, and the run's
+    clean-up removes them. A run that is not live (unknown, expired) vouches for nobody."""
+    app = create_app(app_config(database_url, MAX_USERS=0))
+    engine = make_engine(database_url)
+    try:
+        load_accounts.seed(engine, run="arrive1", count=1, secret="a", history=1)
+        load_accounts.seed(engine, run="gone1", count=1, secret="a", history=1)
+        _sql(
+            database_url,
+            "UPDATE load_test_accounts SET expires_at = now() - interval '1 second'"
+            " WHERE run = 'gone1'",
+        )
+        page = _signup_as_newcomer(app.test_client(), "load-arrive1-n1", "arrive1")
+        assert 'id="signin-key"' in page
+        assert load_accounts.count(engine, "arrive1") == 2
+        for run in ("gone1", "nosuchrun", "NOT A RUN; --"):
+            refused = _signup_as_newcomer(app.test_client(), f"stranger-{len(run)}", run)
+            assert "Sign-up is closed for now." in refused
+        assert _sql(
+            database_url, "SELECT count(*) FROM users WHERE left(username, 9) = 'stranger-'"
+        ) == [(0,)]
+        assert load_accounts.remove_run(engine, "arrive1") == 2
+        assert _sql(
+            database_url, "SELECT count(*) FROM users WHERE username = 'load-arrive1-n1'"
+        ) == [(0,)]
+    finally:
+        engine.dispose()
+        app.extensions["db_engine"].dispose()
+
+
 def test_the_server_command_takes_the_secret_on_stdin_and_says_what_it_did(app, database_url):
     runner = app.test_cli_runner()
     made = runner.invoke(

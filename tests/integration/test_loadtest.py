@@ -142,5 +142,15 @@ def test_a_short_step_run_reports_each_step_on_its_own_with_no_errors(
     assert baseline["requests"] > 0 and baseline["rps"] > steps[-1]["rps"]
     assert "baseline: " in out and "req/s on /healthz/live" in out
     assert report["target"] == {"kind": "local", "url": gunicorn}
-    # The seeded accounts are gone again; the cap (5) never stood in the way.
+    # And what the journey mix costs on this machine, measured in process: a figure that
+    # tells machines apart.
+    cpu = report["machine"]["cpu_per_request"]
+    assert cpu["app_ms"] > 0 and cpu["postgresql_ms"] > 0 and cpu["requests"] > 100
+    assert "journey mix costs" in out
+    # Part of the arrivals were new people who signed up through the pages (and then made
+    # tasks and completed an attempt, with no failed request).
+    assert report["run"]["newcomers"] == 0.4 and report["run"]["signups"] >= 1
+    assert snapshots[-1]["failures"] == 0  # the whole run, arrivals included
+    # The seeded accounts and the newcomers' are gone again; the cap (5) never stood in
+    # the way.
     assert _users(database_url) == 0

@@ -331,11 +331,14 @@ def test_tls_1_3_still_works(nginx: Site) -> None:
 
 @contextlib.contextmanager
 def _echo_on(socket_path: Path) -> Iterator[None]:
-    """An app that answers every request with the X-Forwarded-For nginx sent it."""
+    """An app that answers every request with the X-Forwarded-For nginx sent it, and the
+    load test's run nginx named (``X-TAS-Load-Run``) after a bar when there is one."""
 
     def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [environ.get("HTTP_X_FORWARDED_FOR", "").encode()]
+        run = environ.get("HTTP_X_TAS_LOAD_RUN")
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        return [(forwarded + (f" | run {run}" if run is not None else "")).encode()]
 
     with _serving(socket_path, echo):
         yield
@@ -355,19 +358,25 @@ def test_only_a_running_load_test_key_skips_the_sign_in_limit_and_keeps_its_addr
     Runs last in this module: it uses up 127.0.0.1's sign-in allowance."""
     key = "Zk3-" + os.urandom(12).hex()
     key_file = nginx.root / "load-keys" / "run1.conf"
-    key_file.write_text(f'"{key}" 1;\n')
+    key_file.write_text(f'"{key}" run1;\n')
     _reload(nginx)
     spread = {"X-TAS-Load-Key": key, "X-Forwarded-For": "10.9.8.7"}
     try:
         with _echo_on(nginx.app_socket):
             # The key's holder: never limited (10 a minute, burst 5, for everyone else),
-            # and the app sees the per-user address the load generator sent.
+            # and the app sees the per-user address the load generator sent, and the run
+            # (its sign-ups are that run's accounts).
             answers = [_https(nginx, "/signin", "POST", extra=spread) for _ in range(12)]
             assert [a.status for a in answers] == [200] * 12
-            assert {a.body for a in answers} == {"10.9.8.7"}
+            assert {a.body for a in answers} == {"10.9.8.7 | run run1"}
 
-            # A stranger's made-up header: the address is nginx's view, limits apply.
-            forged = {"X-TAS-Load-Key": "guess", "X-Forwarded-For": "10.9.8.7"}
+            # A stranger's made-up headers: the address is nginx's view, no run is passed
+            # on (not even the one the stranger names), limits apply.
+            forged = {
+                "X-TAS-Load-Key": "guess",
+                "X-Forwarded-For": "10.9.8.7",
+                "X-TAS-Load-Run": "run1",
+            }
             page = _https(nginx, "/", extra=forged)
             assert page.body == "10.9.8.7, 127.0.0.1"
             statuses = [_https(nginx, "/signin", "POST", extra=forged).status for _ in range(8)]

@@ -32,6 +32,7 @@ from releases.remote import render
 
 ROOT = Path(__file__).resolve().parents[2]
 RESTORE = ROOT / "releases" / "scripts" / "tas_restore.py"
+DUMP = ROOT / "releases" / "scripts" / "tas_dump.py"
 # The server runs it with the system python3: only the standard library is there.
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 FIRST = "0001"
@@ -130,13 +131,25 @@ class Live:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def backup(self, *args: str, keep: int = 14) -> subprocess.CompletedProcess[str]:
+    def backup(
+        self, *args: str, keep: int = 14, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """tas-backup as provisioning renders it, for this test's database and folder."""
         script = self.scripts / f"tas-backup-keep{keep}"
         script.write_text(
-            render("tas-backup.sh", backup_dir=self.backups, backup_keep=keep, database=self.name)
+            render(
+                "tas-backup.sh",
+                backup_dir=self.backups,
+                backup_keep=keep,
+                database=self.name,
+                dump_script=f"{PYTHON} -I {DUMP}",
+                status_file=self.backups / "last-ok",
+                offsite_keep_daily=14,
+                offsite_keep_weekly=8,
+                offsite_keep_monthly=6,
+            )
         )
-        env = {**self.env, "PGUSER": self.role}
+        env = {**self.env, "PGUSER": self.role, **(env or {})}
         return subprocess.run(
             ["sh", str(script), *args], env=env, capture_output=True, text=True, check=False
         )
@@ -144,7 +157,7 @@ class Live:
     def nightly(self) -> Path:
         result = self.backup()
         assert result.returncode == 0, result.stderr
-        return Path(result.stdout.strip())
+        return Path(result.stdout.strip().splitlines()[0])
 
 
 def _libpq_env(url: str) -> dict[str, str]:
@@ -398,12 +411,15 @@ def test_nightly_retention_prunes_only_nightly_dumps(live: Live):
     result = live.backup(keep=2)
 
     assert result.returncode == 0, result.stderr
-    nightly = Path(result.stdout.strip())
+    nightly = Path(result.stdout.strip().splitlines()[0])
     assert re.fullmatch(r"tas-\d{8}T\d{6}Z\.dump", nightly.name)
     assert live.files() == {
         "tas-20200103T000000Z.dump",
         nightly.name,
+        f"{nightly.name}.counts.json",
+        "last-ok",
         predeploy.name,
+        f"{predeploy.name}.counts.json",
         "tas-predeploy-20200101T000000Z-0.1.0-20191231T000000Z.dump",
         "tas-pre-restore-20200101T000000Z.dump",
     }
@@ -423,3 +439,153 @@ def test_a_predeploy_dump_needs_a_plain_release_name(live: Live, release: str):
     assert result.returncode == 2
     assert "predeploy needs a release name" in result.stderr
     assert live.files() == set()
+
+
+# --- counts, the off-site copy, the restore drill (tas_dump.py, tas-backup.sh, tas_drill.py) ---
+
+DRILL = ROOT / "releases" / "scripts" / "tas_drill.py"
+
+
+def _restic_env(tmp_path: Path) -> dict[str, str]:
+    """A local folder standing in for the off-site repository."""
+    env = {
+        "RESTIC_REPOSITORY": str(tmp_path / "offsite"),
+        "RESTIC_PASSWORD": "a test password",
+        "RESTIC_CACHE_DIR": str(tmp_path / "restic-cache"),
+    }
+    init = subprocess.run(
+        ["restic", "init"], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert init.returncode == 0, init.stderr
+    return env
+
+
+def _drill(live: Live, tmp_path: Path, source: str, env_file: str = "") -> tuple[int, dict]:
+    result = subprocess.run(
+        [
+            PYTHON,
+            "-I",
+            str(DRILL),
+            source,
+            f"--backup-dir={live.backups}",
+            f"--log={live.backups / 'drills.jsonl'}",
+            f"--env-file={env_file or tmp_path / 'no-env'}",
+            f"--scratch={live.name}_drill",
+            f"--app-role={live.role}",
+            "--app-user=",
+            "--admin-user=",
+            f"--app-home={tmp_path}",
+        ],
+        env=live.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = (live.backups / "drills.jsonl").read_text().splitlines()
+    assert result.stdout.strip().splitlines()[-1] == lines[-1]
+    return result.returncode, json.loads(lines[-1])
+
+
+@pytest.fixture
+def populated(live: Live) -> Live:
+    migrate.upgrade(live.url)
+    for name in ("ann", "bob", "cy"):
+        live.add_user(name)
+    live.query("INSERT INTO tasks (user_id, name) SELECT id, 'Taxes' FROM users")
+    return live
+
+
+def test_a_nightly_backup_records_its_row_counts_and_says_no_offsite_copy(populated: Live):
+    result = populated.backup()
+
+    assert result.returncode == 0, result.stderr
+    dump, note = result.stdout.strip().splitlines()
+    assert note == "offsite: not configured (no RESTIC_REPOSITORY in the env file)"
+    counts = json.loads(Path(f"{dump}.counts.json").read_text())
+    assert counts["tables"]["users"] == 3
+    assert counts["tables"]["tasks"] == 3
+    assert "alembic_version" not in counts["tables"]
+    status = json.loads((populated.backups / "last-ok").read_text())
+    assert status["dump"] == Path(dump).name
+    assert status["offsite_snapshot"] == ""
+
+
+def test_a_nightly_backup_goes_off_site_and_the_drill_restores_it(populated: Live, tmp_path: Path):
+    restic = _restic_env(tmp_path)
+
+    result = populated.backup(env=restic)
+
+    assert result.returncode == 0, result.stderr
+    dump, copied = result.stdout.strip().splitlines()
+    snapshot = copied.removeprefix("offsite snapshot ")
+    assert re.fullmatch(r"[0-9a-f]{8,64}", snapshot)
+    listed = subprocess.run(
+        ["restic", "snapshots", "--json"], env={**os.environ, **restic}, capture_output=True
+    )
+    (listed_snapshot,) = json.loads(listed.stdout)
+    assert listed_snapshot["id"].startswith(snapshot)
+    assert sorted(listed_snapshot["paths"]) == [dump, f"{dump}.counts.json"]
+    assert json.loads((populated.backups / "last-ok").read_text())["offsite_snapshot"] == snapshot
+
+    # The app writes on after the dump: the drill compares with the counts AT dump time.
+    populated.add_user("dee")
+    code, local = _drill(populated, tmp_path, "local")
+    assert code == 0, local
+    assert local["result"] == "ok" and local["source"] == "local"
+    assert local["backup"] == Path(dump).name
+    assert local["rows"] == 6 and local["tables"] >= 2
+    assert local["restore_seconds"] >= 0
+
+    env_file = tmp_path / "tas.env"
+    env_file.write_text(
+        f"RESTIC_REPOSITORY={restic['RESTIC_REPOSITORY']}\n"
+        f"RESTIC_PASSWORD={restic['RESTIC_PASSWORD']}\n"
+    )
+    code, offsite = _drill(populated, tmp_path, "offsite", str(env_file))
+    assert code == 0, offsite
+    assert offsite["source"] == "offsite" and offsite["result"] == "ok"
+    assert offsite["snapshot"] == snapshot[:8] and offsite["backup"] == Path(dump).name
+    assert offsite["rows"] == 6
+    # The scratch database is gone after each drill.
+    assert populated.databases() == {populated.name}
+
+
+def test_a_drill_whose_rows_do_not_match_fails_and_says_which_table(
+    populated: Live, tmp_path: Path
+):
+    dump = populated.nightly()
+    counts_file = Path(f"{dump}.counts.json")
+    counts = json.loads(counts_file.read_text())
+    counts["tables"]["users"] = 4  # as if a row had gone missing from the dump
+    counts_file.write_text(json.dumps(counts))
+
+    code, entry = _drill(populated, tmp_path, "local")
+
+    assert code == 1
+    assert entry["result"] == "failed"
+    assert entry["reason"] == "row counts differ: users: 4 at dump time, 3 restored"
+    assert populated.databases() == {populated.name}
+
+
+def test_an_offsite_drill_without_a_repository_fails_plainly(populated: Live, tmp_path: Path):
+    populated.nightly()
+
+    code, entry = _drill(populated, tmp_path, "offsite")
+
+    assert code == 1
+    assert entry["result"] == "failed"
+    assert entry["reason"].startswith("no off-site repository configured")
+
+
+def test_an_offsite_copy_that_fails_fails_the_backup_but_keeps_the_local_dump(
+    populated: Live, tmp_path: Path
+):
+    restic = {**_restic_env(tmp_path), "RESTIC_PASSWORD": "the wrong password"}
+
+    result = populated.backup(env=restic)
+
+    assert result.returncode == 1
+    assert "the off-site copy (restic backup to" in result.stderr
+    dumps = [name for name in populated.files() if name.endswith(".dump")]
+    assert len(dumps) == 1
+    assert "last-ok" not in populated.files()

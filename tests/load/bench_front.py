@@ -96,7 +96,7 @@ def gunicorn(database_url: str, workers: int) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def nginx(app_port: int, key: str) -> Iterator[Path]:
+def nginx(app_port: int, key: str, run: str) -> Iterator[Path]:
     """nginx with the production site (only what needs a real server swapped), as root."""
     root = Path(tempfile.mkdtemp(prefix="tas-bench-nginx-"))
     os.chmod(root, 0o755)
@@ -106,7 +106,7 @@ def nginx(app_port: int, key: str) -> Iterator[Path]:
         DOMAIN,
         ec.generate_private_key(ec.SECP256R1()),  # certbot's default
     )
-    (root / "load-keys" / "bench.conf").write_text(f'"{key}" 1;\n')
+    (root / "load-keys" / "bench.conf").write_text(f'"{key}" {run};\n')
     site = local_nginx.site(
         root, DOMAIN, upstream=f"127.0.0.1:{app_port}", listen=(ADDRESS, 80, 443)
     )
@@ -157,12 +157,13 @@ def main() -> int:
         sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
         migrate.upgrade(sa_url)
         with gunicorn(sa_url, args.workers) as app_port, contextlib.ExitStack() as stack:
+            run = loadtest.new_run_name()  # nginx names it for the key's holders
             if args.direct:
                 base = f"http://127.0.0.1:{app_port}"
                 path = "load generator -> gunicorn (TCP, loopback)"
             else:
                 key = secrets.token_urlsafe(32)
-                ca = stack.enter_context(nginx(app_port, key))
+                ca = stack.enter_context(nginx(app_port, key, run))
                 base = f"https://{DOMAIN}"
                 settings = dataclasses.replace(
                     settings, ca_file=str(ca), connect_to=ADDRESS, load_key=key
@@ -190,6 +191,7 @@ def main() -> int:
                 out_dir=Path(args.out),
                 ca_file=settings.ca_file or None,
                 baseline_seconds=args.baseline_seconds,
+                run=run,
             )
             sampler.terminate()
             sampler.wait(timeout=30)

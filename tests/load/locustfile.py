@@ -5,7 +5,9 @@ with its key, then, with 5–15 s of think time between actions (``TAS_LOAD_THIN
 again while it fills in a form (between loading the form and sending it: nobody submits six
 sliders in no time), does what a person does, weighted like real use: looks at the dashboard
 most, then initializes, starts and completes attempts, reads analytics, edits a task, visits
-the account page, and now and then signs out and in again. Every page is checked for its
+the account page, and now and then signs out and in again. A share of each step's arrivals
+(``TAS_LOAD_NEWCOMERS``) are new people instead: they sign up through the pages, make two
+tasks and complete a first attempt, then do the same. Every page is checked for its
 status and content; a POST must answer with the redirect the browser follows (the follow-up
 dashboard is its own request, as in a browser).
 
@@ -52,7 +54,9 @@ from releases.loadtest import target_users
 
 SETTINGS = LoadSettings.from_env()
 SIGNED_IN = 'action="/signout"'
+SIGNIN_KEY = re.compile(r'id="signin-key" value="([^"]+)"')
 _numbers = itertools.count()
+_newcomers = itertools.count()
 
 
 def _scale() -> str:
@@ -89,17 +93,24 @@ class LightUser(FastHttpUser):
     ssl_context_factory = staticmethod(_trusting_context)
 
     def on_start(self) -> None:
+        self.number = (self._worker() + SETTINGS.processes * next(_numbers)) % SETTINGS.accounts
+        self.username = load_username(SETTINGS.prefix, self.number)
+        self.key = load_user_key(SETTINGS.secret, self.username)
+        self._prepare()
+        self.sign_in()
+        self.dashboard()
+
+    def _worker(self) -> int:
+        runner = self.environment.runner
+        return runner.worker_index if isinstance(runner, WorkerRunner) else 0
+
+    def _prepare(self) -> None:
         # Every request here is sent with allow_redirects=False: a POST must answer with the
         # redirect itself. locust 2.46 turns redirects off through an attribute name that
         # geventhttpclient 2.4 (the newest for Python 3.10) does not read, so they would be
         # followed and a failed form (200) could not be told from a good one: turn them off
         # in the agent itself.
         self.client.client.redirect_response_codes = frozenset()
-        runner = self.environment.runner
-        worker = runner.worker_index if isinstance(runner, WorkerRunner) else 0
-        self.number = (worker + SETTINGS.processes * next(_numbers)) % SETTINGS.accounts
-        self.username = load_username(SETTINGS.prefix, self.number)
-        self.key = load_user_key(SETTINGS.secret, self.username)
         self.headers = (
             {"X-Forwarded-For": address_for(self.number)} if SETTINGS.spread_addresses else {}
         )
@@ -111,12 +122,13 @@ class LightUser(FastHttpUser):
             # The live site's nginx lets this run (and only it) through its sign-in limit,
             # and passes on the address above (releases/loadtest_host.py).
             self.headers["X-TAS-Load-Key"] = SETTINGS.load_key
+        if SETTINGS.run:
+            # Whom this run's sign-ups belong to (the live site's nginx sets it itself).
+            self.headers["X-TAS-Load-Run"] = SETTINGS.run
         self.token = ""
         self.tasks_ids: list[str] = []
         self.startable: list[str] = []
         self.completable: list[str] = []
-        self.sign_in()
-        self.dashboard()
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -261,6 +273,61 @@ class LightUser(FastHttpUser):
             self.dashboard()
 
 
+class NewcomerUser(LightUser):
+    """A stranger arriving while a step fills: signs up through the pages, makes two tasks
+    and completes a first attempt, with think time at every page as the others, then uses
+    the site like them. Its account is one of the run's (the sign-up names the run), so the
+    run's clean-up removes it. ``TAS_LOAD_NEWCOMERS`` is their share of the arrivals."""
+
+    def on_start(self) -> None:
+        self.number = SETTINGS.accounts + self._worker() + SETTINGS.processes * next(_newcomers)
+        self.username = f"{SETTINGS.prefix}n{self.number:05d}"
+        self._prepare()
+        self.sign_up()
+        for name in ("Reply to the landlord", "Book the car service"):
+            self.new_task(name)
+        self.dashboard()
+        self.initialize()  # then start and complete it: the first attempt
+        self.start_attempt()
+        self.complete()
+
+    def sign_up(self) -> None:
+        self._page("/signup", "/signup", must_contain='name="username"')
+        self.fill_in()
+        payload = {"csrf_token": self.token, "username": self.username, "timezone": "Europe/Berlin"}
+        with self.client.post(
+            "/signup",
+            name="/signup [POST]",
+            data=urlencode(payload),
+            headers={**self.headers, "Content-Type": "application/x-www-form-urlencoded"},
+            allow_redirects=False,
+            catch_response=True,
+        ) as response:
+            self._keep_session(response)
+            key = SIGNIN_KEY.search(response.text or "")
+            if response.status_code != 200 or key is None:
+                response.failure(f"/signup [POST]: status {response.status_code}, no key shown")
+                raise RuntimeError(f"{self.username} could not sign up")
+            self.key = key.group(1)
+
+    def new_task(self, name: str) -> None:
+        self._page("/tasks/new", "/tasks/new", must_contain='name="name"')
+        self.fill_in()
+        data = {"name": name, "kind": "one-time", "default_estimate_minutes": "20"}
+        self._post("/tasks/new", "/tasks/new [POST]", {**data, "description": ""})
+
+
+if SETTINGS.newcomers > 0:
+    NewcomerUser.weight = round(100 * SETTINGS.newcomers)
+    LightUser.weight = 100 - NewcomerUser.weight
+else:
+    NewcomerUser.abstract = True
+
+
+def _succeeded(entry: Any) -> int:
+    return 0 if entry is None else int(entry.num_requests - entry.num_failures)
+
+
 class StepShape(LoadTestShape):
     """``TAS_LOAD_STEPS`` users, each for ``TAS_LOAD_STEP_SECONDS``, snapshotting at each mark."""
 
@@ -280,6 +347,7 @@ class StepShape(LoadTestShape):
                 "users": self.runner.user_count,
                 "requests": total.num_requests,
                 "failures": total.num_failures,
+                "signups": _succeeded(self.runner.stats.entries.get(("/signup [POST]", "POST"))),
                 "response_times": {str(k): v for k, v in total.response_times.items()},
             }
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import secrets
 import statistics
@@ -207,6 +208,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", help="write a cProfile of every request to this file")
+    parser.add_argument("--json", help="also write the mix's figures to this file (as JSON)")
     args = parser.parse_args()
 
     secret = secrets.token_hex(16)
@@ -276,6 +278,14 @@ def main() -> int:
         f"in the load test's mix: app {mix_app * 1000:.2f} ms,"
         f" PostgreSQL {mix_server * 1000:.2f} ms per request"
     )
+    if args.json:
+        figures = {
+            "app_ms": round(mix_app * 1000, 2),
+            "postgresql_ms": round(mix_server * 1000, 2),
+            "requests": count,
+            "how": f"tests/load/profile_requests.py --users {args.users} --rounds {args.rounds}",
+        }
+        Path(args.json).write_text(json.dumps(figures))
     return 0
 
 

@@ -48,3 +48,56 @@ def test_the_restore_command_quotes_the_dump_and_passes_the_expected_revision():
     assert "--expect-revision=0004" in argv and "--check" in argv
     assert argv[-2:] == ["--", f"{DIR}/tas-x y.dump"]
     assert "--expect-revision" not in backups.restore_command(NIGHTLY)
+
+
+def test_the_backups_report_shows_both_copies_and_the_last_drill_of_each_source():
+    from releases.backups import Inventory
+    from releases.backups import inventory_lines
+    from releases.backups import last_drills
+
+    now = 1_800_000_000.0
+    log = "\n".join(
+        [
+            '{"source": "local", "result": "failed", "at": "A", "backup": "old.dump",'
+            ' "reason": "row counts differ: users: 4 at dump time, 3 restored"}',
+            "not json",
+            '{"source": "local", "result": "ok", "at": "2027-01-15T05:20:00Z",'
+            ' "backup": "tas-20270115T031700Z.dump", "restore_seconds": 0.8, "rows": 12,'
+            ' "tables": 9}',
+        ]
+    )
+    found = Inventory(
+        dumps=[{"name": "tas-20270115T031700Z.dump", "size": 3 * 1024 * 1024, "mtime": now - 7200}],
+        repository="sftp:backup@vault:/tas",
+        snapshots=[
+            {
+                "short_id": "3282ea75",
+                "time": "2027-01-15T03:17:09.1234Z",
+                "paths": ["/srv/tas/backups/tas-20270115T031700Z.dump", "/x.counts.json"],
+            }
+        ],
+        offsite_error="",
+        drills=last_drills(log),
+        status={"finished_at": now - 7000, "dump": "tas-20270115T031700Z.dump"},
+    )
+
+    lines = inventory_lines(found, now=now)
+
+    assert "  tas-20270115T031700Z.dump  3.0 MiB  2.0 h old  (nightly)" in lines
+    assert "off-site snapshots in sftp:backup@vault:/tas (1):" in lines
+    assert "  3282ea75  2027-01-15T03:17:09Z  tas-20270115T031700Z.dump" in lines
+    assert lines[-2] == (
+        "last local drill: ok at 2027-01-15T05:20:00Z: tas-20270115T031700Z.dump restored in "
+        "0.8 s, 12 rows in 9 tables match the dump's counts"
+    )
+    assert lines[-1] == "last offsite drill: none yet"
+
+    unconfigured = inventory_lines(
+        Inventory(dumps=[], repository="", snapshots=[], offsite_error="", drills={}, status={}),
+        now=now,
+    )
+    assert (
+        "off-site: not configured (invoke provision --offsite-repo sets a restic repository)"
+        in (unconfigured)
+    )
+    assert "last good nightly backup: none recorded" in unconfigured

@@ -153,9 +153,14 @@ class FakeServer:
     )
     dry_run: bool = False
     commands: list[str] = field(default_factory=list)
+    app_started_before_env_file: bool = False
 
     def sudo(self, command: str, *, warn: bool = False, **_: object) -> Result:
         self.commands.append(command)
+        if "ActiveEnterTimestamp" in command:
+            return Result("Thu 2026-12-03 10:00:00 UTC\n")
+        if command.startswith('[ "$(stat'):
+            return Result(exited=0 if self.app_started_before_env_file else 1)
         if command.startswith("readlink"):
             return Result(self.release + "\n")
         if "healthz" in command:
@@ -219,6 +224,33 @@ def test_set_cap_writes_the_env_file_logs_restarts_and_checks_health():
     assert logged["served_release"] == "0.2.0-20250501T101010Z"
     assert logged["report"]["date"] == "2025-05-01T10:00:00+00:00"
     assert logged["report"]["recommended_cap"] == 30
+
+
+def test_a_set_cap_cut_off_after_the_env_file_is_finished_by_the_next_one():
+    """The env file already says 30 (replaced whole before the connection dropped), the
+    app runs the old cap and nothing was logged: set-cap 30 logs it and restarts."""
+    server = FakeServer(app_started_before_env_file=True)
+    server.files[capacity.ENV_FILE] = "APP_ENV=production\nMAX_USERS=30\n"
+    _, lines = capacity.set_cap(server, 30, [_passing()])
+    assert any(
+        "an earlier set-cap stopped before logging it and restarting the app" in line
+        for line in lines
+    )
+    assert "systemctl restart tas.service" in server.commands
+    entry = json.loads(server.files[capacity.CAPACITY_LOG])
+    assert entry["to"] == 30 and entry["finishes_interrupted"] is True
+    # Logged but not restarted (cut off after the log lines): only the restart is left.
+    restart_only = FakeServer(app_started_before_env_file=True)
+    restart_only.files.update(server.files)
+    _, lines = capacity.set_cap(restart_only, 30, [_passing()])
+    assert any("stopped before restarting the app" in line for line in lines)
+    assert restart_only.files[capacity.CAPACITY_LOG] == server.files[capacity.CAPACITY_LOG]
+    # All done: nothing to do, nothing restarted.
+    done = FakeServer()
+    done.files.update(server.files)
+    _, lines = capacity.set_cap(done, 30, [_passing()])
+    assert "MAX_USERS already has that value: nothing to do" in lines
+    assert "systemctl restart tas.service" not in done.commands
 
 
 def test_set_cap_refuses_above_the_report_and_changes_nothing():

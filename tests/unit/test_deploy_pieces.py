@@ -307,3 +307,15 @@ def test_a_rollback_whose_release_before_is_gone_asks_for_a_target():
     state = ServerState(releases=[r2, r3], current=r3.name, previous=None, db_ok=True)
     with pytest.raises(RollbackRefused, match="no longer on the server: give --to"):
         choose_target(state, "", log)
+
+
+def test_the_health_gate_warns_about_an_old_or_missing_backup_and_never_fails_for_it():
+    assert runner.backup_warning({"status": "ok", "backup_age_hours": 12.5}) is None
+    assert runner.backup_warning({"status": "ok"}) is None  # an app that does not report it
+    old = runner.backup_warning({"status": "ok", "backup_age_hours": 40.2})
+    assert old is not None and old.startswith("WARNING: the last good backup is 40 hours old")
+    missing = runner.backup_warning({"status": "ok", "backup_age_hours": None})
+    assert missing is not None and "no good backup is recorded" in missing
+    # The health itself stays good: judge() ignores the backup's age.
+    body = '{"status": "ok", "version": "1.0.0", "backup_age_hours": 99}'
+    assert judge(200, body, 0, "1.0.0")["ok"] is True

@@ -97,3 +97,25 @@ def test_the_sampler_runs_on_the_standard_library_and_writes_counters(tmp_path):
     assert set(sample["cpu"]) >= {"user", "idle", "steal"}
     assert sample["memory"]["MemTotal"] > sample["memory"]["MemAvailable"] > 0
     assert lines[2]["time"] > lines[1]["time"]
+
+
+class _Unreachable:
+    """A server whose connection is gone."""
+
+    def sudo(self, command: str, **_: object) -> object:
+        raise OSError("connection reset by peer")
+
+
+def test_a_clean_up_that_cannot_reach_the_server_says_what_is_left_and_who_removes_it():
+    from releases.loadtest_host import Run
+    from releases.loadtest_host import _clean_up
+
+    said: list[str] = []
+    run = Run("r1abcd", "s", "k", "tas.example", "0.1.0-x", "0.1.0", "m", 600)
+    assert _clean_up(_Unreachable(), run, said.append) is False  # type: ignore[arg-type]
+    # Set-up stopped before the timer: no promise of a timer that may not exist.
+    assert "before the server confirmed the safety timer" in said[-1]
+    assert "load_cleanup.sh r1abcd" in said[-1] and "timer tas-load" not in said[-1]
+    run.timer_started = True
+    assert _clean_up(_Unreachable(), run, said.append) is False  # type: ignore[arg-type]
+    assert "the server's timer tas-load-cleanup-r1abcd removes the key" in said[-1]
