@@ -8,26 +8,15 @@ from flask import render_template
 from flask import url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import delete
-from wtforms import StringField
-from wtforms.validators import DataRequired
-from wtforms.validators import Length
 
-from db.models import EMOTION_NAME_MAX
 from db.models import Emotion
 from service import auth
 from service import database
 from service.emotions import services
-from service.forms import BaseForm
+from service.emotions.forms import EmotionForm
 from service.forms import ConfirmForm
 
 bp = Blueprint("emotions", __name__, url_prefix="/emotions")
-
-
-class EmotionForm(BaseForm):
-    name = StringField(
-        "New emotion",
-        validators=[DataRequired("Type an emotion word."), Length(max=EMOTION_NAME_MAX)],
-    )
 
 
 def _render(form: EmotionForm, status: int = 200) -> ResponseReturnValue:

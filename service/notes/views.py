@@ -22,19 +22,16 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
-from wtforms import HiddenField
-from wtforms import TextAreaField
-from wtforms.validators import DataRequired
-from wtforms.validators import Length
 
-from db.models import NOTES_MAX
 from service import auth
 from service import database
 from service.attempts.services import get_attempt_and_task_or_404
-from service.forms import BaseForm
 from service.forms import ConfirmForm
 from service.history.queries import Cursor
 from service.notes import queries
+from service.notes.forms import AttemptNoteForm
+from service.notes.forms import EditNoteForm
+from service.notes.forms import NoteForm
 
 bp = Blueprint("notes", __name__)
 
@@ -42,31 +39,6 @@ CURSOR_MESSAGE = (
     "That link to a page of your notes isn't complete (it may have been cut short), "
     "so here are your newest notes."
 )
-
-
-def _body(label: str) -> TextAreaField:
-    return TextAreaField(
-        label,
-        validators=[
-            DataRequired("Write something first: an empty note isn't saved."),
-            Length(max=NOTES_MAX, message=f"A note can be at most {NOTES_MAX:,} characters."),
-        ],
-        render_kw={"maxlength": NOTES_MAX, "rows": 4},
-    )
-
-
-class NoteForm(BaseForm):
-    body = _body("New note")
-
-
-class EditNoteForm(BaseForm):
-    body = _body("Note")
-
-
-class AttemptNoteForm(BaseForm):
-    body = _body("Note on this task")
-    # Where to go back to: the attempt's page if "attempt", else the dashboard.
-    back = HiddenField()
 
 
 def _index(form: NoteForm, status: int = 200) -> ResponseReturnValue:

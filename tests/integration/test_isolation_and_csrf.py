@@ -93,12 +93,23 @@ def test_every_id_route_answers_404_for_someone_elses_id_and_changes_nothing(two
     assert _snapshot(app) == before
 
 
+# Routes only a completed attempt has (its outcome): the owner reaches them with one.
+FOR_COMPLETED = {"attempts.fix_outcome"}
+
+
 def test_the_owner_reaches_the_same_routes(two_people, app):
     owner = two_people[0]
     ids = _owned_ids(app, owner.username)
+    done = owner.create_task("Done task")
+    owner.post(f"/tasks/{done}/quick-initialize")
+    completed = owner.latest_id("attempts")
+    outcome = {"actual_relief": "50", "actual_cognitive_load": "50", "actual_emotional_load": "50"}
+    outcome |= {"actual_physical_load": "50", "completion_percent": "100", "minutes_spent": "5"}
+    assert owner.post(f"/attempts/{completed}/complete", outcome).status_code == 302
     for rule in _routes_with_ids(app):
         if "GET" in (rule.methods or ()):
-            path = rule.build({a: ids[a] for a in rule.arguments})[1]
+            own = {**ids, "attempt_id": completed} if rule.endpoint in FOR_COMPLETED else ids
+            path = rule.build({a: own[a] for a in rule.arguments})[1]
             assert owner.client.get(path).status_code == 200, path
 
 

@@ -384,3 +384,51 @@ def test_analytics_stay_cached_until_an_attempt_is_finished(browser, app):
     browser.post(f"/attempts/{attempt}/cancel", {"reason": "Later", "completion_percent": "0"})
     assert _statements(app, browser.client, "/analytics") > 1
     assert "1 completed of 2 finished" in _page(browser.client)
+
+
+# Tables a cached page may read without their changes invalidating it: the person's own
+# row and the cache itself (read with the page), the session that brings them along.
+NOT_CACHED_DATA = {"users", "page_cache", "user_sessions"}
+
+
+def test_every_table_a_cached_page_reads_invalidates_it_when_it_changes(browser, app):
+    """What the dashboard and analytics read when they compute their figures afresh: each
+    table has the triggers that bump the person's data version on every change (see
+    migrations 0002 and 0004), so no change can leave a cached page stale."""
+    from sqlalchemy import event
+
+    task = browser.create_task("Write report", new_emotions="Calm")
+    browser.post(f"/tasks/{task}/initialize", PREDICTION)
+    browser.post(f"/attempts/{browser.latest_id('attempts')}/complete", OUTCOME)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for path in ("/", "/analytics"):
+            _sql(app, "UPDATE users SET data_version = data_version + 1")  # recompute
+            assert browser.client.get(path).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    read = set()
+    for statement in statements:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH", "(")):
+            read |= set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", statement, re.IGNORECASE))
+    read = {name.lower() for name in read} - NOT_CACHED_DATA
+    tables = {
+        row[0] for row in _sql(app, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    }
+    read &= tables  # not set-returning functions or CTE names
+    assert {"tasks", "attempts"} <= read
+    covered = {
+        row[0]
+        for row in _sql(
+            app,
+            "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_proc p ON p.oid = t.tgfoid WHERE p.proname = 'bump_data_version'",
+        )
+    }
+    assert read - covered == set()
