@@ -28,14 +28,12 @@ from db.legacy.cells import CellError
 from db.legacy.cells import json_number
 from db.legacy.cells import names_from_json
 from db.legacy.cells import parse_number
-from db.legacy.late import PENDING_ATTEMPT_KEYS
 from db.legacy.reader import Header
 from db.legacy.rows import _LATE_STATUSES
 from db.legacy.rows import ATTEMPT_VALUE_COLUMNS
 from db.legacy.rows import INSTANCE_REQUIRED
 from db.legacy.rows import LEGACY_ID_MAX
 from db.legacy.rows import NO_CANCEL_REASON
-from db.legacy.rows import PREDICTED_KEYS_READ
 from db.legacy.rows import AttemptRow
 from db.legacy.rows import _emotion_names
 from db.legacy.rows import _status
@@ -66,7 +64,25 @@ _MINUTES_MAX = 2.0**63
 _NO_MEASURES_TEXT = "\t".join([_NULL] * 11)
 _LATE_TAIL = "\t" + "\t".join([_NULL] * 3)
 # The keys of the early layouts' JSON details, all read by the fast path.
-_PREDICTED_KEYS = PREDICTED_KEYS_READ - PENDING_ATTEMPT_KEYS.keys()
+# Listed, not derived from the precise path's: a key the precise path learns to read
+# (emotion_values, say) must not be skipped here in silence.
+_PREDICTED_KEYS = frozenset(
+    {
+        "expected_relief",
+        "expected_cognitive_load",
+        "expected_cognitive",
+        "expected_emotional_load",
+        "expected_emotional",
+        "expected_physical_load",
+        "motivation",
+        "expected_aversion",
+        "time_estimate_minutes",
+        "estimate",
+        "emotions",
+        "physical_context",
+        "description",
+    }
+)
 _ACTUAL_KEYS = frozenset(
     {
         "actual_relief",
