@@ -30,7 +30,17 @@ Statuses
     left running in an old export is not running now); ``completed`` → ``completed``;
     ``cancelled`` → ``cancelled``. A blank status is derived from ``is_completed`` (a
     cancelled row is recognised by ``actual.cancelled`` or ``cancelled_at``). Rows with
-    ``is_deleted`` True are skipped (counted, noted in the report).
+    ``is_deleted`` True are skipped (counted, noted in the report). The later export's
+    ``draft`` → ``initialized`` (``extra.legacy_status``), ``initialized`` → ``paused``
+    when it was paused or started, else ``initialized``.
+
+The later export
+    Notes, due dates, pauses, postponements, cancellation categories and a task's running
+    notes are carried over; what has no home yet (jobs, routines, intensities) is named
+    in the report as read but not imported yet. ``db.legacy.late`` holds the tables that
+    decide, and ``docs/legacy-csv.md`` ("What this project's import does with it") the
+    details. Notes have no legacy id: a note the person already has (same time, same
+    text) is skipped.
 
 Defaults for what legacy rows lack
     ``initialized_at``: ``created_at`` when empty. ``completed_at`` of a completed row:

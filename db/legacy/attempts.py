@@ -77,6 +77,8 @@ class Batch:
     later: list[AttemptRow] = field(default_factory=list)
     refused: list[tuple[int, list[str], str, str]] = field(default_factory=list)
     deleted: int = 0
+    # Rows per JSON key read but not imported yet (see db.legacy.late).
+    pending: dict[str, int] = field(default_factory=dict)
     flat_count: int = 0
     flat_first: int = 0
 
@@ -143,6 +145,8 @@ class InstanceSorter:
                     parsed = fast(cells)
                 except Exception:  # noqa: BLE001 - the precise parser decides
                     row = parse_instance(header, cells, record.line, tz)
+                    for name in row.pending:
+                        batch.pending[name] = batch.pending.get(name, 0) + 1
                     parsed = (
                         row.legacy_id,
                         row.task_legacy_id,

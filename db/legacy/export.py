@@ -1,16 +1,18 @@
 """Write one person's data back in the old app's layout (the account's "download").
 
 ``tasks.csv`` has the clean header plus an ``archived_at`` column and the later export's
-routine columns, ``task_instances.csv``
-the v4 header (with ``behavioral_score``) and the prediction and outcome as JSON,
-``emotions.csv`` one column, ``notes.csv`` the later export's header plus ``instance_id``
-(the attempt a note was written on, if any), ``jobs.csv`` and ``job_task_mapping.csv`` (the
-task groups) as the later export has them; emotion intensities are ``emotion_values`` in
-the prediction and outcome, as there. Times are naive local times in the account's
-zone, like the old app wrote them; a note's time is UTC in ISO form, as its later export
-wrote it. The importer reads the first three back, so export → import into another
-account reproduces them (it lists ``notes.csv`` as not read until it learns the later
-layout). Archived stand-ins for tasks the old app had deleted are
+routine columns, ``task_instances.csv`` the v4 header (with ``behavioral_score``) plus the
+later export's ``due_at``, the later statuses (a paused attempt is ``initialized`` with
+``paused`` in ``actual``, the cancellation category in ``cancellation_category``) and the
+prediction and outcome as JSON, ``emotions.csv`` one column, ``notes.csv`` the later
+export's header plus ``instance_id`` (the attempt a note was written on, if any),
+``jobs.csv`` and ``job_task_mapping.csv`` (the task groups) as the later export has them;
+emotion intensities are ``emotion_values`` in the prediction and outcome, as there. Times are
+naive local times in the account's zone, like the old app wrote them; a note's time is UTC
+in ISO form, as its later export wrote it; a postponement's exact instants go in
+``actual`` (``postponed_at``, ``postponed_until``, ISO with offset). The importer reads all
+four back, so export → import into another account reproduces them. Archived stand-ins for
+tasks the old app had deleted are
 not written as tasks: their attempts name them, and an import recreates them. Cells a
 spreadsheet would run as formulas get a leading ' (see ``cells.guard_formula``).
 """
@@ -94,6 +96,7 @@ INSTANCE_HEADER = (
     "net_relief",
     "delay_minutes",
     "behavioral_score",
+    "due_at",
 )
 NOTES = "notes.csv"
 # The old app's later layout (its notes were linked to nothing), and the attempt ours are on.
@@ -224,6 +227,15 @@ def _actual(a: Any) -> dict[str, Any]:
     if a["status"] == "cancelled":
         actual["reason_for_canceling"] = a["cancel_reason"]
         actual["cancelled"] = True
+        if a["cancel_category"]:
+            actual["cancellation_category"] = a["cancel_category"]
+    if a["status"] == "paused":
+        actual["paused"] = True
+    if not closed:
+        # Exact instants (this project's keys): the old app's postpone_history has minutes.
+        for column in ("postponed_at", "postponed_until"):
+            if a[column] is not None:
+                actual[column] = a[column].astimezone(dt.timezone.utc).isoformat()
     if a["after"]:
         actual["emotions"] = list(a["after"])
         felt = emotion_values(a["after"], a["after_intensities"])
@@ -235,8 +247,11 @@ def _actual(a: Any) -> dict[str, Any]:
 
 
 def _attempt_cells(a: Any, tz: ZoneInfo) -> list[str]:
-    status = a["status"] if a["status"] in ("completed", "cancelled") else "active"
-    closed = status != "active"
+    # The later app's statuses: a paused attempt is initialized (and paused in `actual`).
+    status = {"completed": "completed", "cancelled": "cancelled", "paused": "initialized"}.get(
+        a["status"], "active"
+    )
+    closed = status in ("completed", "cancelled")
     return [
         attempt_export_id(a["id"], a["legacy_id"]),
         task_export_id(a["task_id"], a["task_legacy_id"]),
@@ -265,6 +280,7 @@ def _attempt_cells(a: Any, tz: ZoneInfo) -> list[str]:
         "",
         _number(a["delay_minutes"]),
         _number(a["behavioral_score"]),
+        _local(a["due_at"], tz),
     ]
 
 

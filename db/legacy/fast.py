@@ -29,6 +29,7 @@ from db.legacy.cells import json_number
 from db.legacy.cells import names_from_json
 from db.legacy.cells import parse_number
 from db.legacy.reader import Header
+from db.legacy.rows import _LATE_STATUSES
 from db.legacy.rows import ATTEMPT_VALUE_COLUMNS
 from db.legacy.rows import INSTANCE_REQUIRED
 from db.legacy.rows import LEGACY_ID_MAX
@@ -61,6 +62,44 @@ _NO_MEASURES = (None,) * 11
 _NULL = "\\N"
 _MINUTES_MAX = 2.0**63
 _NO_MEASURES_TEXT = "\t".join([_NULL] * 11)
+_LATE_TAIL = "\t" + "\t".join([_NULL] * 3)
+# The keys of the early layouts' JSON details, all read by the fast path.
+# Listed, not derived from the precise path's: a key the precise path learns to read
+# (emotion_values, say) must not be skipped here in silence.
+_PREDICTED_KEYS = frozenset(
+    {
+        "expected_relief",
+        "expected_cognitive_load",
+        "expected_cognitive",
+        "expected_emotional_load",
+        "expected_emotional",
+        "expected_physical_load",
+        "motivation",
+        "expected_aversion",
+        "time_estimate_minutes",
+        "estimate",
+        "emotions",
+        "physical_context",
+        "description",
+    }
+)
+_ACTUAL_KEYS = frozenset(
+    {
+        "actual_relief",
+        "actual_cognitive",
+        "actual_emotional",
+        "actual_physical",
+        "completion_percent",
+        "time_actual_minutes",
+        "actual_time",
+        "duration_minutes",
+        "notes",
+        "reason_for_canceling",
+        "cancelled",
+        "emotions",
+        "extra",
+    }
+)
 
 
 class Fallback(Exception):
@@ -119,6 +158,7 @@ class FastInstances:
             self.i_relief,
             self.i_cognitive,
             self.i_emotional,
+            self.i_due,
         ) = (
             index.get(name, width)
             for name in (
@@ -139,6 +179,7 @@ class FastInstances:
                 "relief_score",
                 "cognitive_load",
                 "emotional_load",
+                "due_at",
             )
         )
         self.tz = tz
@@ -257,6 +298,10 @@ class FastInstances:
             raise Fallback from None
         if type(predicted) is not dict or type(actual) is not dict:
             raise Fallback
+        # Other keys (the later export's pauses, postponements, categories, notes and
+        # intensities, or keys the report names as not imported): the precise path.
+        if not _PREDICTED_KEYS.issuperset(predicted) or not _ACTUAL_KEYS.issuperset(actual):
+            raise Fallback
 
         get = predicted.get
         value = get("expected_cognitive_load")
@@ -318,6 +363,9 @@ class FastInstances:
         if deleted is self or is_completed is self:
             raise Fallback
         status = _status(c[self.i_status], is_completed, actual, cancelled)  # type: ignore[arg-type]
+        if status in _LATE_STATUSES:
+            raise Fallback
+        due = stamp(c[self.i_due])
         if spent is None:
             spent = 0.0
         completed_at = cancelled_at = None
@@ -383,7 +431,9 @@ class FastInstances:
             f"{_NULL if completion is None else completion}\t"
             f"{copy_text(notes)}\t"
             f"{_NULL if reason is None else copy_text(reason)}\t"
-            f"{tail}"
+            f"{tail}\t"
+            # due_at, cancel_category, postponed_at, postponed_until
+            f"{due[1] if due else _NULL}{_LATE_TAIL}"
         )
         return (
             legacy_id,

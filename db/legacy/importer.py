@@ -51,6 +51,14 @@ from db.legacy.backup import back_up
 from db.legacy.backup import default_backup_base
 from db.legacy.cells import CellError
 from db.legacy.cells import guard_row
+from db.legacy.late import PENDING_ATTEMPT_KEYS
+from db.legacy.late import PENDING_FILES
+from db.legacy.late import PENDING_TASK_COLUMNS
+from db.legacy.late import UNSUPPORTED_FILES
+from db.legacy.late import PendingTally
+from db.legacy.late import column_notes
+from db.legacy.late import has_value
+from db.legacy.late import preferences_zone
 from db.legacy.reader import CsvFile
 from db.legacy.reader import FileUnreadable
 from db.legacy.reader import Header
@@ -61,20 +69,32 @@ from db.legacy.report import STATUS_REFUSED
 from db.legacy.report import ImportReport
 from db.legacy.rows import ATTEMPT_VALUE_COLUMNS
 from db.legacy.rows import EMOTION_REQUIRED
+from db.legacy.rows import INSTANCE_COLUMNS
 from db.legacy.rows import INSTANCE_REQUIRED
+from db.legacy.rows import LOG_COLUMNS
+from db.legacy.rows import NOTE_COLUMNS
+from db.legacy.rows import NOTE_REQUIRED
+from db.legacy.rows import TASK_COLUMN_HANDLERS
+from db.legacy.rows import TASK_COLUMNS
 from db.legacy.rows import UNNAMED_TASK
 from db.legacy.rows import AttemptRow
+from db.legacy.rows import NoteRow
+from db.legacy.rows import Row
 from db.legacy.rows import TaskRow
 from db.legacy.rows import log_header_problem
 from db.legacy.rows import missing_columns
 from db.legacy.rows import missing_task_key
 from db.legacy.rows import parse_emotion
 from db.legacy.rows import parse_log
+from db.legacy.rows import parse_note
 from db.legacy.rows import parse_task
 from db.legacy.rows import prototype_task_key
 from db.legacy.rows import task_header_problem
+from db.models import NOTES_MAX
+from db.models import Attempt
 from db.models import Emotion
 from db.models import ImportRun
+from db.models import Note
 from db.models import Task
 from db.models import TaskEmotion
 from db.models import User
@@ -83,9 +103,25 @@ EMOTIONS = "emotions.csv"
 TASKS = "tasks.csv"
 INSTANCES = "task_instances.csv"
 LOGS = "logs.csv"
-# The order matters: attempts refer to tasks and emotions, logs to task names.
-IMPORTED_FILES = (EMOTIONS, TASKS, INSTANCES, LOGS)
-UNSUPPORTED_FILES = ("user_preferences.csv", "survey_responses.csv")
+NOTES = "notes.csv"
+# The order matters: attempts refer to tasks and emotions, logs to task names, notes to
+# attempts. Each file's step is the _Run method of that name (see FILE_STEPS).
+FILE_STEPS = {
+    EMOTIONS: "import_emotions",
+    TASKS: "import_tasks",
+    INSTANCES: "import_instances",
+    LOGS: "import_logs",
+    NOTES: "import_notes",
+}
+IMPORTED_FILES = tuple(FILE_STEPS)
+# The columns each file's step reads; the report names the others, and why.
+COLUMNS_READ = {
+    EMOTIONS: EMOTION_REQUIRED,
+    TASKS: (*TASK_COLUMNS, *TASK_COLUMN_HANDLERS, *PENDING_TASK_COLUMNS),
+    INSTANCES: INSTANCE_COLUMNS,
+    LOGS: LOG_COLUMNS,
+    NOTES: NOTE_COLUMNS,
+}
 # task_instances.csv from this size on is sorted in a worker process (about 20,000 rows;
 # starting the process takes a moment, which smaller files would not win back).
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
@@ -120,6 +156,10 @@ _STAGE_TYPES = {
     "description": "text",
     "notes": "text",
     "cancel_reason": "text",
+    "due_at": "timestamptz",
+    "cancel_category": "text",
+    "postponed_at": "timestamptz",
+    "postponed_until": "timestamptz",
     # Staged as text and cast on the way in: psycopg would dump a str as a JSON string.
     "extra": "text",
     "emotions_before": "text[]",
@@ -372,6 +412,9 @@ class _Run:
         self.pending_tasks: dict[str, _PendingTask] = {}
         self.placeholder_ids: list[int] = []
         self._refused: dict[str, tuple[IO[str], Any]] = {}
+        # tasks.csv's running notes: (task's legacy id, task name, time, text).
+        self.task_notes: list[tuple[str, str, dt.datetime, str]] = []
+        self._known_notes: set[tuple[dt.datetime, str]] | None = None
         self._stage_ready = False
 
     @property
@@ -423,6 +466,7 @@ class _Run:
             self._file_problem(filename, exc.line, "-", exc.reason + "; the rest is not read")
             records.close()
             return None
+        self.report.notes += column_notes(filename, header.names, set(COLUMNS_READ[filename]))
         return header, records
 
     def _header_problem(self, filename: str, header: Header) -> tuple[str, str] | None:
@@ -430,7 +474,9 @@ class _Run:
             return task_header_problem(header)
         if filename == LOGS:
             return log_header_problem(header)
-        required = INSTANCE_REQUIRED if filename == INSTANCES else EMOTION_REQUIRED
+        required = {INSTANCES: INSTANCE_REQUIRED, NOTES: NOTE_REQUIRED}.get(
+            filename, EMOTION_REQUIRED
+        )
         missing = missing_columns(header, required)
         return (missing[0], "required column missing from the header") if missing else None
 
@@ -480,9 +526,21 @@ class _Run:
     def import_tasks(self) -> None:
         counts = self.report.counts(TASKS)
         first_line: dict[str, int] = {}
+        tally = PendingTally()
         for header, record in self._records(TASKS):
             try:
                 row = parse_task(header, record.cells, record.line, self.tz)
+                cells = Row(header, record.cells)
+                for column, handle in TASK_COLUMN_HANDLERS.items():
+                    if column in header.index:
+                        try:
+                            handle(cells.get(column), row, self.tz)
+                        except CellError as exc:
+                            exc.column = exc.column or column
+                            raise
+                for column in PENDING_TASK_COLUMNS:
+                    if has_value(column, cells.get(column)):
+                        tally.add(column)
                 if row.legacy_id in first_line:
                     column = "task" if row.legacy_id.startswith("proto:") else "task_id"
                     raise CellError(f"same task as line {first_line[row.legacy_id]}", column)
@@ -493,6 +551,8 @@ class _Run:
             if self.writing:
                 outcome = self.tasks.upsert(row, self.emotions)
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
+                self.task_notes += [(row.legacy_id, row.name, *n) for n in row.running_notes]
+        self.report.pending += tally.lines(TASKS, PENDING_TASK_COLUMNS)
 
     def import_instances(self) -> None:
         """Sort the attempts (in a worker process for big files) and stream them in.
@@ -521,6 +581,7 @@ class _Run:
             keep_writing=self.report.skip_invalid or self.report.dry_run,
         )
         flat = _FlatCopies()
+        tally = PendingTally()
         deleted = 0
         unreadable: tuple[int, str] | None = None
         writer = _AttemptWriter(self)
@@ -531,6 +592,8 @@ class _Run:
                 for line, cells, column, reason in batch.refused:
                     self._refuse(INSTANCES, header, Record(line, cells), CellError(reason, column))
                 deleted += batch.deleted
+                for key, rows in batch.pending.items():
+                    tally.rows[key] = tally.rows.get(key, 0) + rows
                 if batch.flat_count:
                     flat.count += batch.flat_count
                     flat.first = flat.first or batch.flat_first
@@ -569,6 +632,16 @@ class _Run:
                     )
                 self._stage_file(INSTANCES, later.stage_with(self))
         counts.skipped += deleted
+        ignored = {key: n for key, n in tally.rows.items() if key not in PENDING_ATTEMPT_KEYS}
+        tally.rows = {key: n for key, n in tally.rows.items() if key in PENDING_ATTEMPT_KEYS}
+        self.report.pending += tally.lines(INSTANCES, PENDING_ATTEMPT_KEYS)
+        if ignored:
+            self.report.notes.append(
+                f"{INSTANCES}: keys of the JSON details not imported (the web app has no "
+                "place for them): "
+                + ", ".join(f"{key} ({n} rows)" for key, n in sorted(ignored.items()))
+                + "."
+            )
         if deleted:
             self.report.notes.append(
                 f"{INSTANCES}: {deleted} attempts deleted in the old app were not imported."
@@ -619,6 +692,141 @@ class _Run:
 
         self._stage_file(LOGS, rows)
         self.report.counts(LOGS).skipped += duplicates
+
+    def import_notes(self) -> None:
+        """Free notes (and, from this project's export, notes on an attempt).
+
+        A note identical to one the person has (same time, same text) is skipped: a
+        second import of the same folder adds nothing.
+        """
+        counts = self.report.counts(NOTES)
+        notes: list[NoteRow] = []
+        ids: dict[str, int] = {}
+        blank = 0
+        for header, record in self._records(NOTES):
+            try:
+                note = parse_note(header, record.cells, record.line)
+                note_id = Row(header, record.cells).get("note_id").strip()
+                if note_id in ids:
+                    raise CellError(f"same note as line {ids[note_id]}", "note_id")
+            except CellError as exc:
+                self._refuse(NOTES, header, record, exc)
+                continue
+            if note_id:
+                ids[note_id] = record.line
+            if note is None:
+                blank += 1
+            elif self.writing:
+                notes.append(note)
+        counts.skipped += blank
+        if blank:
+            self.report.notes.append(f"{NOTES}: {blank} empty note(s) not imported.")
+        if not notes:
+            return
+        known = self._notes_known()
+        wanted = sorted({n.attempt_legacy_id for n in notes if n.attempt_legacy_id})
+        attempts: dict[str, int] = {}
+        if wanted:
+            rows = self.conn.execute(
+                select(Attempt.legacy_id, Attempt.id).where(
+                    Attempt.user_id == self.user_id, Attempt.legacy_id.in_(wanted)
+                )
+            )
+            attempts = {str(legacy_id): id_ for legacy_id, id_ in rows}
+        new = []
+        unlinked = 0
+        for note in notes:
+            key = (note.created_at, note.body)
+            if key in known:
+                counts.skipped += 1
+                continue
+            known.add(key)
+            attempt_id = attempts.get(note.attempt_legacy_id)
+            unlinked += bool(note.attempt_legacy_id) and attempt_id is None
+            new.append(
+                {
+                    "user_id": self.user_id,
+                    "attempt_id": attempt_id,
+                    "body": note.body,
+                    "created_at": note.created_at,
+                    "updated_at": note.created_at,
+                }
+            )
+        if new:
+            self.conn.execute(insert(Note), new)
+        counts.created += len(new)
+        if unlinked:
+            self.report.warn(
+                f"{NOTES}: {unlinked} note(s) name an attempt (instance_id) that is not "
+                "there; they were imported as free notes."
+            )
+
+    def _notes_known(self) -> set[tuple[dt.datetime, str]]:
+        """The person's notes by (time, text): a note already there is not added twice."""
+        if self._known_notes is None:
+            rows = self.conn.execute(
+                select(Note.created_at, Note.body).where(Note.user_id == self.user_id)
+            )
+            self._known_notes = {(at, body) for at, body in rows}
+        return self._known_notes
+
+    def import_task_notes(self) -> None:
+        """The running notes of tasks (later export) become notes: on the task's attempt
+        open at that time if there is one, else free notes naming the task."""
+        if not self.task_notes or not self.writing:
+            return
+        known = self._notes_known()
+        new = []
+        on_attempts = 0
+        for legacy_id, name, at, body in self.task_notes:
+            ref = self.tasks.by_legacy.get(legacy_id)
+            attempt_id = None
+            if ref is not None:
+                attempt_id = self.conn.execute(
+                    text(
+                        "SELECT id FROM attempts WHERE user_id = :u AND task_id = :t"
+                        " AND initialized_at <= :at"
+                        " AND coalesce(completed_at, cancelled_at, 'infinity') >= :at"
+                        " ORDER BY initialized_at DESC, id DESC LIMIT 1"
+                    ),
+                    {"u": self.user_id, "t": ref.id, "at": at},
+                ).scalar_one_or_none()
+            if attempt_id is None:
+                body = f"{name}: {body}"
+            if (at, body) in known:
+                continue
+            known.add((at, body))
+            on_attempts += attempt_id is not None
+            new.append(
+                {
+                    "user_id": self.user_id,
+                    "attempt_id": attempt_id,
+                    "body": body[:NOTES_MAX],
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+        if new:
+            self.conn.execute(insert(Note), new)
+        self.report.notes.append(
+            f"{TASKS}: {len(new)} running note(s) of tasks became notes ({on_attempts} on the "
+            f"attempt open at the time); {len(self.task_notes) - len(new)} were there already."
+        )
+
+    def read_pending(self, filename: str) -> None:
+        """A file of the old app with no home yet: counted and named, never refused."""
+        rows = 0
+        where = ""
+        records = CsvFile(self.source / filename).records()
+        try:
+            next(records, None)  # the header
+            for _record in records:
+                rows += 1
+        except FileUnreadable as exc:
+            where = f"; unreadable from line {exc.line} ({exc.reason})"
+        finally:
+            records.close()
+        self.report.pending.append(f"{filename}: {rows} row(s), {PENDING_FILES[filename]}{where}")
 
     # --- tasks for attempts ---------------------------------------------------------
 
@@ -891,19 +1099,22 @@ def user_id_for_username(engine: Engine, username: str) -> int:
     return user_id
 
 
-def survey_folder(data_dir: Path) -> tuple[list[str], list[str], list[str]]:
-    """The files to import, those of unsupported features, and unknown ones."""
+def survey_folder(data_dir: Path) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The files to import, those read but not imported yet, those of unsupported
+    features, and unknown ones."""
     if not data_dir.is_dir():
         raise LegacyImportError(f"{data_dir} is not a folder")
     names = sorted(p.name for p in data_dir.iterdir() if p.is_file())
     present = [name for name in IMPORTED_FILES if name in names]
+    pending = [name for name in PENDING_FILES if name in names]
     skipped = [name for name in names if name in UNSUPPORTED_FILES]
-    ignored = [name for name in names if name not in IMPORTED_FILES + UNSUPPORTED_FILES]
+    known = (*IMPORTED_FILES, *PENDING_FILES, *UNSUPPORTED_FILES)
+    ignored = [name for name in names if name not in known]
     if not present:
         raise LegacyImportError(
             f"{data_dir} holds none of the old app's files ({', '.join(IMPORTED_FILES)})"
         )
-    return present, skipped, ignored
+    return present, pending, skipped, ignored
 
 
 def import_legacy_folder(
@@ -927,7 +1138,7 @@ def import_legacy_folder(
     """
     started = time.monotonic()
     data_dir = Path(data_dir)
-    present, skipped, ignored = survey_folder(data_dir)
+    present, pending, skipped, ignored = survey_folder(data_dir)
     with engine.connect() as conn:
         user = conn.execute(
             select(User.username, User.timezone).where(User.id == user_id)
@@ -946,18 +1157,27 @@ def import_legacy_folder(
         skipped_files=skipped,
         ignored_files=ignored,
     )
+    preferred = preferences_zone(data_dir)
+    if preferred is not None and preferred != tz_name:
+        report.warn(
+            f"user_preferences.csv: the old app was set to the time zone {preferred}, but "
+            f"the times were read as {tz_name}. If the old app ran in {preferred}, import "
+            "again choosing that zone (a dry run first)."
+        )
     backup: Path | None = None
     if not dry_run:
         base = Path(backup_dir) if backup_dir else default_backup_base(data_dir)
         try:
-            backup = back_up([data_dir / name for name in present], base)
+            backup = back_up([data_dir / name for name in (*present, *pending)], base)
         except OSError as exc:
             raise LegacyImportError(f"cannot back up the files into {base}: {exc}") from exc
         report.backup_dir = str(backup)
     committed = False
     try:
         # Read the copies: what was imported is exactly what the manifest describes.
-        committed = _run(engine, report, tz, backup or data_dir, present, progress, backup, started)
+        committed = _run(
+            engine, report, tz, backup or data_dir, present, pending, progress, backup, started
+        )
     finally:
         if backup is not None and not committed:
             shutil.rmtree(backup, ignore_errors=True)
@@ -976,6 +1196,7 @@ def _run(
     tz: ZoneInfo,
     source: Path,
     present: list[str],
+    pending: list[str],
     progress: bool | None,
     backup: Path | None,
     started: float,
@@ -996,14 +1217,11 @@ def _run(
                 refused_dir=refused_dir,
             )
             try:
-                steps = {
-                    EMOTIONS: run.import_emotions,
-                    TASKS: run.import_tasks,
-                    INSTANCES: run.import_instances,
-                    LOGS: run.import_logs,
-                }
                 for name in present:
-                    steps[name]()
+                    getattr(run, FILE_STEPS[name])()
+                run.import_task_notes()
+                for name in pending:
+                    run.read_pending(name)
                 run.finish()
             finally:
                 run.close()

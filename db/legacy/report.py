@@ -54,6 +54,8 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
     ignored_files: list[str] = field(default_factory=list)
+    # Files and columns of the old app read but with no home in the web app yet, and why.
+    pending: list[str] = field(default_factory=list)
     backup_dir: str | None = None
     refused_files: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -90,6 +92,7 @@ class ImportReport:
             "notes": list(self.notes),
             "skipped_files": list(self.skipped_files),
             "ignored_files": list(self.ignored_files),
+            "pending": list(self.pending),
             "backup_dir": self.backup_dir,
             "refused_files": list(self.refused_files),
             "seconds": round(self.seconds, 3),
@@ -109,6 +112,8 @@ class ImportReport:
             lines.append(f"{name:<22} skipped: the web version has no such feature")
         for name in self.ignored_files:
             lines.append(f"{name:<22} ignored: not a file of the old app")
+        if self.pending:
+            lines += ["", "Read but not imported yet:", *(f"- {p}" for p in self.pending)]
         if self.notes:
             lines += ["", *self.notes]
         if self.warnings:

@@ -12,6 +12,8 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -31,12 +33,15 @@ from db.legacy.cells import parse_timestamp
 from db.legacy.cells import scale_value
 from db.legacy.cells import shorten
 from db.legacy.cells import text_value
+from db.legacy.late import PENDING_ATTEMPT_KEYS
 from db.legacy.reader import Header
+from db.legacy.routines import COLUMNS as ROUTINE_COLUMNS
 from db.legacy.routines import Routine
 from db.legacy.routines import parse_routine
 from db.measures import MEASURE_COLUMNS
 from db.measures import AttemptFacts
 from db.measures import compute_measures
+from db.models import CANCEL_CATEGORY_MAX
 from db.models import CONTEXT_MAX
 from db.models import DESCRIPTION_MAX
 from db.models import EMOTION_NAME_MAX
@@ -45,6 +50,7 @@ from db.models import TASK_KINDS
 from db.models import TASK_NAME_MAX
 
 LEGACY_ID_MAX = 64
+UTC_ZONE = ZoneInfo("UTC")
 UNNAMED_TASK = "Unnamed task (imported)"
 NO_CANCEL_REASON = "No reason was recorded in the old app."
 
@@ -63,6 +69,31 @@ INSTANCE_REQUIRED = (
     "is_completed",
 )
 EMOTION_REQUIRED = ("emotion",)
+# The columns each parser reads (the report names the others).
+TASK_COLUMNS = (
+    "task_id",
+    "name",
+    "description",
+    "type",
+    "version",
+    "created_at",
+    "is_recurring",
+    "categories",
+    "default_estimate_minutes",
+    "archived_at",
+    "task",
+    *ROUTINE_COLUMNS,
+)
+INSTANCE_COLUMNS = (
+    *INSTANCE_REQUIRED,
+    "task_version",
+    "cancelled_at",
+    "due_at",
+    "is_deleted",
+    "status",
+)
+NOTE_REQUIRED = ("content", "timestamp")
+NOTE_COLUMNS = (*NOTE_REQUIRED, "instance_id")
 LOG_COLUMNS = (
     "timestamp",
     "task",
@@ -104,6 +135,12 @@ ATTEMPT_VALUE_COLUMNS = (
     "notes",
     "cancel_reason",
     *MEASURE_COLUMNS,
+    # The later export's (and this project's export's): after the measures, so the fast
+    # path writes them as one constant tail on the rows of the early layouts.
+    "due_at",
+    "cancel_category",
+    "postponed_at",
+    "postponed_until",
 )
 _NO_MEASURES: dict[str, Any] = dict.fromkeys(MEASURE_COLUMNS)
 
@@ -221,6 +258,8 @@ class TaskRow:
     emotions: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     routine: Routine | None = None  # the later export's schedule (db.legacy.routines)
+    # The later export's running notes (`notes`): (time, text) per block; they become notes.
+    running_notes: list[tuple[dt.datetime, str]] = field(default_factory=list)
 
     def fingerprint(self) -> str:
         """A hash of the values as imported: unchanged on re-import, changed on edit.
@@ -314,6 +353,36 @@ def _prototype_task(row: Row, line: int, tz: ZoneInfo) -> TaskRow:
     return TaskRow(line=line, legacy_id=prototype_task_key(name), name=name)
 
 
+_NOTE_BLOCK = re.compile(r"\[(\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?)\]\r?\n(.*)", re.DOTALL)
+_NOTE_SEPARATOR = re.compile(r"\r?\n\r?\n---\r?\n\r?\n")
+
+
+def task_running_notes(cell: str, row: TaskRow, tz: ZoneInfo) -> None:
+    """A task's running notes (``[YYYY-MM-DD HH:MM]``, newline, text; blocks joined by
+    a line ``---`` between blank lines), at the old app's local time. A block without
+    its time is dated by the task's creation."""
+    if not cell.strip():
+        return
+    for block in _NOTE_SEPARATOR.split(cell):
+        match = _NOTE_BLOCK.fullmatch(block)
+        when = parse_timestamp(match.group(1), tz) if match else row.created_at
+        body = (match.group(2) if match else block).strip()
+        if not body:
+            continue
+        text_value(body, "notes", NOTES_MAX)
+        if when is None:
+            raise CellError("a note without its [time], and the task has no created_at", "notes")
+        row.running_notes.append((when, body))
+
+
+# tasks.csv columns with a home beyond the early layout's: column → function reading the
+# cell (times in the old app's zone) into the row; it raises CellError for a bad cell.
+# Columns read but without a home yet are listed in db.legacy.late.PENDING_TASK_COLUMNS.
+TASK_COLUMN_HANDLERS: dict[str, Callable[[str, TaskRow, ZoneInfo], None]] = {
+    "notes": task_running_notes,
+}
+
+
 # --- emotions.csv -----------------------------------------------------------------------
 
 
@@ -323,6 +392,38 @@ def parse_emotion(header: Header, cells: list[str]) -> str:
     if len(name) > EMOTION_NAME_MAX:
         raise CellError(f"longer than {EMOTION_NAME_MAX} characters", "emotion")
     return name
+
+
+# --- notes.csv --------------------------------------------------------------------------
+
+
+@dataclass
+class NoteRow:
+    line: int
+    body: str
+    created_at: dt.datetime
+    # The attempt the note was written on (this project's export), if any.
+    attempt_legacy_id: str
+
+
+def parse_note(header: Header, cells: list[str], line: int) -> NoteRow | None:
+    """A note of the later export (``note_id,content,timestamp,user_id``); None if blank.
+
+    Its time is UTC (ISO, ``2026-02-17T04:05:00.104233``), unlike tasks and attempts.
+    """
+    check_shape(header, cells, NOTE_REQUIRED)
+    row = Row(header, cells)
+    when = _cell("timestamp", parse_timestamp, row.get("timestamp").strip(), UTC_ZONE)
+    if when is None:
+        raise CellError("empty: every note has a time", "timestamp")
+    body = row.get("content")
+    if not body.strip():
+        return None
+    _cell("content", text_value, body, "content", NOTES_MAX)
+    attempt = row.get("instance_id").strip()
+    if len(attempt) > LEGACY_ID_MAX:
+        raise CellError(f"longer than {LEGACY_ID_MAX} characters", "instance_id")
+    return NoteRow(line=line, body=body, created_at=when, attempt_legacy_id=attempt)
 
 
 # --- task_instances.csv -----------------------------------------------------------------
@@ -342,6 +443,8 @@ class AttemptRow:
     extra: dict[str, Any]
     deleted: bool = False
     flat_disagrees: bool = False
+    # Keys of the JSON details read but not imported yet (see db.legacy.late).
+    pending: tuple[str, ...] = ()
 
 
 # This file runs a million times per big import: the helpers below take the common
@@ -422,8 +525,10 @@ def _outcome(actual: dict[str, Any], values: dict[str, Any]) -> tuple[list[str],
         values[column] = _score(actual, keys)
     values["completion_percent"] = _score(actual, _COMPLETION_KEYS, 200)
     values["minutes_spent"] = _minutes(actual, _SPENT_KEYS)
-    notes = actual.get("notes")
-    values["notes"] = text_value(notes, "notes", NOTES_MAX) or "" if notes is not None else ""
+    # The later app wrote completion_notes (2025-12-28), before: notes.
+    key = "completion_notes" if actual.get("completion_notes") is not None else "notes"
+    notes = actual.get(key)
+    values["notes"] = text_value(notes, key, NOTES_MAX) or "" if notes is not None else ""
     reason = actual.get("reason_for_canceling")
     values["cancel_reason"] = (
         text_value(reason, "reason_for_canceling", NOTES_MAX) if reason is not None else None
@@ -437,6 +542,136 @@ def _outcome(actual: dict[str, Any], values: dict[str, Any]) -> tuple[list[str],
     return after, extra
 
 
+def _due(text: str, tz: ZoneInfo) -> dt.datetime | None:
+    """A due date: a time like the other columns, or a date alone (→ 23:59 that day)."""
+    text = text.strip()
+    if _DATE.fullmatch(text):
+        text += " 23:59"
+    return parse_timestamp(text, tz)
+
+
+def _late(
+    actual: dict[str, Any],
+    predicted: dict[str, Any],
+    values: dict[str, Any],
+    open_: bool,
+    tz: ZoneInfo,
+) -> tuple[dict[str, Any], bool, tuple[str, ...]]:
+    """The later export's details: cancellation category, pauses, postponements and
+    intensities. Returns what goes to ``extra``, whether the attempt is paused, and the
+    keys read but not imported yet."""
+    extra: dict[str, Any] = {}
+    category = actual.get("cancellation_category")
+    if category is not None:
+        category = text_value(category, "cancellation_category", CANCEL_CATEGORY_MAX)
+    values["cancel_category"] = category.strip() or None if category else None
+    paused = actual.get("paused") is True
+    reason = actual.get("pause_reason")
+    if reason is not None:
+        reason = text_value(reason, "pause_reason", NOTES_MAX)
+    if open_ and (reason or "time_spent_before_pause" in actual):
+        extra["pauses"] = [{"reason": reason or ""}]
+        done = _score(actual, ("pause_completion_percentage",))
+        if done is not None:
+            extra["pause_completion_percentage"] = done
+        if values["minutes_spent"] is None:
+            values["minutes_spent"] = _minutes(actual, ("time_spent_before_pause",))
+    history = actual.get("postpone_history")
+    if history is not None and not isinstance(history, list):
+        raise CellError("postpone_history is not a list")
+    postponements = []
+    for entry in history or []:
+        if not isinstance(entry, dict):
+            raise CellError("postpone_history holds something other than {reason, at}")
+        when = entry.get("at")
+        if when is not None and not isinstance(when, str):
+            raise CellError("postpone_history: at is not a time")
+        try:
+            at = parse_timestamp((when or "").strip(), tz)
+        except CellError as exc:
+            raise CellError(f"postpone_history: {exc.reason}") from None
+        note = text_value(entry.get("reason"), "postpone_history: reason", NOTES_MAX)
+        postponements.append({"at": at.isoformat() if at else None, "reason": note or ""})
+    if not postponements and actual.get("postpone_reason"):
+        note = text_value(actual["postpone_reason"], "postpone_reason", NOTES_MAX)
+        postponements.append({"at": None, "reason": note or ""})
+    if postponements:
+        extra["postponements"] = postponements
+        if open_:
+            last = postponements[-1]["at"]
+            values["postponed_at"] = dt.datetime.fromisoformat(last) if last else None
+    # This project's export writes the exact times of a postponement.
+    for column in ("postponed_at", "postponed_until"):
+        if actual.get(column) is not None:
+            values[column] = _iso(actual[column], column) if open_ else None
+    if open_ and postponements and values["postponed_at"] is None:
+        values["postponed_at"] = values["initialized_at"]
+    pending = [f"predicted.{key}" for key in predicted if key not in PREDICTED_KEYS_READ]
+    pending += [f"actual.{key}" for key in actual if key not in ACTUAL_KEYS_READ]
+    for key in PENDING_ATTEMPT_KEYS:
+        before, after = predicted.get(key), actual.get(key)
+        if before:
+            extra[key + "_before"] = before
+        if after:
+            extra[key + "_after"] = after
+        if before or after:
+            pending.append(key)
+    return extra, paused, tuple(pending)
+
+
+def _iso(value: Any, key: str) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.astimezone(dt.timezone.utc)
+    raise CellError(f"{key} is {shorten(str(value))}, expected an ISO time with its offset")
+
+
+# The keys of the JSON details the import reads (or names as not imported yet); the
+# report names the others.
+PREDICTED_KEYS_READ = frozenset(
+    {
+        *(key for keys in PREDICTION_KEYS.values() for key in keys),
+        "time_estimate_minutes",
+        "estimate",
+        "emotions",
+        "physical_context",
+        "description",
+        *PENDING_ATTEMPT_KEYS,
+    }
+)
+ACTUAL_KEYS_READ = frozenset(
+    {
+        *(key for keys in OUTCOME_KEYS.values() for key in keys),
+        "completion_percent",
+        "time_actual_minutes",
+        "actual_time",
+        "duration_minutes",
+        "notes",
+        "completion_notes",
+        "reason_for_canceling",
+        "cancelled",
+        "cancellation_category",
+        "emotions",
+        "extra",
+        "paused",
+        "pause_reason",
+        "pause_completion_percentage",
+        "time_spent_before_pause",
+        "postpone_history",
+        "postpone_reason",
+        "postponed_at",
+        "postponed_until",
+        *PENDING_ATTEMPT_KEYS,
+    }
+)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_LATE_STATUSES = ("draft", "initialized")
+
+
 _EMPTY_OUTCOME: dict[str, Any] = {
     **dict.fromkeys(OUTCOME_KEYS),
     "completion_percent": None,
@@ -448,10 +683,12 @@ _EMPTY_OUTCOME: dict[str, Any] = {
 
 def _status(status: str, is_completed: bool | None, actual: dict[str, Any], cancelled: Any) -> str:
     status = status.strip().lower()
-    if status in ("active", "completed", "cancelled"):
+    if status in ("active", "completed", "cancelled", *_LATE_STATUSES):
         return status
     if status:
-        raise CellError(f"{shorten(status)} is not one of active, completed, cancelled")
+        raise CellError(
+            f"{shorten(status)} is not one of active, completed, cancelled, draft, initialized"
+        )
     # Before v2 there was no status: is_completed is True for cancelled rows too.
     if is_completed:
         return "cancelled" if actual.get("cancelled") is True or cancelled else "completed"
@@ -537,16 +774,32 @@ def parse_instance(header: Header, cells: list[str], line: int, tz: ZoneInfo) ->
         deleted = parse_bool(get("is_deleted", "").strip()) or False
         column = "status"
         status = _status(get("status", ""), is_completed, actual, cancelled)
+        column = "due_at"
+        values["due_at"] = _due(get("due_at", ""), tz)
+        values["task_version"] = version
+        values["initialized_at"] = initialized
+        values["postponed_at"] = values["postponed_until"] = None
+        column = "actual"
+        open_ = status not in ("completed", "cancelled")
+        late_extra, paused, pending = _late(actual, predicted, values, open_, tz)
     except CellError as exc:
         exc.column = exc.column or column
         raise
-    values["task_version"] = version
-    values["initialized_at"] = initialized
+    if late_extra:
+        extra = {**late_extra, **extra}
     values["started_at"] = started
     values["completed_at"] = None
     values["cancelled_at"] = None
     if values["minutes_spent"] is None:
         values["minutes_spent"] = 0.0
+    if status == "draft":
+        # Made by hand or by a routine, its prediction not saved yet: open, not started.
+        status = "active"
+        extra = {**extra, "legacy_status": "draft"}
+    elif status == "initialized":
+        # Initialized and not running: not started yet, or paused (its clock stopped).
+        status = "active"
+        paused = paused or "pauses" in late_extra or started is not None
     if status == "completed":
         values["status"] = "completed"
         values["completed_at"] = completed or started or initialized
@@ -557,12 +810,14 @@ def parse_instance(header: Header, cells: list[str], line: int, tz: ZoneInfo) ->
         if status == "active":
             # Only one attempt per person may be running; a legacy attempt that was
             # started and never finished comes in paused (its clock stopped).
-            values["status"] = "paused" if started else "initialized"
+            values["status"] = "paused" if started or paused else "initialized"
             values["cancel_reason"] = None
         else:
             values["status"] = "cancelled"
             values["cancelled_at"] = cancelled or completed or started or initialized
             values["cancel_reason"] = values["cancel_reason"] or NO_CANCEL_REASON
+    if status != "cancelled":
+        values["cancel_category"] = None
     return AttemptRow(
         line=line,
         legacy_id=legacy_id,
@@ -574,6 +829,7 @@ def parse_instance(header: Header, cells: list[str], line: int, tz: ZoneInfo) ->
         extra=extra,
         deleted=deleted,
         flat_disagrees=_flat_disagrees(cell, values),
+        pending=pending,
     )
 
 

@@ -7,11 +7,14 @@ account holds a year of attempts, for the pages whose tables only overflow with 
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
+import zipfile
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from playwright.sync_api import Page
 from playwright.sync_api import expect
 from sqlalchemy import text
 
+import db.legacy
 from tests.browser import ui
 from tests.browser.conftest import LiveServer
 from tests.browser.conftest import Watch
@@ -74,6 +78,20 @@ def _submit_empty_note(page: Page) -> None:
     expect(page.get_by_role("alert")).to_be_visible()
 
 
+def _check_the_later_export(page: Page) -> None:
+    """Upload the old app's later export: the dry run's report, with what waits for a home."""
+    folder = Path(db.legacy.__file__).parent / "examples" / "late-export"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(folder.glob("*.csv")):
+            out.write(path, path.name)
+    page.get_by_label("Zip of your old app's data folder").set_input_files(
+        {"name": "late-export.zip", "mimeType": "application/zip", "buffer": archive.getvalue()}
+    )
+    page.get_by_role("button", name="Check the upload").click()
+    expect(page.get_by_role("heading", name="Read but not imported yet")).to_be_visible()
+
+
 def _sign_up_someone(page: Page) -> None:
     page.get_by_label("Username").fill(f"newcomer{next(NEWCOMERS)}")
     page.get_by_role("button", name="Sign up").click()
@@ -110,6 +128,8 @@ SCREENS = (
             ("button", "Delete my account and all its data"))),
     Screen("analytics", "/analytics", True, (("button", "Show trend"),)),
     Screen("import", "/account/import", True, (("button", "Check the upload"),)),
+    Screen("import report", "/account/import", True, (("button", "Import now"),),
+           then=_check_the_later_export),
     Screen("history", "/history", True, (("button", "Show"),)),
     Screen("history with a bad date", "/history?start=2026-13-40&q=water", True,
            (("button", "Show"),)),

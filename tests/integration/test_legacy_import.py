@@ -234,7 +234,8 @@ def test_broken_folder_is_refused_line_by_line_and_nothing_is_written(engine, tm
         "task_instances.csv:4: created_at: 'yesterday' is not a time like 2025-11-21 14:03",
         "task_instances.csv:5: actual: actual_relief is 250, outside 0–100",
         "task_instances.csv:6: instance_id: i1766000004 appears twice in the file",
-        "task_instances.csv:7: status: 'sleeping' is not one of active, completed, cancelled",
+        "task_instances.csv:7: status: 'sleeping' is not one of active, completed, cancelled, "
+        "draft, initialized",
         "task_instances.csv:8: initialized_at: the row ends after 5 cells; the required "
         "columns from here on are missing",
     ]

@@ -66,7 +66,9 @@ def imported(
     return text_, attempts_of(engine, user)
 
 
-@pytest.mark.parametrize("name", ["v4-basic", "v1-early", "clean-header", "broken", "quirks"])
+@pytest.mark.parametrize(
+    "name", ["v4-basic", "v1-early", "clean-header", "broken", "quirks", "late-export"]
+)
 @pytest.mark.parametrize(
     "options",
     [{}, {"dry_run": True}, {"skip_invalid": True}],

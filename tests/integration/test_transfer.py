@@ -114,3 +114,18 @@ def test_another_person_cannot_confirm_someone_elses_upload(
     response = other_browser.post("/account/import/confirm")
     assert response.status_code == 400
     assert _count(app, "attempts") == 0
+
+
+def test_the_later_export_is_imported_and_the_report_names_what_waits_for_a_home(
+    browser, app, fixtures_present
+):
+    page = _upload(browser, _zip_folder(FIXTURES / "late-export")).get_data(as_text=True)
+    assert "What an import would do" in page
+    assert "Read but not imported yet" in page
+    assert "jobs.csv: 2 row(s)" in page and "task_type" in page
+    assert "not files of the old app" not in page
+    assert _count(app, "notes") == 0  # the dry run changed nothing
+    done = browser.post("/account/import/confirm").get_data(as_text=True)
+    assert "Import done" in done
+    assert _count(app, "notes") == 7  # notes.csv's 5 and a task's 2 running notes
+    assert _count(app, "attempts") == 41

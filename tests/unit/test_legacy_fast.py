@@ -220,3 +220,37 @@ def test_values_orjson_reads_differently_take_the_precise_path(key, value):
         assert row.values["notes"] == str(value)
     if key == "extra":
         assert row.extra == value
+
+
+def test_a_due_date_takes_the_fast_path_and_later_details_the_precise_one():
+    header = [*V4, "due_at"]
+    base = {
+        "instance_id": "i1",
+        "task_id": "t1",
+        "task_name": "Gym",
+        "created_at": "2026-03-03 09:00",
+        "predicted": json.dumps({"expected_relief": 40}),
+        "actual": "{}",
+        "is_completed": "False",
+        "is_deleted": "False",
+        "status": "active",
+        "due_at": "2026-03-04 23:59",
+    }
+    tz = ZoneInfo("America/Chicago")
+    assert check_agrees(header, [base.get(name, "") for name in header], tz)
+    # A date alone, the later statuses and the later keys of `actual`: the precise path.
+    for change in (
+        {"due_at": "2026-03-04"},
+        {"status": "draft"},
+        {"status": "initialized"},
+        {"actual": json.dumps({"paused": True, "pause_reason": "call"})},
+        {"predicted": json.dumps({"emotion_values": {"Dread": 40}})},
+    ):
+        assert not check_agrees(header, [{**base, **change}.get(n, "") for n in header], tz)
+    row = parse_instance(
+        Header.from_cells(header),
+        [{**base, "due_at": "2026-03-04"}.get(n, "") for n in header],
+        2,
+        tz,
+    )
+    assert row.values["due_at"] == dt.datetime(2026, 3, 5, 5, 59, tzinfo=dt.timezone.utc)
