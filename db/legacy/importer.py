@@ -51,6 +51,14 @@ from db.legacy.backup import back_up
 from db.legacy.backup import default_backup_base
 from db.legacy.cells import CellError
 from db.legacy.cells import guard_row
+from db.legacy.groups import JOB_COLUMNS_NOT_IMPORTED
+from db.legacy.groups import JOB_HEADER
+from db.legacy.groups import JOB_TASKS
+from db.legacy.groups import JOBS
+from db.legacy.groups import Jobs
+from db.legacy.groups import import_groups
+from db.legacy.groups import read_job_tasks
+from db.legacy.groups import read_jobs
 from db.legacy.late import PENDING_ATTEMPT_KEYS
 from db.legacy.late import PENDING_FILES
 from db.legacy.late import PENDING_TASK_COLUMNS
@@ -112,6 +120,9 @@ FILE_STEPS = {
     INSTANCES: "import_instances",
     LOGS: "import_logs",
     NOTES: "import_notes",
+    # Jobs become task groups (with job_task_mapping.csv, read in the same step).
+    JOBS: "import_jobs",
+    JOB_TASKS: "import_job_tasks",
 }
 IMPORTED_FILES = tuple(FILE_STEPS)
 # The columns each file's step reads; the report names the others, and why.
@@ -121,6 +132,8 @@ COLUMNS_READ = {
     INSTANCES: INSTANCE_COLUMNS,
     LOGS: LOG_COLUMNS,
     NOTES: NOTE_COLUMNS,
+    JOBS: tuple(c for c in JOB_HEADER if c not in JOB_COLUMNS_NOT_IMPORTED),
+    JOB_TASKS: ("job_id", "task_id"),
 }
 # task_instances.csv from this size on is sorted in a worker process (about 20,000 rows;
 # starting the process takes a moment, which smaller files would not win back).
@@ -474,6 +487,8 @@ class _Run:
             return task_header_problem(header)
         if filename == LOGS:
             return log_header_problem(header)
+        if filename in (JOBS, JOB_TASKS):
+            return None  # never fails the import: read_jobs names each row it can't use
         required = {INSTANCES: INSTANCE_REQUIRED, NOTES: NOTE_REQUIRED}.get(
             filename, EMOTION_REQUIRED
         )
@@ -812,6 +827,35 @@ class _Run:
             f"{TASKS}: {len(new)} running note(s) of tasks became notes ({on_attempts} on the "
             f"attempt open at the time); {len(self.task_notes) - len(new)} were there already."
         )
+
+    def _rows(self, filename: str) -> Iterator[dict[str, str]]:
+        """A file's rows by column name (its header checked and its columns reported)."""
+        for header, record in self._records(filename):
+            yield dict(zip(header.names, record.cells, strict=False))
+
+    def import_jobs(self) -> None:
+        """The old app's jobs become the person's task groups, and job_task_mapping.csv
+        (read here too, after the tasks) puts the tasks in them. A job or pair that can't
+        be used is named in the report; it never fails the import."""
+        jobs = read_jobs(self._rows(JOBS))
+        if (self.source / JOB_TASKS).is_file():
+            jobs = read_job_tasks(self._rows(JOB_TASKS), jobs)
+        self.report.counts(JOBS)
+        if not self.writing:
+            self.report.notes += jobs.problems
+            return
+        done = import_groups(self.conn, self.user_id, jobs)
+        self.report.notes += done.problems
+        self.report.counts(JOBS).created += done.groups_added
+        self.report.counts(JOBS).skipped += done.groups_matched
+        if (self.source / JOB_TASKS).is_file():
+            self.report.counts(JOB_TASKS).created += done.tasks_added
+
+    def import_job_tasks(self) -> None:
+        """Read with jobs.csv (:meth:`import_jobs`); without it no pair has a job."""
+        if not (self.source / JOBS).is_file():
+            jobs = read_job_tasks(self._rows(JOB_TASKS), Jobs())
+            self.report.notes += jobs.problems
 
     def read_pending(self, filename: str) -> None:
         """A file of the old app with no home yet: counted and named, never refused."""

@@ -22,14 +22,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
 
+from db.legacy.groups import JOB_COLUMNS_NOT_IMPORTED
 from db.legacy.reader import CsvFile
 from db.legacy.reader import FileUnreadable
 
 # Files read (their rows counted) but not imported yet: what they hold.
-PENDING_FILES: dict[str, str] = {
-    "jobs.csv": "the old app's jobs (groups of tasks)",
-    "job_task_mapping.csv": "which tasks belong to which job",
-}
+PENDING_FILES: dict[str, str] = {}
 # Files of features the web version does not have (listed as skipped).
 UNSUPPORTED_FILES = (
     "user_preferences.csv",
@@ -91,6 +89,8 @@ NOT_IMPORTED_COLUMNS: dict[str, dict[str, str]] = {
     },
     "emotions.csv": {"user_id": _OWNER},
     "notes.csv": {"user_id": _OWNER, "note_id": "the web app numbers notes itself"},
+    "jobs.csv": JOB_COLUMNS_NOT_IMPORTED,
+    "job_task_mapping.csv": {"created_at": "a task is in a group or not: no date is kept"},
 }
 
 

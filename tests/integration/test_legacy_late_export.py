@@ -74,8 +74,20 @@ def test_the_later_export_is_imported_and_what_has_no_home_yet_is_named(engine, 
         "user_preferences.csv",
     ]
     pending = "\n".join(report.pending)
-    assert "jobs.csv: 2 row(s)" in pending
-    assert "job_task_mapping.csv: 6 row(s)" in pending
+    # The jobs are the person's task groups now, with their tasks.
+    assert "jobs.csv" not in pending and "job_task_mapping.csv" not in pending
+    assert report.files["jobs.csv"].created == 2
+    assert report.files["job_task_mapping.csv"].created == 6
+    with engine.connect() as conn:
+        groups = conn.execute(
+            text(
+                "SELECT g.name, count(m.task_id) FROM task_groups g"
+                " LEFT JOIN task_group_tasks m ON m.group_id = g.id"
+                " WHERE g.user_id = :user GROUP BY g.name ORDER BY g.name"
+            ),
+            {"user": user},
+        ).all()
+    assert len(groups) == 2 and sum(count for _name, count in groups) == 6
     for column in ("task_type", "default_initial_aversion"):
         assert f"tasks.csv: {column} (" in pending
     # The routine columns have their home: the task's schedule.
@@ -250,13 +262,15 @@ def test_a_note_with_a_repeated_id_or_too_long_is_refused_with_its_line(engine, 
     ]
 
 
-def test_a_file_with_no_home_yet_never_makes_the_import_fail(engine, tmp_path):
+def test_an_unreadable_jobs_file_is_named_and_refuses_a_strict_import_only(engine, tmp_path):
     folder = _late_folder(tmp_path)
     (folder / "jobs.csv").write_bytes(b"job_id,name\nj1,Caf\xe9\n")
     user = make_user(engine, timezone=CHICAGO)
-    report = import_legacy_folder(engine, folder, user_id=user)
-    assert report.status == "imported"
-    assert any(p.startswith("jobs.csv:") and "unreadable" in p for p in report.pending)
+    strict = import_legacy_folder(engine, folder, user_id=user)
+    assert strict.status == "refused"
+    assert any(p.startswith("jobs.csv:") for p in strict.problems)
+    partial = import_legacy_folder(engine, folder, user_id=user, skip_invalid=True)
+    assert partial.status == "imported" and partial.files["tasks.csv"].created > 0
 
 
 def test_import_export_import_round_trips_the_later_export(engine, tmp_path):
