@@ -79,6 +79,8 @@ from db.legacy.rows import ATTEMPT_VALUE_COLUMNS
 from db.legacy.rows import EMOTION_REQUIRED
 from db.legacy.rows import INSTANCE_COLUMNS
 from db.legacy.rows import INSTANCE_REQUIRED
+from db.legacy.rows import INTENSITIES_AFTER
+from db.legacy.rows import INTENSITIES_BEFORE
 from db.legacy.rows import LOG_COLUMNS
 from db.legacy.rows import NOTE_COLUMNS
 from db.legacy.rows import NOTE_REQUIRED
@@ -231,6 +233,29 @@ JOIN emotions e ON e.user_id = :user_id AND lower(e.name) = lower(n.name)
 WHERE cardinality(s.{column}) > 0
 ON CONFLICT DO NOTHING
 """
+
+
+# The intensities the rows carried (db.legacy.rows: name → 0–100), kept in the attempts'
+# data while they were written, onto their attempt emotions; then out of the data: the
+# attempt emotions hold them. Both ways of writing attempts (COPY, or staged) end here.
+_INTENSITIES_SQL = text(
+    """
+    UPDATE attempt_emotions ae SET intensity = v.value::smallint
+    FROM attempts a
+    CROSS JOIN LATERAL jsonb_each_text(a.extra -> CAST(:key AS text)) AS v(name, value)
+    JOIN emotions e ON e.user_id = :user_id AND lower(e.name) = lower(v.name)
+    WHERE a.user_id = :user_id AND a.extra ? CAST(:key AS text)
+      AND ae.user_id = :user_id AND ae.attempt_id = a.id AND ae.emotion_id = e.id
+      AND ae.phase = :phase
+    """
+)
+_DROP_INTENSITIES_SQL = text(
+    f"""
+    UPDATE attempts SET extra = extra - '{INTENSITIES_BEFORE}' - '{INTENSITIES_AFTER}'
+    WHERE user_id = :user_id
+      AND (extra ? '{INTENSITIES_BEFORE}' OR extra ? '{INTENSITIES_AFTER}')
+    """
+)
 
 
 @dataclass
@@ -965,7 +990,13 @@ class _Run:
             self.report.notes.append(f"{created} emotion(s) created from attempts.")
 
     def finish(self) -> None:
-        """Date stand-in tasks by their first attempt rather than by the import."""
+        """Intensities onto the attempt emotions; stand-in tasks dated by their first
+        attempt rather than by the import."""
+        if self.writing:
+            params = {"user_id": self.user_id}
+            for phase, key in (("before", INTENSITIES_BEFORE), ("after", INTENSITIES_AFTER)):
+                self.conn.execute(_INTENSITIES_SQL, {**params, "phase": phase, "key": key})
+            self.conn.execute(_DROP_INTENSITIES_SQL, params)
         if not self.placeholder_ids:
             return
         self.conn.execute(

@@ -46,9 +46,7 @@ PENDING_TASK_COLUMNS: dict[str, str] = {
 # Cells that say "nothing set" in a pending column: such a column has nothing to lose.
 _UNSET: dict[str, frozenset[str]] = {}
 # Attempt JSON keys read but not imported yet: key → what it holds.
-PENDING_ATTEMPT_KEYS: dict[str, str] = {
-    "emotion_values": "emotion intensities before and after (kept in the attempt's data)",
-}
+PENDING_ATTEMPT_KEYS: dict[str, str] = {}
 
 # Columns not imported by design, per file: column → why.
 _OWNER = "the rows belong to the importing person"

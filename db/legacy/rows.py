@@ -33,6 +33,7 @@ from db.legacy.cells import parse_timestamp
 from db.legacy.cells import scale_value
 from db.legacy.cells import shorten
 from db.legacy.cells import text_value
+from db.legacy.groups import felt_emotions
 from db.legacy.late import PENDING_ATTEMPT_KEYS
 from db.legacy.reader import Header
 from db.legacy.routines import COLUMNS as ROUTINE_COLUMNS
@@ -619,6 +620,23 @@ def _late(
     return extra, paused, tuple(pending)
 
 
+# Where an attempt row carries its emotions' intensities (name → 0–100) until the import
+# has made its attempt emotions (db.legacy.importer applies them, then drops these keys).
+INTENSITIES_BEFORE = "emotion_values_before"
+INTENSITIES_AFTER = "emotion_values_after"
+
+
+def _felt(details: dict[str, Any], names: list[str]) -> tuple[list[str], dict[str, int]]:
+    """A phase's emotion names with those only ``emotion_values`` names (the later export
+    keeps some there alone), and their intensities."""
+    felt = felt_emotions(details)
+    known = {name.lower() for name in names}
+    more = [name for name in felt if name.lower() not in known]
+    if more:
+        names = [*names, *_emotion_names(more, "emotion_values")]
+    return names, {name: value for name, value in felt.items() if value is not None}
+
+
 def _iso(value: Any, key: str) -> dt.datetime:
     if isinstance(value, str):
         try:
@@ -640,6 +658,7 @@ PREDICTED_KEYS_READ = frozenset(
         "emotions",
         "physical_context",
         "description",
+        "emotion_values",
         *PENDING_ATTEMPT_KEYS,
     }
 )
@@ -665,6 +684,7 @@ ACTUAL_KEYS_READ = frozenset(
         "postpone_reason",
         "postponed_at",
         "postponed_until",
+        "emotion_values",
         *PENDING_ATTEMPT_KEYS,
     }
 )
@@ -787,6 +807,16 @@ def parse_instance(header: Header, cells: list[str], line: int, tz: ZoneInfo) ->
         raise
     if late_extra:
         extra = {**late_extra, **extra}
+    try:
+        before, felt = _felt(predicted, before)
+        if felt:
+            extra = {**extra, INTENSITIES_BEFORE: felt}
+        after, felt = _felt(actual, after)
+        if felt:
+            extra = {**extra, INTENSITIES_AFTER: felt}
+    except CellError as exc:
+        exc.column = exc.column or column
+        raise
     values["started_at"] = started
     values["completed_at"] = None
     values["cancelled_at"] = None

@@ -93,7 +93,19 @@ def test_the_later_export_is_imported_and_what_has_no_home_yet_is_named(engine, 
     # The routine columns have their home: the task's schedule.
     assert "routine" not in pending
     assert not [n for n in report.notes if "routine" in n]
-    assert "task_instances.csv: emotion_values" in pending
+    # The emotions' intensities are the attempt emotions' now, out of the attempts' data.
+    assert "emotion_values" not in pending
+    with engine.connect() as conn:
+        felt, left_in_data = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM attempt_emotions"
+                "        WHERE user_id = :user AND intensity IS NOT NULL),"
+                " (SELECT count(*) FROM attempts WHERE user_id = :user"
+                "        AND (extra ? 'emotion_values_before' OR extra ? 'emotion_values_after'))"
+            ),
+            {"user": user},
+        ).one()
+    assert felt > 0 and left_in_data == 0
     text_report = report.render_text()
     assert "Read but not imported yet:" in text_report
     assert "not a file of the old app" not in text_report
@@ -180,12 +192,18 @@ def test_attempts_get_due_dates_statuses_categories_pauses_and_postponements(eng
     over = attempts["i1771812022"]
     assert over["completion_percent"] == 130
     assert over["notes"].startswith("Good session.")
-    # Intensities have no home yet: kept with the attempt, named in the report.
-    assert attempts["i1771286409"]["extra"]["emotion_values_before"] == {
-        "Restless": 39,
-        "Overwhelmed": 78,
-        "Hopeful": 86,
-    }
+    # Each emotion's intensity is its attempt emotion's.
+    with engine.connect() as conn:
+        felt = conn.execute(
+            text(
+                "SELECT e.name, ae.intensity FROM attempt_emotions ae"
+                " JOIN emotions e ON e.id = ae.emotion_id"
+                " JOIN attempts a ON a.id = ae.attempt_id"
+                " WHERE a.user_id = :user AND a.legacy_id = 'i1771286409' AND ae.phase = 'before'"
+            ),
+            {"user": user},
+        ).all()
+    assert dict(felt) == {"Restless": 39, "Overwhelmed": 78, "Hopeful": 86}
     # The attempt of a deleted task sits on an archived stand-in.
     assert sum(a["task_archived"] for a in attempts.values()) >= 1
 
