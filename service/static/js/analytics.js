@@ -13,11 +13,43 @@
   // Long day axes: measure a few labels to lay the ticks out, not all (up to years of days).
   const dayAxis = { ticks: { maxTicksLimit: 8, sampleSize: 8, maxRotation: 0 } };
 
+  // The charts a person sees first are drawn at once; the others one at a time after the
+  // first screen has been painted (each a task of its own, so the page stays responsive),
+  // or at once when one is scrolled to before its turn.
+  const later = [];
+  function render(canvas, config) {
+    if (canvas.dataset.drawn === "true") return;
+    new Chart(canvas, config);
+    canvas.dataset.drawn = "true";
+  }
   function draw(id, config) {
     const canvas = document.getElementById(id);
     if (!canvas) return;
-    new Chart(canvas, config);
-    canvas.dataset.drawn = "true";
+    if (canvas.getBoundingClientRect().top < window.innerHeight) render(canvas, config);
+    else later.push([canvas, config]);
+  }
+  function drawLater() {
+    if (!later.length) return;
+    const watch = "IntersectionObserver" in window
+      ? new IntersectionObserver((entries) => {
+        for (const entry of entries) {
+          if (!entry.isIntersecting) continue;
+          const found = later.find(([canvas]) => canvas === entry.target);
+          if (found) render(found[0], found[1]);
+        }
+      })
+      : null;
+    if (watch) later.forEach(([canvas]) => watch.observe(canvas));
+    const next = () => {
+      const item = later.shift();
+      if (!item) {
+        if (watch) watch.disconnect();
+        return;
+      }
+      render(item[0], item[1]);
+      setTimeout(next, 0);
+    };
+    requestAnimationFrame(() => setTimeout(next, 0));
   }
 
   function scale(title, extra) {
@@ -137,4 +169,6 @@
       scales: { x: scale("Mean intensity", { min: 0, max: 100 }) },
     }),
   });
+
+  drawLater();
 })();
