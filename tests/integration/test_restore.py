@@ -230,7 +230,8 @@ def test_a_dump_from_before_later_migrations_restores_exactly_its_schema(live: L
          f"--dbname={live.name}", str(old_dump)],
         env=live.env, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert clean.returncode != 0 and "fk_page_cache_user_id_users" in clean.stderr
+    # A later table's key to an older one (which one comes first depends on the schema).
+    assert clean.returncode != 0 and "cannot drop constraint" in clean.stderr
     app_pool = live.connect()  # a connection the app left open: it must not block the swap
 
     out = live.restored(old_dump, f"--expect-revision={FIRST}")
