@@ -93,9 +93,22 @@ def mark_failed(remote: Remote, path: str, reason: str) -> None:
     sudo_input(remote, f"cat > {path}/{FAILED_MARK}", first_line[:300] + "\n")
 
 
+# A release being deleted is first renamed to this prefix (one atomic step), so nothing
+# ever sees, plans with or switches to a half-deleted release; the inventory skips such
+# names, and the next clean-up finishes one a lost connection left behind.
+DELETING_PREFIX = ".deleting-"
+
+
 def remove_releases(remote: Remote, paths: list[str]) -> None:
-    if paths:
-        remote.sudo("rm -rf -- " + " ".join(shlex.quote(p) for p in paths))
+    if not paths:
+        return
+    moves = []
+    for path in paths:
+        folder, _, name = path.rstrip("/").rpartition("/")
+        aside = shlex.quote(f"{folder}/{DELETING_PREFIX}{name}")
+        moves.append(f"mv -T -- {shlex.quote(path)} {aside}")
+    folder = shlex.quote(paths[0].rstrip("/").rpartition("/")[0])
+    remote.sudo(" && ".join(moves) + f" && rm -rf -- {folder}/{DELETING_PREFIX}*")
 
 
 def site_domain(remote: Remote) -> str:

@@ -31,7 +31,8 @@ releases = []
 names = sorted(os.listdir(releases_dir)) if os.path.isdir(releases_dir) else []
 for name in names:
     path = os.path.join(releases_dir, name)
-    if not os.path.isdir(path) or os.path.islink(path):
+    # ".deleting-*": a release being deleted (releases.steps.remove_releases).
+    if name.startswith(".") or not os.path.isdir(path) or os.path.islink(path):
         continue
     failed = None
     if os.path.exists(os.path.join(path, failed_mark)):
