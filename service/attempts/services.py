@@ -341,12 +341,18 @@ def _finishable(attempt: Attempt) -> None:
 def complete_attempt(attempt: Attempt, outcome: dict[str, Any]) -> None:
     _finishable(attempt)
     _close_interval(attempt)
-    for name in (*OUTCOME_SCALES, "completion_percent", "notes"):
-        setattr(attempt, name, outcome[name])
-    attempt.minutes_spent = outcome["minutes_spent"]
+    _set_outcome(attempt, outcome)
     attempt.status = "completed"
     attempt.completed_at = utcnow()
     _measure(attempt)
+
+
+OUTCOME_FIELDS = (*OUTCOME_SCALES, "completion_percent", "minutes_spent", "notes")
+
+
+def _set_outcome(attempt: Attempt, outcome: dict[str, Any]) -> None:
+    for name in OUTCOME_FIELDS:
+        setattr(attempt, name, outcome[name])
 
 
 def fix_outcome(attempt: Attempt, outcome: dict[str, Any], completed_at: dt.datetime) -> None:
@@ -359,9 +365,7 @@ def fix_outcome(attempt: Attempt, outcome: dict[str, Any], completed_at: dt.date
         raise AttemptStateError("It can't have been completed in the future.")
     if attempt.initialized_at is not None and completed_at < attempt.initialized_at:
         raise AttemptStateError("It can't have been completed before it was initialized.")
-    for name in (*OUTCOME_SCALES, "completion_percent", "notes"):
-        setattr(attempt, name, outcome[name])
-    attempt.minutes_spent = outcome["minutes_spent"]
+    _set_outcome(attempt, outcome)
     attempt.completed_at = completed_at
     if attempt.started_at is not None and attempt.started_at > completed_at:
         attempt.started_at = completed_at

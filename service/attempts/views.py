@@ -99,6 +99,14 @@ def _prediction_form(
     return form
 
 
+def _outcome(form: OutcomeForm) -> dict[str, Any]:
+    """What the outcome form says, as services.complete_attempt and fix_outcome take it."""
+    outcome = {name: getattr(form, name).data for name in (*OUTCOME_SCALES, "completion_percent")}
+    outcome["minutes_spent"] = float(form.minutes_spent.data or 0)
+    outcome["notes"] = form.notes.data or ""
+    return outcome
+
+
 def _plain_number(value: float | None) -> float | int | None:
     """45.0 → 45 for the form (a float would show as "45.0")."""
     return int(value) if value is not None and value.is_integer() else value
@@ -257,11 +265,7 @@ def complete(attempt_id: int) -> ResponseReturnValue:
     form = OutcomeForm(data=defaults)
     form.emotions.choices = form.intensities.choices = choices
     if form.validate_on_submit():
-        outcome = {
-            name: getattr(form, name).data for name in (*OUTCOME_SCALES, "completion_percent")
-        }
-        outcome["minutes_spent"] = float(form.minutes_spent.data or 0)
-        outcome["notes"] = form.notes.data or ""
+        outcome = _outcome(form)
         try:
             services.complete_attempt(attempt, outcome)
         except services.AttemptStateError as error:
@@ -360,9 +364,7 @@ def fix_outcome(attempt_id: int) -> ResponseReturnValue:
             services.AttemptStateError("Only a completed attempt has an outcome to fix.")
         )
     timezone = auth.user().timezone
-    defaults: dict[str, Any] = {
-        name: getattr(attempt, name) for name in (*OUTCOME_SCALES, "completion_percent", "notes")
-    }
+    defaults: dict[str, Any] = {name: getattr(attempt, name) for name in services.OUTCOME_FIELDS}
     defaults["minutes_spent"] = _plain_number(attempt.minutes_spent)
     defaults["intensities"] = services.emotion_intensities(db, attempt, "after")
     defaults["emotions"] = list(defaults["intensities"])
@@ -372,11 +374,7 @@ def fix_outcome(attempt_id: int) -> ResponseReturnValue:
     form = FixOutcomeForm(data=defaults)
     form.emotions.choices = form.intensities.choices = choices
     if form.validate_on_submit():
-        outcome = {
-            name: getattr(form, name).data for name in (*OUTCOME_SCALES, "completion_percent")
-        }
-        outcome["minutes_spent"] = float(form.minutes_spent.data or 0)
-        outcome["notes"] = form.notes.data or ""
+        outcome = _outcome(form)
         completed_at = local_instant(
             form.completed_date.data, form.completed_time.data, timezone, dt.time()
         )
