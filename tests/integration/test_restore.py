@@ -590,3 +590,23 @@ def test_an_offsite_copy_that_fails_fails_the_backup_but_keeps_the_local_dump(
     dumps = [name for name in populated.files() if name.endswith(".dump")]
     assert len(dumps) == 1
     assert "last-ok" not in populated.files()
+
+
+def test_a_drill_killed_half_way_leaves_a_scratch_database_the_next_drill_replaces(
+    populated: Live, tmp_path: Path
+):
+    """What a drill killed during its restore leaves (its scratch database, half full) does
+    not stop the next one: it starts from a fresh scratch database and drops it after."""
+    populated.nightly()
+    scratch = f"{populated.name}_drill"
+    with populated.connect("postgres", admin=True) as conn:
+        conn.execute(f'CREATE DATABASE "{scratch}"')
+    with populated.connect(scratch, admin=True) as conn:
+        conn.execute("CREATE TABLE users (id int)")  # a restore cut short
+
+    code, entry = _drill(populated, tmp_path, "local")
+
+    assert code == 0 and entry["result"] == "ok"
+    with populated.connect("postgres", admin=True) as conn:
+        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (scratch,)).fetchall()
+    assert left == []
