@@ -188,8 +188,15 @@ class Runner:
         return self.restart()
 
     def restart(self) -> str:
+        """``systemctl restart tas.service``; "" or why it failed, with what the app said."""
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
         result = sh("systemctl reset-failed tas.service 2>/dev/null; systemctl restart tas.service")
-        return "" if result.returncode == 0 else (result.stderr or result.stdout).strip()
+        if result.returncode == 0:
+            return ""
+        said = sh(f"journalctl -u tas.service --since '{since}' -n 12 --no-pager -o cat").stdout
+        return "\n".join(
+            part for part in ((result.stderr or result.stdout).strip(), said.strip()) if part
+        )
 
     # --- health -------------------------------------------------------------------------
 

@@ -740,6 +740,26 @@ class Outcome:
     error: str = ""
 
 
+def _box_story(lab: Lab) -> str:
+    """What the box's app and deploy units said lately: the reason behind a failed case."""
+    said = lab.box.enter(
+        [
+            "journalctl",
+            "-u",
+            "tas.service",
+            "-u",
+            "tas-run-*",
+            "-n",
+            "60",
+            "--no-pager",
+            "-o",
+            "short-precise",
+        ],
+        check=False,
+    )
+    return f"\n--- box journal (tas.service, runs) ---\n{said.stdout[-6000:]}"
+
+
 class Matrix:
     """Each box's cases in order, in a thread per box; the tests wait for their case."""
 
@@ -767,7 +787,7 @@ class Matrix:
             try:
                 outcome.row = play(lab, case, following)
             except BaseException:  # noqa: BLE001 - reported by the case's test
-                outcome.error = traceback.format_exc()
+                outcome.error = traceback.format_exc() + _box_story(lab)
                 lab.say(f"{case.id}: FAILED\n{outcome.error}")
                 recover(lab, case)
             finally:

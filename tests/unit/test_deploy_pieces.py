@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,30 @@ def test_the_gate_gives_up_at_once_on_a_healthy_release_whose_page_keeps_failing
     # A release still starting (nginx's 502, then a page error once) is waited for.
     starting = _ScriptedGate(tmp_path, [(False, 502)] * 6 + [(True, 500), (True, 200)])
     assert starting.gate("1.2.0")["ok"] and starting.asked == 9
+
+
+def test_a_failed_restart_says_what_the_app_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemctl's own message names no cause; the operator gets the app's last words too."""
+    said: list[str] = []
+
+    def sh(command: str, *, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        said.append(command)
+        if "systemctl restart" in command:
+            message = "Job for tas.service failed because the control process exited"
+            return subprocess.CompletedProcess(command, 1, "", message + "\n")
+        if command.startswith("journalctl -u tas.service --since"):
+            return subprocess.CompletedProcess(command, 0, "ModuleNotFoundError: flask\n", "")
+        raise AssertionError(command)
+
+    monkeypatch.setattr(runner, "sh", sh)
+    (tmp_path / "plan.json").write_text(json.dumps({"entry": {}, "run": "t", "log": "/dev/null"}))
+    failure = runner.Runner(tmp_path).restart()
+    assert failure.splitlines() == [
+        "Job for tas.service failed because the control process exited",
+        "ModuleNotFoundError: flask",
+    ]
 
 
 # --- the lock ------------------------------------------------------------------------------
