@@ -202,6 +202,63 @@ def journey(
     post("/signout", "POST /signout", {})
 
 
+def newcomer(
+    app: Any, backend_pids: Callable[[], list[int]], number: int, clients: dict[int, Client]
+) -> None:
+    """A stranger's first visit, as the locustfile's newcomers make it: sign up, make two
+    tasks, then initialize, start and complete a first attempt (each POST followed by the
+    page it redirects to)."""
+    headers = {
+        "X-Forwarded-For": address_for(100_000 + number),
+        "X-Forwarded-Proto": "https",
+        "Referer": "https://localhost/",
+    }
+    client = clients.setdefault(-1 - number, Client(app, backend_pids, headers))
+    token = ""
+
+    def page(path: str, name: str) -> str:
+        nonlocal token
+        status, text = client.request(name, "GET", path)
+        assert status == 200, (name, status)
+        found = CSRF.search(text)
+        if found:
+            token = found.group(1)
+        return text
+
+    def post(path: str, name: str, data: dict[str, str], expect: int = 302) -> None:
+        status, _ = client.request(name, "POST", path, {"csrf_token": token, **data})
+        assert status == expect, (name, status)
+
+    page("/signup", "new: GET /signup")
+    username = f"{PREFIX}n{number:05d}"
+    post("/signup", "new: POST /signup", {"username": username, "timezone": "Europe/Berlin"}, 200)
+    for name in ("Reply to the landlord", "Book the car service"):
+        page("/tasks/new", "new: GET /tasks/new")
+        task = {"name": name, "kind": "one-time", "default_estimate_minutes": "20"}
+        post("/tasks/new", "new: POST /tasks/new", {**task, "description": ""})
+        dashboard = page("/", "new: GET / (after a new task)")
+    task_id = TASK_IDS.findall(dashboard)[0]
+    page(f"/tasks/{task_id}/initialize", "new: GET initialize")
+    scales = {name: "50" for name in PREDICTION_SCALES}
+    post(
+        f"/tasks/{task_id}/initialize",
+        "new: POST initialize",
+        {**scales, "time_estimate_minutes": "25", "physical_context": "Home", "description": ""},
+    )
+    dashboard = page("/", "new: GET / (after init or start)")
+    post(f"/attempts/{STARTABLE.findall(dashboard)[0]}/start", "new: POST start", {})
+    dashboard = page("/", "new: GET / (after init or start)")
+    attempt = COMPLETABLE.findall(dashboard)[0]
+    page(f"/attempts/{attempt}/complete", "new: GET complete")
+    outcome = {name: "60" for name in OUTCOME_SCALES}
+    post(
+        f"/attempts/{attempt}/complete",
+        "new: POST complete",
+        {**outcome, "completion_percent": "100", "minutes_spent": "20", "notes": ""},
+    )
+    page("/", "new: GET / (after complete)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -209,6 +266,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", help="write a cProfile of every request to this file")
     parser.add_argument("--json", help="also write the mix's figures to this file (as JSON)")
+    parser.add_argument(
+        "--newcomers", type=int, default=0, help="also profile this many first visits (sign-ups)"
+    )
     args = parser.parse_args()
 
     secret = secrets.token_hex(16)
@@ -223,7 +283,7 @@ def main() -> int:
             SECRET_KEY=secrets.token_hex(32),
             DATABASE_URL=sa_url,
             PROXY_COUNT="1",
-            MAX_USERS=str(args.users + 10),
+            MAX_USERS=str(args.users + args.newcomers + 10),
             LOG_LEVEL="WARNING",
             DATA_DIR=os.path.join(tempfile.gettempdir(), "tas"),
         )
@@ -244,6 +304,8 @@ def main() -> int:
                 journey(app, backend_pids, number, secret, clients)
                 if round_number == 0 and number == 0:
                     pids.clear()  # the pool has opened its connection by now
+        for number in range(args.newcomers):
+            newcomer(app, backend_pids, number, clients)
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
@@ -271,6 +333,14 @@ def main() -> int:
         f"all {count} requests: app {total_app / count * 1000:.2f} ms,"
         f" PostgreSQL {total_server / count * 1000:.2f} ms per request (means)"
     )
+    first_visit = [k for k in app_cpu if k.startswith("new: ")]
+    if first_visit:
+        per_visit = sum(sum(app_cpu[k]) for k in first_visit) / args.newcomers
+        pg_visit = sum(sum(server_cpu[k]) for k in first_visit) / args.newcomers
+        print(
+            f"a first visit ({args.newcomers} measured): app {per_visit * 1000:.1f} ms,"
+            f" PostgreSQL {pg_visit * 1000:.1f} ms of CPU in all"
+        )
     weight = sum(LOAD_MIX.values())
     mix_app = sum(statistics.median(app_cpu[k]) * w for k, w in LOAD_MIX.items()) / weight
     mix_server = sum(statistics.mean(server_cpu[k]) * w for k, w in LOAD_MIX.items()) / weight
