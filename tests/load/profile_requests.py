@@ -296,7 +296,7 @@ def main() -> int:
             return pids
 
         clients: dict[int, Client] = {}
-        profiler = cProfile.Profile() if args.profile else None
+        profiler = cProfile.Profile(time.process_time) if args.profile else None
         for round_number in range(args.rounds):
             if profiler and round_number == 1:  # the first round warms caches up
                 profiler.enable()
