@@ -99,6 +99,7 @@ class Client:
         self.backend_pids = backend_pids
         self.headers = headers
         self.cookie = ""
+        self.token = ""  # the CSRF token of the last form page seen
         self.app_cpu: dict[str, list[float]] = defaultdict(list)
         self.server_cpu: dict[str, list[float]] = defaultdict(list)
 
@@ -129,6 +130,52 @@ class Client:
                 self.cookie = found.group(1)
         return status, body.decode()
 
+    def page(self, path: str, name: str) -> str:
+        """GET a page that must answer 200; keeps its CSRF token for the next post."""
+        status, text = self.request(name, "GET", path)
+        assert status == 200, (name, status)
+        found = CSRF.search(text)
+        if found:
+            self.token = found.group(1)
+        return text
+
+    def post(self, path: str, name: str, data: dict[str, str], expect: int = 302) -> None:
+        status, _ = self.request(name, "POST", path, {"csrf_token": self.token, **data})
+        assert status == expect, (name, status)
+
+
+def _headers(address: str) -> dict[str, str]:
+    return {
+        "X-Forwarded-For": address,
+        "X-Forwarded-Proto": "https",
+        # Flask-WTF checks the referrer of HTTPS form posts, as browsers send it.
+        "Referer": "https://localhost/",
+    }
+
+
+def attempt_cycle(client: Client, task_id: str, prefix: str, last_dashboard: str) -> None:
+    """Initialize, start and complete an attempt of the task, each POST followed by the
+    dashboard it redirects to; step names start with ``prefix``."""
+    client.page(f"/tasks/{task_id}/initialize", f"{prefix}GET initialize")
+    scales = {name: "50" for name in PREDICTION_SCALES}
+    client.post(
+        f"/tasks/{task_id}/initialize",
+        f"{prefix}POST initialize",
+        {**scales, "time_estimate_minutes": "25", "physical_context": "Home", "description": ""},
+    )
+    dashboard = client.page("/", f"{prefix}GET / (after init or start)")
+    client.post(f"/attempts/{STARTABLE.findall(dashboard)[0]}/start", f"{prefix}POST start", {})
+    dashboard = client.page("/", f"{prefix}GET / (after init or start)")
+    attempt = COMPLETABLE.findall(dashboard)[0]
+    client.page(f"/attempts/{attempt}/complete", f"{prefix}GET complete")
+    outcome = {name: "60" for name in OUTCOME_SCALES}
+    client.post(
+        f"/attempts/{attempt}/complete",
+        f"{prefix}POST complete",
+        {**outcome, "completion_percent": "100", "minutes_spent": "20", "notes": ""},
+    )
+    client.page("/", last_dashboard)
+
 
 def journey(
     app: Any,
@@ -138,57 +185,18 @@ def journey(
     clients: dict[int, Client],
 ) -> None:
     username = load_username(PREFIX, number)
-    headers = {
-        "X-Forwarded-For": address_for(number),
-        "X-Forwarded-Proto": "https",
-        # Flask-WTF checks the referrer of HTTPS form posts, as browsers send it.
-        "Referer": "https://localhost/",
-    }
-    client = clients.setdefault(number, Client(app, backend_pids, headers))
-    token = ""
-
-    def page(path: str, name: str) -> str:
-        nonlocal token
-        status, text = client.request(name, "GET", path)
-        assert status == 200, (name, status)
-        found = CSRF.search(text)
-        if found:
-            token = found.group(1)
-        return text
-
-    def post(path: str, name: str, data: dict[str, str]) -> None:
-        status, _ = client.request(name, "POST", path, {"csrf_token": token, **data})
-        assert status == 302, (name, status)
-
-    page("/signin", "GET /signin")
-    post("/signin", "POST /signin", {"username": username, "key": load_user_key(secret, username)})
-    dashboard = page("/", "GET / (after complete or edit)")  # the last round's edit
-    dashboard = page("/", "GET / (repeated)")
+    client = clients.setdefault(number, Client(app, backend_pids, _headers(address_for(number))))
+    client.page("/signin", "GET /signin")
+    key = load_user_key(secret, username)
+    client.post("/signin", "POST /signin", {"username": username, "key": key})
+    client.page("/", "GET / (after complete or edit)")  # the last round's edit
+    dashboard = client.page("/", "GET / (repeated)")
     task_id = TASK_IDS.findall(dashboard)[0]
-    page(f"/tasks/{task_id}/initialize", "GET initialize")
-    scales = {name: "50" for name in PREDICTION_SCALES}
-    post(
-        f"/tasks/{task_id}/initialize",
-        "POST initialize",
-        {**scales, "time_estimate_minutes": "25", "physical_context": "Home", "description": ""},
-    )
-    dashboard = page("/", "GET / (after init or start)")
-    attempt = STARTABLE.findall(dashboard)[0]
-    post(f"/attempts/{attempt}/start", "POST start", {})
-    dashboard = page("/", "GET / (after init or start)")
-    attempt = COMPLETABLE.findall(dashboard)[0]
-    page(f"/attempts/{attempt}/complete", "GET complete")
-    outcome = {name: "60" for name in OUTCOME_SCALES}
-    post(
-        f"/attempts/{attempt}/complete",
-        "POST complete",
-        {**outcome, "completion_percent": "100", "minutes_spent": "20", "notes": ""},
-    )
-    page("/", "GET / (after complete or edit)")
-    page("/analytics", "GET /analytics (after a write)")
-    page("/analytics", "GET /analytics (repeated)")
-    page(f"/tasks/{task_id}/edit", "GET edit")
-    post(
+    attempt_cycle(client, task_id, "", "GET / (after complete or edit)")
+    client.page("/analytics", "GET /analytics (after a write)")
+    client.page("/analytics", "GET /analytics (repeated)")
+    client.page(f"/tasks/{task_id}/edit", "GET edit")
+    client.post(
         f"/tasks/{task_id}/edit",
         "POST edit",
         {
@@ -198,8 +206,8 @@ def journey(
             "description": f"edited {secrets.token_hex(4)}",
         },
     )
-    page("/account", "GET /account")
-    post("/signout", "POST /signout", {})
+    client.page("/account", "GET /account")
+    client.post("/signout", "POST /signout", {})
 
 
 def newcomer(
@@ -208,55 +216,18 @@ def newcomer(
     """A stranger's first visit, as the locustfile's newcomers make it: sign up, make two
     tasks, then initialize, start and complete a first attempt (each POST followed by the
     page it redirects to)."""
-    headers = {
-        "X-Forwarded-For": address_for(100_000 + number),
-        "X-Forwarded-Proto": "https",
-        "Referer": "https://localhost/",
-    }
+    headers = _headers(address_for(100_000 + number))
     client = clients.setdefault(-1 - number, Client(app, backend_pids, headers))
-    token = ""
-
-    def page(path: str, name: str) -> str:
-        nonlocal token
-        status, text = client.request(name, "GET", path)
-        assert status == 200, (name, status)
-        found = CSRF.search(text)
-        if found:
-            token = found.group(1)
-        return text
-
-    def post(path: str, name: str, data: dict[str, str], expect: int = 302) -> None:
-        status, _ = client.request(name, "POST", path, {"csrf_token": token, **data})
-        assert status == expect, (name, status)
-
-    page("/signup", "new: GET /signup")
+    client.page("/signup", "new: GET /signup")
     username = f"{PREFIX}n{number:05d}"
-    post("/signup", "new: POST /signup", {"username": username, "timezone": "Europe/Berlin"}, 200)
+    signup = {"username": username, "timezone": "Europe/Berlin"}
+    client.post("/signup", "new: POST /signup", signup, expect=200)
     for name in ("Reply to the landlord", "Book the car service"):
-        page("/tasks/new", "new: GET /tasks/new")
+        client.page("/tasks/new", "new: GET /tasks/new")
         task = {"name": name, "kind": "one-time", "default_estimate_minutes": "20"}
-        post("/tasks/new", "new: POST /tasks/new", {**task, "description": ""})
-        dashboard = page("/", "new: GET / (after a new task)")
-    task_id = TASK_IDS.findall(dashboard)[0]
-    page(f"/tasks/{task_id}/initialize", "new: GET initialize")
-    scales = {name: "50" for name in PREDICTION_SCALES}
-    post(
-        f"/tasks/{task_id}/initialize",
-        "new: POST initialize",
-        {**scales, "time_estimate_minutes": "25", "physical_context": "Home", "description": ""},
-    )
-    dashboard = page("/", "new: GET / (after init or start)")
-    post(f"/attempts/{STARTABLE.findall(dashboard)[0]}/start", "new: POST start", {})
-    dashboard = page("/", "new: GET / (after init or start)")
-    attempt = COMPLETABLE.findall(dashboard)[0]
-    page(f"/attempts/{attempt}/complete", "new: GET complete")
-    outcome = {name: "60" for name in OUTCOME_SCALES}
-    post(
-        f"/attempts/{attempt}/complete",
-        "new: POST complete",
-        {**outcome, "completion_percent": "100", "minutes_spent": "20", "notes": ""},
-    )
-    page("/", "new: GET / (after complete)")
+        client.post("/tasks/new", "new: POST /tasks/new", {**task, "description": ""})
+        dashboard = client.page("/", "new: GET / (after a new task)")
+    attempt_cycle(client, TASK_IDS.findall(dashboard)[0], "new: ", "new: GET / (after complete)")
 
 
 def main() -> int:
