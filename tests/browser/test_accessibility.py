@@ -303,6 +303,9 @@ def visit(chromium: Browser, site: Site, watch: Watch) -> Iterator[Callable[...,
         page.goto(screen.path.format(**site.ids))
         if screen.then:
             screen.then(page)
+            # What `then` waited for can show before the new page's stylesheet has loaded
+            # (a form post's answer): measure the page as it is drawn, styled.
+            page.wait_for_load_state("load")
         # Charts draw after load; check the finished page.
         canvases = page.locator("canvas")
         for index in range(canvases.count()):
@@ -392,7 +395,8 @@ def test_analytics_with_a_year_of_data_on_a_phone_lets_the_keyboard_scroll_its_t
 def _widest_elements(page: Page) -> list[str]:
     return page.evaluate(
         """(limit) => [...document.querySelectorAll('body *')]
-            .filter((el) => el.getBoundingClientRect().right > limit)
+            .filter((el) => el.getBoundingClientRect().right > limit
+                            && !el.parentElement.closest('.table-wrap'))
             .slice(0, 5)
             .map((el) => `${el.tagName.toLowerCase()}.${el.className}`
                          + ` (right ${Math.round(el.getBoundingClientRect().right)}px)`)""",
