@@ -1,7 +1,7 @@
 """Capacity through the real front: the step ramp against nginx + TLS + gunicorn, and without.
 
     .venv/bin/python tests/load/bench_front.py --steps 500,1000,1500,2000,2500,3000 \
-        --step-seconds 60 --settle-seconds 20 [--direct] [--processes 2]
+        --step-seconds 60 --settle-seconds 20 [--direct] [--processes 2] [--server-python P]
 
 Runs on one machine, as the issue asks (load generator, nginx, gunicorn and PostgreSQL
 share its cores): a scratch database on the PostgreSQL at ``--server`` (migrated), gunicorn
@@ -70,7 +70,7 @@ def _wait(port: int, what: str, process: subprocess.Popen[bytes], host: str = "1
 
 
 @contextlib.contextmanager
-def gunicorn(database_url: str, workers: int) -> Iterator[int]:
+def gunicorn(database_url: str, workers: int, python: str) -> Iterator[int]:
     port = _free_port()
     env = {
         **os.environ,
@@ -84,7 +84,7 @@ def gunicorn(database_url: str, workers: int) -> Iterator[int]:
     }
     if workers:
         env["GUNICORN_WORKERS"] = str(workers)
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
+    command = [python, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
     command += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "service.wsgi:app"]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
@@ -133,6 +133,12 @@ def nginx(app_port: int, key: str, run: str) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _describe(python: str) -> str:
+    """Which interpreter served the app: its path, version and build."""
+    probe = "import sys; print(sys.executable, sys.version.replace(chr(10), ' '))"
+    return subprocess.run([python, "-c", probe], capture_output=True, text=True).stdout.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -142,6 +148,13 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="gunicorn workers (default: its)")
     parser.add_argument("--direct", action="store_true", help="no nginx: gunicorn directly")
+    parser.add_argument(
+        "--server-python",
+        default=sys.executable,
+        help="the interpreter gunicorn runs under (a venv's python): for the figures a server "
+        "gets, a venv made from the distribution's python3 with requirements/runtime.lock, "
+        "as provisioning makes them (default: this one)",
+    )
     parser.add_argument("--baseline-seconds", type=float, default=15)
     parser.add_argument("--out", default=str(capacity.REPORTS_DIR / "bench"))
     args = parser.parse_args()
@@ -156,7 +169,10 @@ def main() -> int:
     with scratch_database(args.server, keep=False) as url:
         sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
         migrate.upgrade(sa_url)
-        with gunicorn(sa_url, args.workers) as app_port, contextlib.ExitStack() as stack:
+        with (
+            gunicorn(sa_url, args.workers, args.server_python) as app_port,
+            contextlib.ExitStack() as stack,
+        ):
             run = loadtest.new_run_name()  # nginx names it for the key's holders
             if args.direct:
                 base = f"http://127.0.0.1:{app_port}"
@@ -202,6 +218,7 @@ def main() -> int:
             )  # fmt: skip
             report.server = server_figures(samples, snapshots, list(settings.steps))
             report.target["path"] = path
+            report.target["server_python"] = _describe(args.server_python)
             report.target["machine_before"] = before_figures(samples, started)
             capacity.write_report(report, Path(args.out))
     for line in capacity.table(report):
