@@ -14,10 +14,10 @@ from wtforms.validators import AnyOf
 
 from service import auth
 from service import database
+from service import page_cache
 from service.accounts.forms import SelectRenderedOnce
 from service.analytics import queries
 from service.analytics import report
-from service.dashboard import page_cache
 from service.forms import BaseForm
 from service.history.queries import BIGINT_MAX
 

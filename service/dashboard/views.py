@@ -22,9 +22,9 @@ from wtforms.validators import Optional
 from db.models import utcnow
 from service import auth
 from service import database
+from service import page_cache
 from service import recommendations
 from service import routines
-from service.dashboard import page_cache
 from service.dashboard import queries
 from service.forms import BaseForm
 from service.forms import CheckboxListField
