@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from service.analytics import queries
 from service.analytics import stats
-from service.attempts.forms import category_label
+from service.templating import category_label
 
 WINDOWS = (30, 60, 90)
 RANKING_SIZE = 5

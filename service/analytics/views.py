@@ -12,14 +12,14 @@ from flask.typing import ResponseReturnValue
 from wtforms import SelectField
 from wtforms.validators import AnyOf
 
+from db.models import BIGINT_MAX
 from service import auth
 from service import database
 from service import page_cache
-from service.accounts.forms import SelectRenderedOnce
 from service.analytics import queries
 from service.analytics import report
 from service.forms import BaseForm
-from service.history.queries import BIGINT_MAX
+from service.forms import SelectRenderedOnce
 
 bp = Blueprint("analytics", __name__)
 

@@ -19,6 +19,7 @@ from wtforms import DecimalField
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 
+from db.models import BIGINT_MAX
 from db.models import utcnow
 from service import auth
 from service import database
@@ -29,7 +30,6 @@ from service.dashboard import queries
 from service.forms import BaseForm
 from service.forms import CheckboxListField
 from service.groups import services as group_services
-from service.history.queries import BIGINT_MAX
 
 bp = Blueprint("dashboard", __name__)
 

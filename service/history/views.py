@@ -25,12 +25,14 @@ from wtforms.validators import AnyOf
 from wtforms.validators import Length
 from wtforms.validators import Optional
 
+from db.models import BIGINT_MAX
 from db.models import utcnow
 from service import auth
 from service import database
-from service.accounts.forms import SelectRenderedOnce
 from service.forms import BaseForm
+from service.forms import SelectRenderedOnce
 from service.history import queries
+from service.paging import Cursor
 
 bp = Blueprint("history", __name__)
 
@@ -68,12 +70,12 @@ def _plausible_day(_form: Any, field: DayField) -> None:
 
 
 def _task_id(_form: Any, field: SelectField) -> None:
-    if not (field.data.isdigit() and int(field.data) <= queries.BIGINT_MAX):
+    if not (field.data.isdigit() and int(field.data) <= BIGINT_MAX):
         raise ValidationError(TASK_MESSAGE)
 
 
 def _group_id(_form: Any, field: SelectField) -> None:
-    if not (field.data.isdigit() and int(field.data) <= queries.BIGINT_MAX):
+    if not (field.data.isdigit() and int(field.data) <= BIGINT_MAX):
         raise ValidationError(GROUP_MESSAGE)
 
 
@@ -159,13 +161,13 @@ class HistoryForm(BaseForm):
         }
 
 
-def _cursor() -> tuple[queries.Cursor | None, str, bool]:
+def _cursor() -> tuple[Cursor | None, str, bool]:
     """The page asked for: its cursor, ``older``/``newer`` than it, and whether the link
     was usable."""
     for direction, name in (("older", "before"), ("newer", "after")):
         text = request.args.get(name)
         if text is not None:
-            cursor = queries.Cursor.parse(text)
+            cursor = Cursor.parse(text)
             return cursor, direction if cursor else "first", cursor is not None
     return None, "first", True
 
@@ -191,11 +193,11 @@ def index() -> ResponseReturnValue:
     links = {}
     if page.attempts and page.has_older:
         last = page.attempts[-1]
-        before = queries.Cursor(last.initialized_at, last.id).text()
+        before = Cursor(last.initialized_at, last.id).text()
         links["older"] = url_for("history.index", **kept, before=before)
     if page.attempts and page.has_newer:
         first = page.attempts[0]
-        after = queries.Cursor(first.initialized_at, first.id).text()
+        after = Cursor(first.initialized_at, first.id).text()
         links["newer"] = url_for("history.index", **kept, after=after)
     if direction != "first":
         links["newest"] = url_for("history.index", **kept)
