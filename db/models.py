@@ -39,6 +39,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# The largest PostgreSQL BIGINT: an id or number past it is no row of ours.
+BIGINT_MAX = 2**63 - 1
+
 TASK_KINDS = ("one-time", "recurring", "routine", "project")
 # Why an attempt was cancelled: the old app's categories (its keys, our labels).
 CANCEL_CATEGORIES = {

@@ -39,6 +39,7 @@ from db.models import User
 from db.models import UserSession
 from db.models import utcnow
 from service import database
+from service import page_cache
 
 SESSION_LIFETIME = dt.timedelta(days=365)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -141,17 +142,12 @@ def prune_expired_sessions(engine: Engine, batch: int = 1000) -> int:
             return deleted
 
 
-# The person, and in the same statement this page's cached row if it was computed at the
-# person's current data version, or at their current history version (a dashboard whose
-# open attempts alone are out of date). See service.dashboard.page_cache.
-_LOAD_USER = """
-SELECT u.id, u.username, u.timezone, u.preferences, u.data_version, u.history_version,
-       p.key, p.body, p.data_version = u.data_version
+# The person, and in the same statement this page's cached row (see service.page_cache).
+_LOAD_USER = f"""
+SELECT u.id, u.username, u.timezone, u.preferences, {page_cache.LOOKUP_COLUMNS}
 FROM user_sessions s
 JOIN users u ON u.id = s.user_id
-LEFT JOIN page_cache p
-  ON p.user_id = u.id AND p.page = %(page)s
-  AND (p.data_version = u.data_version OR p.history_version = u.history_version)
+{page_cache.LOOKUP_JOIN}
 WHERE s.token_hash = %(token_hash)s AND s.expires_at > now()
 """
 
@@ -161,17 +157,12 @@ def _load_user() -> None:
     token = session.get("sid")
     if not token or request.endpoint in (None, "static", "health.healthz", "health.live"):
         return
-    row = (
-        database.session()
-        .connection()
-        .exec_driver_sql(_LOAD_USER, {"page": request.endpoint, "token_hash": token_hash(token)})
-        .fetchone()
-    )
+    parameters = {**page_cache.lookup_parameters(), "token_hash": token_hash(token)}
+    row = database.session().connection().exec_driver_sql(_LOAD_USER, parameters).fetchone()
     if row is None:
         return
-    g.user = CurrentUser(*row[:5])
-    g.page_cache_version = (row[4], row[5])
-    g.page_cache = (row[6], row[7], row[8]) if row[6] is not None else None
+    versions = page_cache.found(row[4:])
+    g.user = CurrentUser(row[0], row[1], row[2], row[3], versions.data)
 
 
 def login_required(view: F) -> F:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from decimal import Decimal
 from typing import Any
 
@@ -18,17 +19,21 @@ from wtforms import IntegerRangeField
 from wtforms import SelectMultipleField
 from wtforms import StringField
 from wtforms import widgets
+from wtforms.validators import DataRequired
 from wtforms.validators import InputRequired
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
+from wtforms.validators import Optional
 from wtforms.validators import StopValidation
 from wtforms.validators import ValidationError
+from wtforms.widgets import Select
 from wtforms.widgets.core import clean_key
 
 from db.models import EMOTION_NAME_MAX
 
 NUL_MESSAGE = "This contains a character that isn't allowed (NUL)."
 NUMBER_MESSAGE = "Enter an ordinary number."
+MAX_MINUTES = 100_000
 
 
 def _no_nul(data: Any) -> bool:
@@ -167,6 +172,52 @@ def scale_field(label: str, high: int = 100, **kwargs: Any) -> IntegerRangeField
         default=50,
         **kwargs,
     )
+
+
+def minutes_field(label: str, required: bool = False) -> DecimalField:
+    return DecimalField(
+        label,
+        places=None,
+        validators=[
+            DataRequired("Enter a number of minutes.") if required else Optional(),
+            NumberRange(0, MAX_MINUTES, f"Enter minutes from 0 to {MAX_MINUTES:,}."),
+        ],
+        render_kw={"inputmode": "decimal"},
+    )
+
+
+class SelectRenderedOnce(Select):
+    """A ``<select>`` rendered once per distinct field state and kept (per process).
+
+    WTForms builds each ``<option>`` through ``html_params`` and ``Markup.format``: for
+    the ~600 time zones that was nearly all of the account page's CPU (~20 ms). The HTML
+    only depends on what the key holds (choices, selection, attributes), so it is safe to
+    share between requests and people. Fields with unhashable state render as usual.
+    """
+
+    KEEP = 256  # distinct renderings (a time-zone select is ~30 KB)
+    _rendered: dict[Hashable, Markup] = {}
+
+    def __call__(self, field: Field, **kwargs: Any) -> Markup:
+        key = (
+            type(field),
+            field.id,
+            field.name,
+            field.data,
+            tuple(getattr(field, "choices", None) or ()),
+            tuple(sorted(kwargs.items())),
+            bool(getattr(field.flags, "required", False)),
+        )
+        try:
+            html = self._rendered.get(key)
+        except TypeError:  # something unhashable (a list of selected values, say)
+            return super().__call__(field, **kwargs)
+        if html is None:
+            html = super().__call__(field, **kwargs)
+            if len(self._rendered) >= self.KEEP:
+                self._rendered.pop(next(iter(self._rendered)), None)  # the oldest
+            self._rendered[key] = html
+        return html
 
 
 class CheckboxListField(SelectMultipleField):

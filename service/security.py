@@ -12,11 +12,12 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from db.models import BIGINT_MAX
+
 # Checks the token of every POST before any view runs, so one-button views need no form.
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
-BIGINT_MAX = 2**63 - 1
 
 # Sign-up, sign-in and sign-in-key attempts: enough for a person, too few for guessing.
 AUTH_LIMITS = "10 per minute; 60 per hour"

@@ -13,6 +13,7 @@ from flask import redirect
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
+from db.models import CANCEL_CATEGORIES
 from service import auth
 
 
@@ -51,6 +52,14 @@ def _format_minutes(value: float) -> str:
     return minutes(value)
 
 
+def category_label(key: str | None) -> str:
+    """A cancellation category for people: its label, else the key in words (a category of
+    the old app's own, imported), or "No category" for cancellations made without one."""
+    if not key:
+        return "No category"
+    return CANCEL_CATEGORIES.get(key) or key.replace("_", " ").strip().capitalize()
+
+
 def _static_fingerprint(app: Flask, filename: str) -> str:
     """A short hash of a static file's content, computed once per process.
 
@@ -83,3 +92,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(minutes, "minutes")
     app.add_template_filter(trend_text, "trend_text")
+    app.add_template_filter(category_label, "cancel_category")

@@ -9,7 +9,7 @@
    completed attempts read once (a CTE).
 
 Three, not four, so that a page whose figures weren't cached stays within five statements
-with the session lookup and the cache write (see :mod:`service.dashboard.page_cache`).
+with the session lookup and the cache write (see :mod:`service.page_cache`).
 
 Everything is aggregated in PostgreSQL except the correlation, whose pairs come back
 raw (two floats per completed attempt) for :mod:`service.analytics.stats`.

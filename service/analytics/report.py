@@ -4,7 +4,7 @@ Everything here is plain Python over small aggregated rows (at most a few hundre
 chart) except the correlation pairs, which are one pair per completed attempt.
 
 The page's figures are plain JSON data (days as ISO dates, the charts' data already
-serialized), so that they can be cached as they are (:mod:`service.dashboard.page_cache`).
+serialized), so that they can be cached as they are (:mod:`service.page_cache`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from service.analytics import queries
 from service.analytics import stats
-from service.attempts.forms import category_label
+from service.templating import category_label
 
 WINDOWS = (30, 60, 90)
 RANKING_SIZE = 5

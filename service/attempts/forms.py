@@ -24,9 +24,9 @@ from db.models import NOTES_MAX
 from service.forms import BaseForm
 from service.forms import IntensitiesField
 from service.forms import emotion_checklist
+from service.forms import minutes_field
 from service.forms import new_emotions_field
 from service.forms import scale_field
-from service.tasks.forms import minutes_field
 
 PHYSICAL_CONTEXTS = ("Home", "Work", "Gym", "Outdoors", "Errands")
 REASON_MAX = 1000
@@ -177,14 +177,6 @@ class FixOutcomeForm(OutcomeForm):
         format=["%H:%M", "%H:%M:%S"],
         validators=[InputRequired("Say at what time it was completed.")],
     )
-
-
-def category_label(key: str | None) -> str:
-    """A cancellation category for people: its label, else the key in words (a category of
-    the old app's own, imported), or "No category" for cancellations made without one."""
-    if not key:
-        return "No category"
-    return CANCEL_CATEGORIES.get(key) or key.replace("_", " ").strip().capitalize()
 
 
 class CancelForm(BaseForm):

@@ -24,6 +24,7 @@ from db.models import Attempt
 from db.models import AttemptEmotion
 from db.models import Task
 from db.models import utcnow
+from service.elapsed import minutes_so_far
 from service.emotions.services import choices_column
 
 OPEN_STATUSES = ("initialized", "started", "paused")
@@ -298,19 +299,6 @@ def start_attempt(db: Session, attempt: Attempt, task_name: str) -> None:
     except IntegrityError as exc:  # a second tab started another one at the same moment
         db.rollback()
         raise AttemptStateError("Another task is running: pause or finish it first.") from exc
-
-
-def minutes_so_far(
-    status: str,
-    resumed_at: dt.datetime | None,
-    minutes_spent: float,
-    now: dt.datetime | None = None,
-) -> float:
-    """Time spent: the sum of the started intervals, including the running one."""
-    running = 0.0
-    if status == "started" and resumed_at is not None:
-        running = ((now or utcnow()) - resumed_at).total_seconds() / 60
-    return minutes_spent + max(running, 0.0)
 
 
 def elapsed_minutes(attempt: Attempt) -> float:

@@ -27,7 +27,6 @@ from service.attempts.forms import OutcomeForm
 from service.attempts.forms import PauseForm
 from service.attempts.forms import PostponeForm
 from service.attempts.forms import PredictionForm
-from service.attempts.forms import category_label
 from service.attempts.forms import local_day_and_time
 from service.attempts.forms import local_instant
 from service.emotions.services import chosen_emotion_ids
@@ -38,7 +37,6 @@ from service.forms import render_form
 from service.tasks.services import get_task_or_404
 
 bp = Blueprint("attempts", __name__)
-bp.add_app_template_filter(category_label, "cancel_category")
 
 
 def _owned_attempt(attempt_id: int) -> tuple[Attempt, Task]:

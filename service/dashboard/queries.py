@@ -3,7 +3,7 @@
 Besides loading the session, the page runs exactly three statements: active tasks with
 their per-task means (tasks list, quick start, recommendations), open + recent attempts,
 and the daily totals of the last 90 days. It runs them only when its cached page is out of
-date (see :mod:`service.dashboard.page_cache`), and then stores the new page; when only its
+date (see :mod:`service.page_cache`), and then stores the new page; when only its
 open attempts are out of date, it runs the one statement that reads them.
 """
 

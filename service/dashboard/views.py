@@ -15,35 +15,19 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
-from wtforms import DecimalField
-from wtforms.validators import NumberRange
-from wtforms.validators import Optional
 
+from db.models import BIGINT_MAX
 from db.models import utcnow
 from service import auth
 from service import database
+from service import page_cache
 from service import recommendations
 from service import routines
-from service.dashboard import page_cache
 from service.dashboard import queries
-from service.forms import BaseForm
-from service.forms import CheckboxListField
+from service.dashboard.forms import RecommendationForm
 from service.groups import services as group_services
-from service.history.queries import BIGINT_MAX
 
 bp = Blueprint("dashboard", __name__)
-
-
-class RecommendationForm(BaseForm):
-    measures = CheckboxListField(
-        "What matters to you now",
-        choices=[(key, label) for key, (label, _) in recommendations.MEASURES.items()],
-    )
-    max_minutes = DecimalField(
-        "Longest I have time for (minutes)",
-        places=None,
-        validators=[Optional(), NumberRange(0, 100_000, "Enter minutes from 0 to 100,000.")],
-    )
 
 
 @bp.get("/")

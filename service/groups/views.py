@@ -14,51 +14,17 @@ from flask import redirect
 from flask import url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import delete
-from wtforms import StringField
-from wtforms.validators import DataRequired
-from wtforms.validators import Length
-from wtforms.validators import ValidationError
 
-from db.models import GROUP_NAME_MAX
 from db.models import TaskGroup
 from service import auth
 from service import database
-from service.forms import BaseForm
 from service.forms import ConfirmForm
 from service.forms import render_form
 from service.groups import services
+from service.groups.forms import GroupForm
+from service.groups.forms import RenameForm
 
 bp = Blueprint("groups", __name__, url_prefix="/groups")
-
-
-def _name_field(label: str) -> StringField:
-    return StringField(
-        label,
-        validators=[
-            DataRequired("Give the group a name."),
-            Length(max=GROUP_NAME_MAX, message=f"At most {GROUP_NAME_MAX} characters."),
-        ],
-        filters=[lambda value: " ".join(value.split()) if isinstance(value, str) else value],
-        render_kw={"maxlength": GROUP_NAME_MAX},
-    )
-
-
-class GroupForm(BaseForm):
-    name = _name_field("New group")
-
-    # The group being renamed (none for a new one): its own name is no clash.
-    group_id: int | None = None
-
-    def validate_name(self, field: StringField) -> None:
-        if not field.data or "\x00" in field.data:  # refused by BaseForm, with its message
-            return
-        db = database.session()
-        if services.name_taken(db, auth.user().id, field.data, self.group_id):
-            raise ValidationError(f"You already have a group called “{field.data}”.")
-
-
-class RenameForm(GroupForm):
-    name = _name_field("Name")
 
 
 def _render_index(form: GroupForm) -> ResponseReturnValue:

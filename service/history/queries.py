@@ -49,6 +49,7 @@ from db.models import Attempt
 from db.models import Task
 from db.models import TaskGroup
 from db.models import TaskGroupTask
+from service.paging import Cursor
 
 PAGE_SIZE = 50
 # What the status filter offers, and the attempt statuses each stands for.
@@ -65,35 +66,6 @@ WINDOW = 500
 MAX_WORDS = 8
 # Letters and digits of any script: nothing else reaches the query syntax of to_tsquery.
 _WORD = re.compile(r"[^\W_]+")
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_CURSOR = re.compile(r"(-?\d{1,18})_(\d{1,19})")
-BIGINT_MAX = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page starts: the (initialized_at, id) of the row next to it."""
-
-    initialized_at: dt.datetime
-    id: int
-
-    def text(self) -> str:
-        """Microseconds since 1970 and the id: exact, and short enough for a URL."""
-        micros = (self.initialized_at - _EPOCH) // dt.timedelta(microseconds=1)
-        return f"{micros}_{self.id}"
-
-    @classmethod
-    def parse(cls, text: str) -> Cursor | None:
-        """The cursor written by :meth:`text`, or None for anything else."""
-        match = _CURSOR.fullmatch(text)
-        if match is None or int(match.group(2)) > BIGINT_MAX:
-            return None
-        try:
-            at = _EPOCH + dt.timedelta(microseconds=int(match.group(1)))
-        except OverflowError:
-            return None
-        return cls(at, int(match.group(2)))
 
 
 def search_terms(text: str) -> tuple[str, ...]:

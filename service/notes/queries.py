@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from db.models import Attempt
 from db.models import Note
 from db.models import Task
-from service.history.queries import Cursor
+from service.paging import Cursor
 
 PAGE_SIZE = 50
 

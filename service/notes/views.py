@@ -27,11 +27,11 @@ from service import auth
 from service import database
 from service.attempts.services import get_attempt_and_task_or_404
 from service.forms import ConfirmForm
-from service.history.queries import Cursor
 from service.notes import queries
 from service.notes.forms import AttemptNoteForm
 from service.notes.forms import EditNoteForm
 from service.notes.forms import NoteForm
+from service.paging import Cursor
 
 bp = Blueprint("notes", __name__)
 

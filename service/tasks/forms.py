@@ -3,15 +3,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from wtforms import DecimalField
 from wtforms import RadioField
 from wtforms import SelectField
 from wtforms import StringField
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired
 from wtforms.validators import Length
-from wtforms.validators import NumberRange
-from wtforms.validators import Optional
 from wtforms.validators import StopValidation
 from wtforms.validators import ValidationError
 
@@ -21,9 +18,9 @@ from db.models import TASK_NAME_MAX
 from service.forms import BaseForm
 from service.forms import CheckboxListField
 from service.forms import emotion_checklist
+from service.forms import minutes_field
 from service.forms import new_emotions_field
 
-MAX_MINUTES = 100_000
 REPEAT_CHOICES = [
     ("none", "Does not repeat"),
     ("daily", "Every day"),
@@ -34,18 +31,6 @@ WEEKDAY_CHOICES = list(
 )
 TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 TIME_MESSAGE = "Enter the time of day as HH:MM (24 hours), for example 07:30."
-
-
-def minutes_field(label: str, required: bool = False) -> DecimalField:
-    return DecimalField(
-        label,
-        places=None,
-        validators=[
-            DataRequired("Enter a number of minutes.") if required else Optional(),
-            NumberRange(0, MAX_MINUTES, f"Enter minutes from 0 to {MAX_MINUTES:,}."),
-        ],
-        render_kw={"inputmode": "decimal"},
-    )
 
 
 class GroupChecklist(CheckboxListField):

@@ -15,12 +15,7 @@ from flask import render_template
 from flask import send_file
 from flask import session
 from flask.typing import ResponseReturnValue
-from flask_wtf.file import FileAllowed
-from flask_wtf.file import FileField
-from flask_wtf.file import FileRequired
 from sqlalchemy import text
-from wtforms import BooleanField
-from wtforms import SelectField
 
 from db.legacy.export import export_zip as write_export_zip
 from db.legacy.importer import LegacyImportError
@@ -32,9 +27,10 @@ from service import auth
 from service import database
 from service.accounts.services import account_deleted
 from service.accounts.services import time_zones
-from service.forms import BaseForm
 from service.security import limiter
 from service.transfer import storage
+from service.transfer.forms import ConfirmImportForm
+from service.transfer.forms import ImportForm
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +44,6 @@ BUSY = (
     "Wait for it to finish, then try again."
 )
 UNWRITABLE = "The server cannot store uploads right now; nothing was imported. Try again later."
-
-
-class ImportForm(BaseForm):
-    archive = FileField(
-        "Zip of your old app's data folder",
-        validators=[
-            FileRequired("Choose a zip file."),
-            FileAllowed(["zip"], "Upload a .zip file."),
-        ],
-    )
-    timezone = SelectField("Time zone the old app's times were written in")
-    skip_invalid = BooleanField("Import the valid rows and skip the invalid ones")
-
-
-class ConfirmImportForm(BaseForm):
-    skip_invalid = BooleanField("Import the valid rows and skip the invalid ones")
 
 
 def _import_form() -> ImportForm:

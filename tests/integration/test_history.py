@@ -20,6 +20,7 @@ from db.models import SEARCH_CONFIG
 from db.models import TASK_WORDS
 from db.models import Task
 from service.history import queries
+from service.paging import Cursor
 from tests.conftest import count_statements
 from tests.integration.test_attempts import OUTCOME
 from tests.integration.test_attempts import PREDICTION
@@ -302,7 +303,7 @@ def test_another_persons_attempts_never_show_even_when_asked_for(browser, other_
     assert _listed(asked) == [] and "Secret diary" not in asked
     # Their attempt's cursor as a page link shows alice's own attempts only.
     at = _sql(app, "SELECT initialized_at FROM attempts WHERE id = :i", i=their_attempt)[0][0]
-    cursor = queries.Cursor(at + dt.timedelta(hours=1), their_attempt).text()
+    cursor = Cursor(at + dt.timedelta(hours=1), their_attempt).text()
     assert "Secret diary" not in _get(browser.client, f"?before={cursor}")
 
 

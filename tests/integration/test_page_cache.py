@@ -19,6 +19,7 @@ from sqlalchemy import text
 import db.legacy
 from db.legacy import import_legacy_folder
 from releases.loadtest import CSRF
+from service import page_cache
 from tests.conftest import count_statements
 from tests.integration.test_analytics import _attempt
 from tests.integration.test_analytics import _kpi
@@ -388,18 +389,72 @@ def test_analytics_stay_cached_until_an_attempt_is_finished(browser, app):
     assert "1 completed of 2 finished" in _page(browser.client)
 
 
-# Tables a cached page may read without their changes invalidating it: the person's own
-# row and the cache itself (read with the page), the session that brings them along.
-NOT_CACHED_DATA = {"users", "page_cache", "user_sessions"}
+def _bumping_triggers(app) -> dict[str, set[str]]:
+    """Table → the statements (insert, update, delete) after which a trigger in the
+    database calls ``bump_data_version()``, the function that bumps the person's versions."""
+    rows = _sql(
+        app,
+        "SELECT event_object_table, lower(event_manipulation) FROM information_schema.triggers"
+        " WHERE trigger_schema = 'public' AND action_timing = 'AFTER'"
+        " AND action_statement = 'EXECUTE FUNCTION bump_data_version()'",
+    )
+    found: dict[str, set[str]] = {}
+    for table, event in rows:
+        found.setdefault(table, set()).add(event)
+    return found
+
+
+def _rule_broken(app) -> dict[str, set[str]]:
+    """What :data:`page_cache.INVALIDATED_BY` declares that no trigger does."""
+    triggers = _bumping_triggers(app)
+    declared = page_cache.INVALIDATED_BY
+    return {
+        table: missing
+        for table, events in declared.items()
+        if (missing := set(events) - triggers.get(table, set()))
+    }
+
+
+def test_the_triggers_in_the_database_are_the_page_caches_declared_rule(app):
+    """After ``alembic upgrade head`` (the test database is made so), every table and
+    statement in INVALIDATED_BY has its trigger, no other table has one, and the function
+    they call bumps both versions."""
+    assert _rule_broken(app) == {}
+    triggers = _bumping_triggers(app)
+    assert {t: set(e) for t, e in page_cache.INVALIDATED_BY.items()} == triggers
+    body = _sql(app, "SELECT prosrc FROM pg_proc WHERE proname = 'bump_data_version'").scalar()
+    assert "data_version = u.data_version +" in body
+    assert "history_version = u.history_version +" in body
+
+
+def test_a_dropped_trigger_breaks_the_rule_and_leaves_a_page_stale(browser, app):
+    """What the check above guards against, in this test's scratch database: without the
+    trigger, a renamed task stays under its old name on the cached dashboard."""
+    task = browser.create_task("Dishes")
+    _attempt(browser, task, SIMPLE)
+    _sql(app, "DROP TRIGGER tasks_bump_data_version_update ON tasks")
+    assert _rule_broken(app) == {"tasks": {"update"}}
+    assert _done_counts(_dashboard(browser.client)) == {"Dishes": 1}
+    _sql(app, "UPDATE tasks SET name = 'Laundry' WHERE id = :id", id=task)
+    assert _done_counts(_dashboard(browser.client)) == {"Dishes": 1}  # stale
+    _sql(
+        app,
+        "UPDATE users SET data_version = data_version + 1, history_version = history_version + 1",
+    )
+    assert _done_counts(_dashboard(browser.client)) == {"Laundry": 1}
 
 
 def test_every_table_a_cached_page_reads_invalidates_it_when_it_changes(browser, app):
-    """What the dashboard and analytics read when they compute their figures afresh: each
-    table has the triggers that bump the person's data version on every change (see
-    migrations 0002 and 0004), so no change can leave a cached page stale."""
+    """What the dashboard and analytics read when they compute their figures afresh (the
+    SQL they send, its FROM and JOIN tables): each is in the page cache's rule
+    INVALIDATED_BY, whose triggers the test above checks, or is declared in
+    READ_WITHOUT_INVALIDATING with its reason: no change can leave a cached page stale."""
     from sqlalchemy import event
 
-    task = browser.create_task("Write report", new_emotions="Calm")
+    response = browser.post("/groups", {"name": "Home"})
+    assert response.status_code == 302
+    group = browser.latest_id("task_groups")
+    task = browser.create_task("Write report", new_emotions="Calm", groups=[str(group)])
     browser.post(f"/tasks/{task}/initialize", PREDICTION)
     browser.post(f"/attempts/{browser.latest_id('attempts')}/complete", OUTCOME)
     statements: list[str] = []
@@ -410,27 +465,22 @@ def test_every_table_a_cached_page_reads_invalidates_it_when_it_changes(browser,
     engine = app.extensions["db_engine"]
     event.listen(engine, "before_cursor_execute", record)
     try:
-        for path in ("/", "/analytics"):
+        for path in ("/", "/analytics", f"/analytics?group={group}"):
             _sql(app, "UPDATE users SET data_version = data_version + 1")  # recompute
             assert browser.client.get(path).status_code == 200
     finally:
         event.remove(engine, "before_cursor_execute", record)
+    assert _sql(app, "SELECT count(*) FROM page_cache").scalar() == 2  # both pages stored
     read = set()
     for statement in statements:
         if statement.lstrip().upper().startswith(("SELECT", "WITH", "(")):
             read |= set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", statement, re.IGNORECASE))
-    read = {name.lower() for name in read} - NOT_CACHED_DATA
     tables = {
         row[0] for row in _sql(app, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     }
-    read &= tables  # not set-returning functions or CTE names
-    assert {"tasks", "attempts"} <= read
-    covered = {
-        row[0]
-        for row in _sql(
-            app,
-            "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            " JOIN pg_proc p ON p.oid = t.tgfoid WHERE p.proname = 'bump_data_version'",
-        )
-    }
-    assert read - covered == set()
+    read = {name.lower() for name in read} & tables  # not set-returning functions or CTEs
+    assert {"tasks", "attempts", "attempt_emotions", "emotions", "task_group_tasks"} <= read
+    declared = set(page_cache.INVALIDATED_BY) | set(page_cache.READ_WITHOUT_INVALIDATING)
+    assert read - declared == set()
+    assert set(page_cache.READ_WITHOUT_INVALIDATING) <= tables
+    assert not set(page_cache.INVALIDATED_BY) & set(page_cache.READ_WITHOUT_INVALIDATING)

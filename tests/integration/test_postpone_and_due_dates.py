@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from db.models import utcnow
-from service.dashboard import page_cache
+from service import page_cache
 from service.dashboard import views as dashboard_views
 from tests.conftest import count_statements
 from tests.integration.test_attempts import OUTCOME

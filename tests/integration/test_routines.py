@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.models import utcnow
+from service import page_cache
 from service import routines
-from service.dashboard import page_cache
 from service.dashboard import views as dashboard_views
 from tests.conftest import count_statements
 from tests.conftest import uncached_statements

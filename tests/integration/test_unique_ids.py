@@ -65,3 +65,29 @@ def test_no_page_repeats_an_id_with_several_of_everything(browser: Browser) -> N
         if found:
             repeated[path] = found
     assert repeated == {}
+
+
+def test_the_dashboard_repeats_no_id_with_open_attempts_of_every_kind(browser: Browser) -> None:
+    """Each open attempt has its own buttons (start, pause, finish), each a form with a CSRF
+    token: none of them, nor the recommendations' form, gives its token an id of its own
+    twice; cached, filtered by a group, or computed afresh alike."""
+    assert browser.post("/groups", {"name": "Home"}).status_code == 302
+    group = browser.latest_id("task_groups")
+    tasks = [browser.create_task(name, groups=[str(group)]) for name in "ABCD"]
+    browser.post(f"/tasks/{tasks[0]}/initialize", PREDICTION)
+    browser.post(f"/attempts/{browser.latest_id('attempts')}/complete", OUTCOME)
+    browser.post(f"/tasks/{tasks[1]}/initialize", PREDICTION)  # waiting
+    browser.post(f"/tasks/{tasks[2]}/quick-initialize")
+    paused = browser.latest_id("attempts")
+    browser.post(f"/attempts/{paused}/start")
+    browser.post(f"/attempts/{paused}/pause", {"reason": "Phone call"})
+    browser.post(f"/tasks/{tasks[3]}/quick-initialize")
+    browser.post(f"/attempts/{browser.latest_id('attempts')}/start")  # running
+    repeated = {}
+    for path in ("/", "/", f"/?group={group}"):
+        response = browser.client.get(path)
+        assert response.status_code == 200, path
+        page = response.get_data(as_text=True)
+        assert "Phone call" in page or "Paused" in page or "paused" in page
+        repeated[path] = _repeated(page)
+    assert repeated == {"/": [], f"/?group={group}": []}

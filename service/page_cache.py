@@ -6,8 +6,11 @@ from one request to the next (the CSRF token, flashed messages, a running timer)
 
 Correctness rests on ``users.data_version``: triggers bump it in the same transaction as
 any change to the person's tasks or attempts (the app's forms, an import's COPY, a
-hand-written UPDATE alike). The version is read *before* the page's own reads, in the
-statement that loads the signed-in person (:mod:`service.auth`), and the figures are
+hand-written UPDATE alike): :data:`INVALIDATED_BY` declares which tables' changes do, and
+tests/integration/test_page_cache.py checks it against the triggers in the database and
+against what the cached pages read. The version is read *before* the page's own reads, in
+the statement that loads the signed-in person (:mod:`service.auth`, with
+:data:`LOOKUP_COLUMNS` and :data:`LOOKUP_JOIN`), and the figures are
 stored under that version. A change that commits in between can only make the stored
 figures newer than their version says, and a stored version older than the person's
 current one is never shown: a write can never be followed by stale figures.
@@ -26,6 +29,9 @@ Costs: a hit is no extra statement (the row comes with the person); a miss is on
 (the upsert), which the view commits; a dashboard whose history is current adds one more (its
 open attempts) instead of three.
 
+This module imports no feature package: the dashboard and analytics use it, not the
+other way round.
+
 A stored page is signed with the app's secret key: a row altered in the database (by hand,
 by a restore, by an attacker with SQL access) fails the check and the page is computed
 afresh, so the cache can never put markup into a page that the templates did not write.
@@ -39,6 +45,8 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
 
@@ -54,10 +62,82 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.models import utcnow
-from service.attempts.services import minutes_so_far
+from service.elapsed import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
 FORMAT = 5
+
+# --- what invalidates a stored page ------------------------------------------------------
+
+_ALL = ("insert", "update", "delete")
+
+# Every change to these tables (the statements listed) bumps the person's
+# ``users.data_version``, and their ``history_version`` unless it touches open attempts
+# only (an attempt initialized, started or paused, or emotions on such an attempt): the
+# statement-level triggers calling ``bump_data_version()`` (migrations 0002, 0004, 0010).
+# A table a cached page reads must be here or in READ_WITHOUT_INVALIDATING.
+INVALIDATED_BY: Mapping[str, tuple[str, ...]] = {
+    "tasks": _ALL,
+    "attempts": _ALL,
+    "attempt_emotions": _ALL,
+    "task_groups": _ALL,
+    "task_group_tasks": _ALL,
+    # A new emotion is on no attempt yet: only renaming or deleting one changes a page.
+    "emotions": ("update", "delete"),
+}
+
+# Tables a cached page reads although their changes don't invalidate it, and why.
+READ_WITHOUT_INVALIDATING: Mapping[str, str] = {
+    "users": "the person's row comes with the page's row; what a page uses of it (the time"
+    " zone, the username, the chosen recommendations) is part of the page's key",
+    "page_cache": "the cache itself, read with the person",
+    "user_sessions": "the session that brings the person and the page's row along",
+}
+
+# --- reading: the page's row comes with the signed-in person ------------------------------
+
+# What service.auth selects after the person's own columns (``users`` is ``u``), and joins
+# after ``users``: this page's row, if it was computed at the person's current data
+# version, or at their current history version (a dashboard whose open attempts alone are
+# out of date). The page is the parameter ``page`` (:func:`lookup_parameters`).
+LOOKUP_COLUMNS = "u.data_version, u.history_version, p.key, p.body, p.data_version = u.data_version"
+LOOKUP_JOIN = """LEFT JOIN page_cache p
+  ON p.user_id = u.id AND p.page = %(page)s
+  AND (p.data_version = u.data_version OR p.history_version = u.history_version)"""
+
+
+class Versions(NamedTuple):
+    """The person's versions as the request read them, before the page's own reads."""
+
+    data: int
+    history: int
+
+
+class Entry(NamedTuple):
+    """This page's row, as the lookup found it."""
+
+    key: str
+    body: str
+    current: bool  # computed at the person's data version (else at their history version)
+
+
+def lookup_parameters() -> dict[str, Any]:
+    """The parameters :data:`LOOKUP_JOIN` needs."""
+    return {"page": request.endpoint}
+
+
+def found(columns: Sequence[Any]) -> Versions:
+    """Keep for this request what :data:`LOOKUP_COLUMNS` read (``columns``, in that order):
+    the person's versions, which :func:`store` stores with the page, and the page's row, if
+    any, which :func:`lookup` and :func:`stored_page` read."""
+    data_version, history_version, key, body, current = columns
+    versions = Versions(data_version, history_version)
+    g.page_cache_version = versions
+    g.page_cache = Entry(key, body, current) if key is not None else None
+    return versions
+
+
+# --- storing ------------------------------------------------------------------------------
 
 # Plain SQL: SQLAlchemy gives an ON CONFLICT ... DO UPDATE ... WHERE statement no cache key,
 # so it compiled this upsert afresh on every page stored (tests/integration/test_dashboard.py
@@ -86,13 +166,13 @@ def _entry(key: str) -> tuple[str, bool] | None:
     """The row stored for this request's page and person under ``key``: its body, and
     whether it is current (else it is current for the person's history only).
 
-    :mod:`service.auth` put the row there (``g.page_cache``) only if it was computed at the
+    :func:`found` put the row there (``g.page_cache``) only if it was computed at the
     person's current data version or history version.
     """
-    entry: tuple[str, str, bool] | None = g.get("page_cache")
-    if entry is None or entry[0] != key:
+    entry: Entry | None = g.get("page_cache")
+    if entry is None or entry.key != key:
         return None
-    return entry[1], entry[2]
+    return entry.body, entry.current
 
 
 def lookup(key: str) -> Any | None:
@@ -121,7 +201,7 @@ def store(db: Session, user_id: int, key: str, figures: Any) -> None:
 
 def _store(db: Session, user_id: int, key: str, body: str) -> None:
     """Upsert the row, good for the person's current data and history versions."""
-    versions: tuple[int, int] | None = g.get("page_cache_version")
+    versions: Versions | None = g.get("page_cache_version")
     if versions is None:  # the person wasn't loaded by service.auth (signed in just now)
         return
     db.execute(
@@ -129,8 +209,8 @@ def _store(db: Session, user_id: int, key: str, body: str) -> None:
         {
             "user_id": user_id,
             "page": request.endpoint,
-            "data_version": versions[0],
-            "history_version": versions[1],
+            "data_version": versions.data,
+            "history_version": versions.history,
             "key": key,
             "body": body,
         },
