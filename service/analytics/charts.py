@@ -14,7 +14,8 @@ What is drawn, by kind (lists of lists, compact in the page cache):
   zero-length segments, drawn as dots by a round line cap (the correlation scatter: a
   thousand points, one element; the prediction bubbles: one path per bubble size);
 - ``bubbles``: ``[cx, cy, r, class, title]`` — one ``<circle>`` each, with a hover title;
-- ``legend``: ``[x, kind, class, text]``; ``x_ticks``/``y_ticks``/``y2_ticks``: ``[position, text]``.
+- ``legend``: ``[x, kind, class, text]``;
+- ``x_ticks``/``y_ticks``/``y2_ticks``/``categories``: ``[position, text]``.
 
 Colours and strokes come from classes in ``static/css/app.css`` (the CSP forbids inline
 styles). Text is escaped by the template, never here.
@@ -66,6 +67,10 @@ def label_number(value: float) -> str:
     if abs(value) >= 10:
         return f"{value:.1f}".rstrip("0").rstrip(".")
     return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _rounded(value: float) -> str:
+    return label_number(round(value, 1))
 
 
 def nice_ticks(low: float, high: float, count: int = TICK_COUNT) -> list[float]:
@@ -320,7 +325,7 @@ def histogram_chart(histogram: dict[str, Any], bucket_labels: Sequence[str]) -> 
                 _n(bottom - top),
                 "series-a",
                 f"{bucket_labels[i]}: {count} {plural}",
-            ]  # fmt: skip
+            ]
         )
     return chart
 
@@ -351,7 +356,7 @@ def prediction_chart(
             _n(py),
             3,
             "series-c",
-            f"Mean relief {label_number(round(b['mean_relief'], 1))} for {x_label.lower()} {b['label']}",
+            f"Mean relief {_rounded(b['mean_relief'])} for {x_label.lower()} {b['label']}",
         ]
         for (px, py), b in zip(line, bands, strict=True)
     ]
@@ -416,8 +421,8 @@ def correlation_chart(correlation: dict[str, Any]) -> dict[str, Any]:
             _n(py),
             3,
             "series-c",
-            f"Mean {y_label.lower()} {label_number(round(by, 1))} near {x_label.lower()} {label_number(round(bx, 1))}",
-        ]  # fmt: skip
+            f"Mean {y_label.lower()} {_rounded(by)} near {x_label.lower()} {_rounded(bx)}",
+        ]
         for (px, py), (bx, by) in zip(line, bins, strict=True)
     ]
     _legend(chart, [("dots-a", "Attempts"), ("line-c", f"Mean {y_label.lower()} per bin")])
@@ -460,8 +465,8 @@ def emotions_chart(emotions: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     _n(x(value) - x(0)),
                     _n(bar),
                     css,
-                    f"{name}, {key}: {label_number(round(value, 1))}",
-                ]  # fmt: skip
+                    f"{name}, {key}: {_rounded(value)}",
+                ]
             )
     chart["categories"] = rows  # the emotions' names by their bars: [y, name]
     _legend(chart, [("series-a", "Before"), ("series-b", "After")])

@@ -57,7 +57,7 @@ from db.models import utcnow
 from service.attempts.services import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
-FORMAT = 5
+FORMAT = 6
 
 # Plain SQL: SQLAlchemy gives an ON CONFLICT ... DO UPDATE ... WHERE statement no cache key,
 # so it compiled this upsert afresh on every page stored (tests/integration/test_dashboard.py
