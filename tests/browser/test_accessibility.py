@@ -303,7 +303,8 @@ def visit(chromium: Browser, site: Site, watch: Watch) -> Iterator[Callable[...,
         page.goto(screen.path.format(**site.ids))
         if screen.then:
             screen.then(page)
-        # Charts draw after load; check the finished page.
+        # Canvas charts (the dashboard's Chart.js) draw after load; check the finished page.
+        # The analytics charts are SVG written by the server: drawn as soon as they're there.
         canvases = page.locator("canvas")
         for index in range(canvases.count()):
             expect(canvases.nth(index)).to_have_attribute("data-drawn", "true")
