@@ -33,7 +33,7 @@ WIDE = (1000, 280)  # a chart across the card
 HALF = (500, 280)  # one of a pair side by side
 SMALL = (250, 160)  # one of the histograms
 # Plot margins: left (y-axis labels and title), right, top (legend), bottom (x labels, title).
-MARGIN = (52, 16, 26, 40)
+MARGIN = (52, 24, 26, 40)
 RIGHT_AXIS_MARGIN = 60
 # Bars drawn one by one (each with a hover title) up to this many; beyond, one path.
 TITLED_BARS = 120
