@@ -112,7 +112,7 @@ class Scale:
 
 
 def _frame(
-    chart_id: str, label: str, size: tuple[int, int], right: int = MARGIN[1]
+    chart_id: str, label: str, size: tuple[int, int] = WIDE, right: int = MARGIN[1]
 ) -> dict[str, Any]:
     width, height = size
     left, _, top, bottom = MARGIN
@@ -151,6 +151,14 @@ def _y_scale(chart: dict[str, Any], low: float, high: float) -> Scale:
 
 def _value_axis(chart: dict[str, Any], key: str, ticks: list[float], scale: Scale) -> None:
     chart[key] = [[_n(scale(t)), label_number(t)] for t in ticks]
+
+
+def _fit_y(chart: dict[str, Any], values: Sequence[float], key: str = "y_ticks") -> Scale:
+    """A vertical axis with round ticks covering ``values`` (``y2_ticks``: the right one)."""
+    ticks = nice_ticks(min(values, default=0), max(values, default=0))
+    scale = _y_scale(chart, ticks[0], ticks[-1])
+    _value_axis(chart, key, ticks, scale)
+    return scale
 
 
 def _legend(chart: dict[str, Any], items: list[tuple[str, str]]) -> None:
@@ -214,7 +222,6 @@ def relief_chart(relief: dict[str, Any]) -> dict[str, Any]:
     chart = _frame(
         "relief-chart",
         "Relief per day and cumulative relief, since your first completed task",
-        WIDE,
         right=RIGHT_AXIS_MARGIN,
     )
     labels, per_day, cumulative = relief["labels"], relief["per_day"], relief["cumulative"]
@@ -222,12 +229,8 @@ def relief_chart(relief: dict[str, Any]) -> dict[str, Any]:
     plot = chart["plot"]
     band = plot["w"] / max(1, days)
     x = _x_scale(chart, -0.5, days - 0.5)  # day i is centred in its band
-    left_ticks = nice_ticks(0, max(per_day, default=0))
-    right_ticks = nice_ticks(0, max(cumulative, default=0))
-    y = _y_scale(chart, left_ticks[0], left_ticks[-1])
-    y2 = _y_scale(chart, right_ticks[0], right_ticks[-1])
-    _value_axis(chart, "y_ticks", left_ticks, y)
-    _value_axis(chart, "y2_ticks", right_ticks, y2)
+    y = _fit_y(chart, [0, *per_day])
+    y2 = _fit_y(chart, [0, *cumulative], "y2_ticks")
     chart["x_ticks"] = _day_ticks(labels, x)
     chart["y_title"], chart["y2_title"] = "Relief per day", "Cumulative"
     width = max(band * 0.8, 0.6)
@@ -268,17 +271,12 @@ def relief_chart(relief: dict[str, Any]) -> dict[str, Any]:
 def trend_chart(trend: dict[str, Any]) -> dict[str, Any]:
     """The chosen measure per day over the window: a line with gaps and a dot per day."""
     aggregation, measure = trend["aggregation"], trend["label"]
-    chart = _frame(
-        "trend-chart",
-        f"{aggregation.capitalize()} {measure.lower()} per day, last {trend['window']} days",
-        WIDE,
-    )
+    label = f"{aggregation.capitalize()} {measure.lower()} per day, last {trend['window']} days"
+    chart = _frame("trend-chart", label)
     labels, values = trend["labels"], trend["values"]
     known = [v for v in values if v is not None]
-    ticks = nice_ticks(min(known, default=0), max(known, default=0))
     x = _x_scale(chart, 0, max(1, len(labels) - 1))
-    y = _y_scale(chart, ticks[0], ticks[-1])
-    _value_axis(chart, "y_ticks", ticks, y)
+    y = _fit_y(chart, known)
     chart["x_ticks"] = _day_ticks(labels, x)
     points = [None if v is None else (x(i), y(v)) for i, v in enumerate(values)]
     chart["lines"] = [[_path(points), "line-a"]]
@@ -396,21 +394,15 @@ def _bubble_groups(cells: Sequence[dict[str, Any]], x: Scale, y: Scale) -> list[
 def correlation_chart(correlation: dict[str, Any]) -> dict[str, Any]:
     """The sampled attempts as dots and the mean of Y per bin of X as a line."""
     x_label, y_label = correlation["x_label"], correlation["y_label"]
-    chart = _frame(
-        "correlation-chart",
-        f"{y_label} against {x_label}, with the mean of {y_label.lower()} per bin",
-        WIDE,
-    )
+    label = f"{y_label} against {x_label}, with the mean of {y_label.lower()} per bin"
+    chart = _frame("correlation-chart", label)
     points = [(p["x"], p["y"]) for p in correlation["points"]]
     bins = [(b["x"], b["y"]) for b in correlation["bin_points"]]
     xs = [p[0] for p in points + bins]
-    ys = [p[1] for p in points + bins]
     x_ticks = nice_ticks(min(xs, default=0), max(xs, default=0), 8)
-    y_ticks = nice_ticks(min(ys, default=0), max(ys, default=0))
     x = _x_scale(chart, x_ticks[0], x_ticks[-1])
-    y = _y_scale(chart, y_ticks[0], y_ticks[-1])
     _value_axis(chart, "x_ticks", x_ticks, x)
-    _value_axis(chart, "y_ticks", y_ticks, y)
+    y = _fit_y(chart, [p[1] for p in points + bins])
     chart["x_title"], chart["y_title"] = x_label, y_label
     chart["dots"] = [[_dots([(x(px), y(py)) for px, py in points]), "dots-a", None, ""]]
     line = [(x(bx), y(by)) for bx, by in bins]
