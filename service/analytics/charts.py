@@ -42,9 +42,9 @@ DAY_TICKS = 7
 BUBBLE_MIN, BUBBLE_GROWTH = 2.0, 10.0  # radius: 2 + 10 √(n / the most in a cell)
 BUBBLE_LEVELS = 6
 DOTS = ("dots-a", "bubble")  # classes drawn as round line caps
-LEGEND_CHAR = 6.6  # about the width of a 12-px character of the page's sans-serif
+LEGEND_CHAR = 7.0  # about the width of a 12-px character of the page's sans-serif
 EMOTION_ROW = 30
-EMOTION_NAME_CHARS = 20
+EMOTION_NAME_CHARS = 18
 
 
 def _n(value: float) -> float | int:
@@ -168,7 +168,7 @@ def _legend(chart: dict[str, Any], items: list[tuple[str, str]]) -> None:
     for css, text in items:
         kind = "line" if css.startswith("line") else "dot" if css in DOTS else "box"
         chart["legend"].append([_n(x), kind, css, text])
-        x += 22 + LEGEND_CHAR * len(text)
+        x += 34 + LEGEND_CHAR * len(text)
 
 
 def _path(points: Sequence[tuple[float, float] | None]) -> str:
