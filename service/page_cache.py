@@ -65,7 +65,7 @@ from db.models import utcnow
 from service.elapsed import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
-FORMAT = 5
+FORMAT = 6
 
 # --- what invalidates a stored page ------------------------------------------------------
 

@@ -3,23 +3,23 @@
 Everything here is plain Python over small aggregated rows (at most a few hundred per
 chart) except the correlation pairs, which are one pair per completed attempt.
 
-The page's figures are plain JSON data (days as ISO dates, the charts' data already
-serialized), so that they can be cached as they are (:mod:`service.page_cache`).
+The page's figures are plain JSON data (days as ISO dates, the charts as SVG geometry from
+:mod:`service.analytics.charts`), so that they can be cached as they are
+(:mod:`service.page_cache`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
 from dataclasses import asdict
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2.utils import htmlsafe_json_dumps
 from sqlalchemy.orm import Session
 
+from service.analytics import charts
 from service.analytics import queries
 from service.analytics import stats
 from service.templating import category_label
@@ -29,6 +29,13 @@ RANKING_SIZE = 5
 SCATTER_LIMIT = 1000
 CORRELATION_BINS = 10
 WEEK_DAYS = 7
+# What only the charts draw: dropped from the figures once they are drawn (see :func:`build`).
+SERIES = {
+    "relief": ("labels", "per_day", "cumulative"),
+    "trend": ("labels", "values"),
+    "predictions": ("relief_grid", "aversion_grid"),
+    "correlation": ("points", "bin_points"),
+}
 
 
 @dataclass(frozen=True)
@@ -89,64 +96,19 @@ def build(
         correlation=correlation(by_kind["pairs"], choices),
         bucket_labels=bucket_labels(queries.BUCKET, 10),
     )
-    page["charts_json"] = html_safe_json(chart_data(page))
+    page["charts"] = charts.build(page)
+    page["correlation"]["shown"] = len(page["correlation"]["points"])
+    # The series are in the charts now: the cached figures needn't carry them twice (the
+    # page reads back less), and the correlation keeps how many of its points were drawn.
+    for part, keys in SERIES.items():
+        for key in keys:
+            del page[part][key]
     return page
-
-
-def html_safe_json(data: Any) -> str:
-    """JSON for a ``<script type="application/json">`` block, escaped as ``|tojson`` does
-    (no ``<``, ``>``, ``&`` or ``'``), kept as a string so a cached page needn't re-encode it."""
-    return str(htmlsafe_json_dumps(data, dumps=json.dumps, separators=(",", ":")))
-
-
-_HTML_IN_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "'": "\\u0027"})
-
-
-def still_html_safe(charts_json: str) -> str:
-    """Chart JSON read back from the cache, escaped again before the page writes it raw.
-
-    :func:`html_safe_json` wrote it without those characters, so this changes nothing;
-    it keeps the page safe even if a cache row was altered in the database.
-    """
-    return charts_json.translate(_HTML_IN_JSON)
 
 
 def day_text(iso_day: str, fmt: str) -> str:
     """An ISO date from the figures, formatted for people (``strftime`` codes)."""
     return dt.date.fromisoformat(iso_day).strftime(fmt)
-
-
-def chart_data(page: dict[str, Any]) -> dict[str, Any]:
-    """What analytics.js draws (read from a JSON block: the CSP allows no inline script)."""
-    relief, trend_, predictions_ = page["relief"], page["trend"], page["predictions"]
-    return {
-        "relief": {k: relief[k] for k in ("labels", "per_day", "cumulative")},
-        "trend": {k: trend_[k] for k in ("labels", "values", "label", "aggregation")},
-        "bucket_labels": page["bucket_labels"],
-        "histograms": page["histograms"],
-        "relief_grid": {
-            "points": predictions_["relief_grid"],
-            "bands": [
-                {"x": b["center"], "y": b["mean_relief"]} for b in predictions_["relief_bands"]
-            ],
-            "x_label": "Expected relief",
-        },
-        "aversion_grid": {
-            "points": predictions_["aversion_grid"],
-            "bands": [
-                {"x": b["center"], "y": b["mean_relief"]} for b in predictions_["aversion_bands"]
-            ],
-            "x_label": "Aversion",
-        },
-        "correlation": {
-            k: page["correlation"][k] for k in ("points", "bin_points", "x_label", "y_label")
-        },
-        "emotions": [
-            {k: e[k] for k in ("name", "before", "after")}
-            for e in page["emotions"]
-            if e["before"] is not None or e["after"] is not None
-        ],
-    }
 
 
 def emotion_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

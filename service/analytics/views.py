@@ -38,8 +38,6 @@ def _figures(
     today = report.local_today(user.timezone)
     key = page_cache.make_key(today, user.timezone, *astuple(choices), group_id)
     page: dict[str, Any] | None = page_cache.lookup(key)
-    if page is not None and "charts_json" in page:
-        page["charts_json"] = report.still_html_safe(page["charts_json"])
     if page is None:
         db = database.session()
         page = report.build(db, user.id, user.timezone, choices, group_id)

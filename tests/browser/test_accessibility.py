@@ -306,7 +306,8 @@ def visit(chromium: Browser, site: Site, watch: Watch) -> Iterator[Callable[...,
             # What `then` waited for can show before the new page's stylesheet has loaded
             # (a form post's answer): measure the page as it is drawn, styled.
             page.wait_for_load_state("load")
-        # Charts draw after load; check the finished page.
+        # Canvas charts (the dashboard's Chart.js) draw after load; check the finished page.
+        # The analytics charts are SVG written by the server: drawn as soon as they're there.
         canvases = page.locator("canvas")
         for index in range(canvases.count()):
             expect(canvases.nth(index)).to_have_attribute("data-drawn", "true")

@@ -64,5 +64,8 @@ def test_emotions_with_intensities_before_and_after_show_on_analytics(
     calm = section.get_by_role("row", name="Calm")
     expect(calm.get_by_role("cell")).to_have_text(["1", "—", "75.0 (1)", "—"])
     chart = section.get_by_role("img", name="Mean intensity of each emotion before and after")
-    expect(chart).to_have_attribute("data-drawn", "true")
+    expect(chart).to_be_visible()
+    expect(chart.locator("rect title")).to_have_text(
+        ["Anxious, before: 80", "Anxious, after: 30", "Calm, after: 75"]
+    )
     _check_page(page, "analytics with emotions")

@@ -200,12 +200,21 @@ def _see_it_on_the_dashboard(page: Page) -> None:
 
 def _see_analytics_charts(page: Page) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Analytics").click()
-    canvases = page.locator("main canvas")
-    expect(canvases.first).to_be_visible()
-    count = canvases.count()
-    assert count > 0, "the analytics page has no charts"
-    for index in range(count):
-        expect(canvases.nth(index)).to_have_attribute("data-drawn", "true")
+    charts = page.locator("main svg[data-chart]")
+    expect(charts.first).to_be_visible()
+    assert charts.count() > 0, "the analytics page has no charts"
+    for name in (
+        "Relief per day and cumulative relief, since your first completed task",
+        "Aversion before the task against actual relief after it",
+        "Expected relief against actual relief",
+        "Distribution of relief",
+    ):
+        expect(page.get_by_role("img", name=name, exact=True)).to_be_visible()
+    # Drawn: the day's relief is a bar, titled with its value; and no chart script ran.
+    relief = page.locator('svg[data-chart="relief-chart"] rect.series-a title')
+    expect(relief.last).to_contain_text(":")
+    assert page.locator("main canvas").count() == 0
+    assert page.evaluate("typeof window.Chart") == "undefined"
     expect(ui.main(page)).to_contain_text(TASK)
     ui.go_to_dashboard(page)
 

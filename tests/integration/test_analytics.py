@@ -9,6 +9,8 @@ import re
 import pytest
 from sqlalchemy import text
 
+from service.analytics.queries import HISTOGRAM_MEASURES as HISTOGRAMS
+from service.analytics.queries import MEASURES
 from tests.conftest import count_statements
 
 # Three completed attempts and one cancelled one, chosen so every KPI is easy by hand.
@@ -295,7 +297,7 @@ def test_empty_state_is_friendly(browser):
     assert "Nothing to chart yet" in page
     assert _kpi(page, "Active tasks") == "1"
     assert _kpi(page, "Completion rate") == "—"
-    assert "<canvas" not in page and "analytics.js" not in page
+    assert "<svg" not in page and "chart.umd" not in page
 
 
 def test_another_persons_data_never_appears(browser, other_browser, app):
@@ -313,13 +315,24 @@ def test_another_persons_data_never_appears(browser, other_browser, app):
     assert "Dishes" not in theirs and "Taxes" not in theirs
 
 
-def test_charts_get_their_data_from_a_json_block_not_inline_script(browser, app):
+def test_charts_are_named_svg_drawn_by_the_server_without_any_script(browser, app):
     _known_data(browser, app)
     page = _page(browser.client)
+    # No chart script at all: not Chart.js, not the old analytics.js, nothing inline.
+    assert "chart.umd" not in page and "analytics.js" not in page and "<canvas" not in page
     scripts = re.findall(r"<script([^>]*)>", page)
-    assert all("src=" in attrs or 'type="application/json"' in attrs for attrs in scripts)
-    for canvas in re.findall(r"<canvas[^>]*>", page):
-        assert 'role="img"' in canvas and "aria-label=" in canvas
+    assert all("src=" in attrs for attrs in scripts)
+    svgs = dict(re.findall(r'<svg[^>]* data-chart="([^"]+)"[^>]*aria-label="([^"]+)"', page))
+    assert svgs == {
+        "relief-chart": "Relief per day and cumulative relief, since your first completed task",
+        "aversion-chart": "Aversion before the task against actual relief after it",
+        "expected-chart": "Expected relief against actual relief",
+        "trend-chart": "Mean relief per day, last 30 days",
+        **{f"hist-{key}": f"Distribution of {MEASURES[key].label.lower()}" for key in HISTOGRAMS},
+        "correlation-chart": "Relief against Aversion, with the mean of relief per bin",
+    }
+    assert len(re.findall(r'<svg[^>]* role="img"', page)) == len(svgs)
+    assert " style=" not in page and "<style" not in page  # the CSP allows no inline style
 
 
 GENERATE_HISTORY = """

@@ -20,7 +20,7 @@ its task list, per-task means, recent attempts and daily totals read completed h
 only. ``users.history_version`` is bumped like ``data_version`` by every change, except one
 that touches open attempts only (initialized, started or paused before and after: a new
 attempt, a start, a pause). A stored dashboard computed at the current history version
-keeps everything but its open attempts (``service.dashboard.page_cache``).
+keeps everything but its open attempts (``service.page_cache``).
 
 Expand only: two columns with a constant default or none (metadata-only, no rewrite) and
 a new body for the trigger function of 0002 (``CREATE OR REPLACE``: the triggers stay, so
