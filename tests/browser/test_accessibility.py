@@ -370,6 +370,15 @@ def test_analytics_with_a_year_of_data_on_a_phone_lets_the_keyboard_scroll_its_t
 ) -> None:
     screen = Screen("analytics with a year of data", "/analytics", then=_open_the_tables)
     page = visit(screen, storage_state=site.year_storage_state, viewport=PHONE, is_mobile=True)
+    # Every chart's words stay readable on the phone: a chart across the card scrolls
+    # sideways instead of shrinking its 12 px text to 4 px.
+    text_heights = page.locator("svg[data-chart] text").evaluate_all(
+        "(texts) => texts.map((t) => [t.closest('svg').id, t.getBoundingClientRect().height])"
+    )
+    assert text_heights, "no chart text on analytics with a year of data"
+    tiny = sorted({chart for chart, height in text_heights if height < 8})
+    assert not tiny, f"chart text under 8 px tall on a 375 px phone in: {tiny}"
+
     boxes = page.locator(".table-wrap")
     scrolling = boxes.evaluate_all(
         "(boxes) => boxes.flatMap((box, i) => box.scrollWidth > box.clientWidth ? [i] : [])"

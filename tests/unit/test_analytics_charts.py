@@ -26,8 +26,16 @@ def render(chart: dict[str, Any]) -> str:
 
 
 def parse(markup: str) -> ET.Element:
-    """The markup as XML (fails on anything malformed), in the SVG namespace."""
-    return ET.fromstring(markup.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1))
+    """The chart's ``<svg>`` as XML (fails on anything malformed), in the SVG namespace; a
+    chart across the card comes in a box that scrolls on a phone, and that box is checked too."""
+    root = ET.fromstring(markup.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1))
+    if root.tag != "div":
+        return root
+    assert root.get("class") == "chart-scroll" and root.get("tabindex") == "0", root.attrib
+    assert root.get("role") == "region" and root.get("aria-label"), root.attrib
+    (svg,) = root
+    assert "chart-wide" in (svg.get("class") or "")
+    return svg
 
 
 def days(count: int, first: str = "2026-11-01") -> list[str]:
