@@ -73,8 +73,11 @@ def _rounded(value: float) -> str:
     return label_number(round(value, 1))
 
 
-def nice_ticks(low: float, high: float, count: int = TICK_COUNT) -> list[float]:
-    """About ``count`` round tick values (steps of 1, 2 or 5 × 10ⁿ) covering [low, high].
+def nice_ticks(
+    low: float, high: float, count: int = TICK_COUNT, whole: bool = False
+) -> list[float]:
+    """About ``count`` round tick values (steps of 1, 2, 2.5 or 5 × 10ⁿ) covering [low, high];
+    ``whole``: whole-number steps only (counts of things).
 
     A range of a single value is widened to 0 (or to 0–1 for zero), so a constant or
     one-point series still gets an axis instead of a division by zero.
@@ -91,8 +94,14 @@ def nice_ticks(low: float, high: float, count: int = TICK_COUNT) -> list[float]:
         else:
             high = 1.0
     raw = (high - low) / max(1, count - 1)
+    if whole:
+        raw = max(raw, 1.0)
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    step = next(
+        step
+        for step in (m * magnitude for m in (1, 2, 2.5, 5, 10))
+        if step >= raw and (not whole or float(step).is_integer())
+    )
     first = math.floor(low / step + 1e-9) * step
     last = math.ceil(high / step - 1e-9) * step
     steps = round((last - first) / step)
@@ -301,10 +310,7 @@ def histogram_chart(histogram: dict[str, Any], bucket_labels: Sequence[str]) -> 
     chart["plot"]["x"] = 40
     chart["plot"]["w"] = SMALL[0] - 40 - 12
     counts = histogram["counts"]
-    ticks = nice_ticks(0, max(counts, default=0), 4)
-    if ticks[-1] < 1:
-        ticks = [0, 1]
-    ticks = [t for t in ticks if t == int(t)] or [0, 1]  # counts: whole numbers only
+    ticks = nice_ticks(0, max(counts, default=0), 4, whole=True)
     x = _x_scale(chart, 0, len(counts))
     y = _y_scale(chart, 0, ticks[-1])
     _value_axis(chart, "y_ticks", ticks, y)

@@ -158,6 +158,17 @@ def test_histogram_bars_count_the_attempts_per_band():
     assert all(float(t[1]).is_integer() for t in chart["y_ticks"])  # no "2.5 attempts"
 
 
+@pytest.mark.parametrize("tallest", range(1, 60))
+def test_every_histogram_bar_stays_inside_its_axis(tallest):
+    """Counts get whole ticks, and the top tick is never below the tallest bar (a band of 7
+    attempts once got ticks 0 and 5 and was drawn above the chart)."""
+    chart = charts.histogram_chart({"key": "relief", "label": "Relief", "counts": [tallest]}, ["a"])
+    ticks = [float(t[1]) for t in chart["y_ticks"]]
+    assert all(t.is_integer() for t in ticks) and ticks[-1] >= tallest
+    ((_, top, _, height, _, _),) = chart["bars"]
+    assert top >= chart["plot"]["y"] and top + height <= chart["plot"]["y"] + chart["plot"]["h"]
+
+
 def test_bubbles_grow_with_the_attempts_in_their_cell():
     cells = [{"x": 2.5, "y": 2.5, "n": 1}, {"x": 52.5, "y": 52.5, "n": 40}]
     cells += [{"x": 97.5, "y": 97.5, "n": 10}]
