@@ -65,7 +65,7 @@ from db.models import utcnow
 from service.elapsed import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
-FORMAT = 6
+FORMAT = 7
 
 # --- what invalidates a stored page ------------------------------------------------------
 
@@ -258,6 +258,14 @@ def _fill(holes: Holes, html: str, timer: Callable[[], str] | None) -> str:
     return html
 
 
+def _running(running: tuple[str, dt.datetime | None, float] | None) -> list[Any] | None:
+    """The running attempt's (status, resumed_at, minutes_spent) as kept with a page (JSON)."""
+    if running is None:
+        return None
+    status, resumed_at, minutes_spent = running
+    return [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
+
+
 def _timer(running: list[Any] | None) -> Callable[[], str] | None:
     """The running attempt's elapsed-time element, as of this request."""
     if not running:
@@ -324,10 +332,7 @@ def _keep(
     expires: dt.datetime | None,
     routines: list[Any],
 ) -> str:
-    timer = None
-    if running is not None:
-        status, resumed_at, minutes_spent = running
-        timer = [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
+    timer = _running(running)
     meta: dict[str, Any] = {"holes": holes.nonce, "running": timer, "part": part}
     if expires is not None:
         meta["expires"] = expires.isoformat()
@@ -378,11 +383,7 @@ def render_page(
     cached, such as the dashboard filtered by a group)."""
     holes = Holes()
     html = render(holes, Markup(render_part(holes)))
-    timer = None
-    if running is not None:
-        status, resumed_at, minutes_spent = running
-        timer = [status, resumed_at.isoformat() if resumed_at else None, minutes_spent]
-    return _fill(holes, html, _timer(timer))
+    return _fill(holes, html, _timer(_running(running)))
 
 
 def store_part(

@@ -130,6 +130,7 @@ def _frame(
         "label": label,
         "width": width,
         "height": height,
+        "wide": width >= WIDE[0],  # across the card: scrolls sideways on a phone
         "plot": {"x": left, "y": top, "w": width - left - right, "h": height - top - bottom},
         "x_ticks": [],
         "y_ticks": [],
