@@ -96,6 +96,22 @@ def test_static_urls_carry_a_content_fingerprint_for_long_caching(client):
     assert client.get(css.group(1)).status_code == 200
 
 
+def test_page_links_are_remembered_per_mount_path_and_keep_their_fingerprint(client):
+    """The navigation and static URLs a template builds are remembered per process: the
+    same page from the app mounted elsewhere (a SCRIPT_NAME) still links within it."""
+    links = re.compile(r'(?:href|action|src)="(/[^"]*)"')
+    first = links.findall(client.get("/signin").get_data(as_text=True))
+    again = links.findall(client.get("/signin").get_data(as_text=True))
+    mounted = client.get("/signin", environ_overrides={"SCRIPT_NAME": "/tas"})
+    moved = links.findall(mounted.get_data(as_text=True))
+    assert "/signup" in first and any(u.startswith("/static/css/app.css?v=") for u in first)
+    assert again == first
+    assert [u for u in moved if u != "/"] == [f"/tas{u}" for u in first if u != "/"]
+    for url in first:
+        if url.startswith("/static/"):
+            assert client.get(url).status_code == 200, url
+
+
 def test_healthz_reports_the_age_of_the_last_good_backup_and_nothing_of_its_file(
     database_url, tmp_path
 ):

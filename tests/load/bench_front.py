@@ -5,13 +5,16 @@
 
 Runs on one machine, as the issue asks (load generator, nginx, gunicorn and PostgreSQL
 share its cores): a scratch database on the PostgreSQL at ``--server`` (migrated), gunicorn
-with production settings on a loopback port (as ``invoke serve`` runs it), and unless
-``--direct``, nginx from the site template provisioning writes (``releases/templates/
-nginx-site.conf``), on loopback ports, with a throwaway ECDSA certificate and this run's
-load-test key, in front of it. The load is ``releases.loadtest.run_loadtest`` (the same as
-``invoke loadtest --url``) against ``https://tas.bench`` (nginx on 127.0.0.3:443) or
-``http://127.0.0.1:<port>``. Prints the report and writes it (JSON + HTML) into ``--out``.
-Needs root for nginx to bind and read its files as it does on a server.
+with production settings, and unless ``--direct``, nginx from the site template provisioning
+writes (``releases/templates/nginx-site.conf``), on loopback ports, with a throwaway ECDSA
+certificate and this run's load-test key, in front of it. The hops are a server's: nginx
+reaches gunicorn through a unix socket (tas.socket there) and the app reaches PostgreSQL
+through its unix socket (``--db-socket``); a ``--direct`` run's gunicorn listens on a
+loopback port instead, for the load generator. The load is
+``releases.loadtest.run_loadtest`` (the same as ``invoke loadtest --url``) against
+``https://tas.bench`` (nginx on 127.0.0.3:443) or ``http://127.0.0.1:<port>``. Prints the
+report and writes it (JSON + HTML) into ``--out``. Needs root for nginx to bind and read
+its files as it does on a server.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests" / "load"))
 
 from bench_pages import scratch_database  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from db import migrate  # noqa: E402
 from releases import capacity  # noqa: E402
@@ -58,20 +62,35 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(port: int, what: str, process: subprocess.Popen[bytes], host: str = "127.0.0.1") -> None:
+def _wait(
+    port: int,
+    what: str,
+    process: subprocess.Popen[bytes],
+    host: str = "127.0.0.1",
+    unix: Path | None = None,
+) -> None:
     for _ in range(600):
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited {process.returncode}")
         with contextlib.suppress(OSError):
-            socket.create_connection((host, port), timeout=1).close()
+            if unix:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.connect(str(unix))
+            else:
+                socket.create_connection((host, port), timeout=1).close()
             return
         time.sleep(0.1)
     raise RuntimeError(f"{what} does not answer on {port}")
 
 
 @contextlib.contextmanager
-def gunicorn(database_url: str, workers: int, python: str) -> Iterator[int]:
+def gunicorn(
+    database_url: str, workers: int, python: str, socket_path: Path | None
+) -> Iterator[str]:
+    """gunicorn with production settings; yields its address: ``unix:<socket_path>`` (as
+    tas.socket on a server, where only nginx reaches it) or ``127.0.0.1:<port>``."""
     port = _free_port()
+    bind = f"unix:{socket_path}" if socket_path else f"127.0.0.1:{port}"
     env = {
         **os.environ,
         "APP_ENV": "production",
@@ -85,18 +104,18 @@ def gunicorn(database_url: str, workers: int, python: str) -> Iterator[int]:
     if workers:
         env["GUNICORN_WORKERS"] = str(workers)
     command = [python, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
-    command += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "service.wsgi:app"]
+    command += ["--bind", bind, "--access-logfile", "/dev/null", "service.wsgi:app"]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
-        _wait(port, "gunicorn", process)
-        yield port
+        _wait(port, "gunicorn", process, unix=socket_path)
+        yield bind
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
 
 
 @contextlib.contextmanager
-def nginx(app_port: int, key: str, run: str) -> Iterator[Path]:
+def nginx(upstream: str, key: str, run: str) -> Iterator[Path]:
     """nginx with the production site (only what needs a real server swapped), as root."""
     root = Path(tempfile.mkdtemp(prefix="tas-bench-nginx-"))
     os.chmod(root, 0o755)
@@ -107,9 +126,7 @@ def nginx(app_port: int, key: str, run: str) -> Iterator[Path]:
         ec.generate_private_key(ec.SECP256R1()),  # certbot's default
     )
     (root / "load-keys" / "bench.conf").write_text(f'"{key}" {run};\n')
-    site = local_nginx.site(
-        root, DOMAIN, upstream=f"127.0.0.1:{app_port}", listen=(ADDRESS, 80, 443)
-    )
+    site = local_nginx.site(root, DOMAIN, upstream=upstream, listen=(ADDRESS, 80, 443))
     # As Debian's nginx.conf: a worker per core, keep-alive to clients.
     conf = local_nginx.main_conf(
         root,
@@ -155,6 +172,12 @@ def main() -> int:
         "gets, a venv made from the distribution's python3 with requirements/runtime.lock, "
         "as provisioning makes them (default: this one)",
     )
+    parser.add_argument(
+        "--db-socket",
+        default="/var/run/postgresql" if Path("/var/run/postgresql").is_dir() else "",
+        help="the app reaches PostgreSQL through its unix socket in this folder, as on a "
+        "server (default: Debian's, if there; empty: TCP to --server)",
+    )
     parser.add_argument("--baseline-seconds", type=float, default=15)
     parser.add_argument("--out", default=str(capacity.REPORTS_DIR / "bench"))
     args = parser.parse_args()
@@ -169,22 +192,35 @@ def main() -> int:
     with scratch_database(args.server, keep=False) as url:
         sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
         migrate.upgrade(sa_url)
+        app_url = sa_url
+        if args.db_socket:
+            parts = make_url(sa_url)
+            app_url = parts.set(host="", port=None, query={"host": args.db_socket})
+            app_url = app_url.render_as_string(hide_password=False)
+        # nginx reaches gunicorn through a unix socket, as tas.socket on a server; the load
+        # generator of a --direct run needs TCP.
+        sockets = Path(tempfile.mkdtemp(prefix="tas-bench-sock-"))
+        os.chmod(sockets, 0o755)  # nginx's workers do not run as root
+        socket_path = None if args.direct else sockets / "tas.sock"
         with (
-            gunicorn(sa_url, args.workers, args.server_python) as app_port,
+            gunicorn(app_url, args.workers, args.server_python, socket_path) as app_bind,
             contextlib.ExitStack() as stack,
         ):
             run = loadtest.new_run_name()  # nginx names it for the key's holders
             if args.direct:
-                base = f"http://127.0.0.1:{app_port}"
+                base = f"http://{app_bind}"
                 path = "load generator -> gunicorn (TCP, loopback)"
             else:
                 key = secrets.token_urlsafe(32)
-                ca = stack.enter_context(nginx(app_port, key, run))
+                ca = stack.enter_context(nginx(app_bind, key, run))
                 base = f"https://{DOMAIN}"
                 settings = dataclasses.replace(
                     settings, ca_file=str(ca), connect_to=ADDRESS, load_key=key
                 )
-                path = "load generator -> nginx (TLS 1.3, loopback) -> gunicorn (TCP, loopback)"
+                path = "load generator -> nginx (TLS 1.3, loopback) -> gunicorn (unix socket)"
+            path += "; app -> PostgreSQL " + (
+                f"(unix socket in {args.db_socket})" if args.db_socket else "(TCP, loopback)"
+            )
             print(f"bench_front: {path}: {base}", flush=True)
             # The machine's CPU (steal included) and load per step, with the sampler the
             # live load test runs on a server (this machine is the server here).
@@ -221,6 +257,7 @@ def main() -> int:
             report.target["server_python"] = _describe(args.server_python)
             report.target["machine_before"] = before_figures(samples, started)
             capacity.write_report(report, Path(args.out))
+    shutil.rmtree(sockets, ignore_errors=True)
     for line in capacity.table(report):
         print(line)
     print(f"bench_front: report {json_path}; machine {report.machine}")
