@@ -99,7 +99,6 @@ def _remembered_url_for(app: Flask) -> Callable[..., str]:
             url = remembered[key] = url_for(endpoint, **values)
         return url
 
-    app.extensions["remembered_urls"] = remembered
     return build
 
 

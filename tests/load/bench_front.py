@@ -194,18 +194,19 @@ def main() -> int:
         migrate.upgrade(sa_url)
         app_url = sa_url
         if args.db_socket:
-            parts = make_url(sa_url)
-            app_url = parts.set(host="", port=None, query={"host": args.db_socket})
-            app_url = app_url.render_as_string(hide_password=False)
-        # nginx reaches gunicorn through a unix socket, as tas.socket on a server; the load
-        # generator of a --direct run needs TCP.
-        sockets = Path(tempfile.mkdtemp(prefix="tas-bench-sock-"))
-        os.chmod(sockets, 0o755)  # nginx's workers do not run as root
-        socket_path = None if args.direct else sockets / "tas.sock"
-        with (
-            gunicorn(app_url, args.workers, args.server_python, socket_path) as app_bind,
-            contextlib.ExitStack() as stack,
-        ):
+            socket_url = make_url(sa_url).set(host="", port=None, query={"host": args.db_socket})
+            app_url = socket_url.render_as_string(hide_password=False)
+        with contextlib.ExitStack() as stack:
+            # nginx reaches gunicorn through a unix socket, as tas.socket on a server; the
+            # load generator of a --direct run needs TCP. The folder goes however the run ends.
+            socket_path = None
+            if not args.direct:
+                sockets = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tas-sock-")))
+                os.chmod(sockets, 0o755)  # nginx's workers do not run as root
+                socket_path = sockets / "tas.sock"
+            app_bind = stack.enter_context(
+                gunicorn(app_url, args.workers, args.server_python, socket_path)
+            )
             run = loadtest.new_run_name()  # nginx names it for the key's holders
             if args.direct:
                 base = f"http://{app_bind}"
@@ -257,7 +258,6 @@ def main() -> int:
             report.target["server_python"] = _describe(args.server_python)
             report.target["machine_before"] = before_figures(samples, started)
             capacity.write_report(report, Path(args.out))
-    shutil.rmtree(sockets, ignore_errors=True)
     for line in capacity.table(report):
         print(line)
     print(f"bench_front: report {json_path}; machine {report.machine}")
