@@ -164,9 +164,13 @@ class PageCache(Base):
 
     One row per person and page (dashboard, analytics): the key says for which local day,
     time zone and chart choices ``body`` (JSON) was computed.
+
+    Unlogged (migration 0012): a write skips PostgreSQL's write-ahead log, and after a
+    crash of the database the table is empty again; a missing row is only a miss.
     """
 
     __tablename__ = "page_cache"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
 
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True

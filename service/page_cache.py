@@ -28,6 +28,9 @@ zone, the page's choices, and the release (a new release may compute differently
 Costs: a hit is no extra statement (the row comes with the person); a miss is one more
 (the upsert), which the view commits; a dashboard whose history is current adds one more (its
 open attempts) instead of three.
+The table is unlogged (migration 0012): the upsert writes nothing to PostgreSQL's
+write-ahead log and its commit waits for no disk flush; a crash of the database empties
+the table, which only means misses.
 
 This module imports no feature package: the dashboard and analytics use it, not the
 other way round.
