@@ -1,8 +1,8 @@
 """A per-person cache of what a page computed, shared by every worker (in PostgreSQL).
 
-A page keeps either the figures it computed (JSON: :func:`lookup`, :func:`store`) or the
-whole page as rendered (:func:`stored_page`, :func:`store_page`), with holes for what differs
-from one request to the next (the CSRF token, flashed messages, a running timer).
+A page keeps itself whole as rendered (:func:`stored_page`, :func:`store_page`,
+:func:`store_whole_page`), with holes for what differs from one request to the next (the
+CSRF token, flashed messages, a running timer).
 
 Correctness rests on ``users.data_version``: triggers bump it in the same transaction as
 any change to the person's tasks or attempts (the app's forms, an import's COPY, a
@@ -68,7 +68,7 @@ from db.models import utcnow
 from service.elapsed import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
-FORMAT = 7
+FORMAT = 8
 
 # --- what invalidates a stored page ------------------------------------------------------
 
@@ -131,8 +131,8 @@ def lookup_parameters() -> dict[str, Any]:
 
 def found(columns: Sequence[Any]) -> Versions:
     """Keep for this request what :data:`LOOKUP_COLUMNS` read (``columns``, in that order):
-    the person's versions, which :func:`store` stores with the page, and the page's row, if
-    any, which :func:`lookup` and :func:`stored_page` read."""
+    the person's versions, which :func:`_store` stores with the page, and the page's row, if
+    any, which :func:`stored_page` reads."""
     data_version, history_version, key, body, current = columns
     versions = Versions(data_version, history_version)
     g.page_cache_version = versions
@@ -176,30 +176,6 @@ def _entry(key: str) -> tuple[str, bool] | None:
     if entry is None or entry.key != key:
         return None
     return entry.body, entry.current
-
-
-def lookup(key: str) -> Any | None:
-    """The figures stored for this request's page and person under ``key``, if current
-    for the person's history (see :func:`store`)."""
-    entry = _entry(key)
-    return None if entry is None else json.loads(entry[0])
-
-
-def _iso(value: object) -> str:
-    """Dates and timestamps as ISO text; the page turns them back as it needs."""
-    if isinstance(value, dt.date):  # datetimes too
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def store(db: Session, user_id: int, key: str, figures: Any) -> None:
-    """Keep ``figures`` (JSON-able) for this page's next view; the caller commits.
-
-    Figures must read nothing that a change to open attempts only can change (tasks, and
-    attempts that are neither initialized, started nor paused): they are kept for the
-    person's history version.
-    """
-    _store(db, user_id, key, json.dumps(figures, separators=(",", ":"), default=_iso))
 
 
 def _store(db: Session, user_id: int, key: str, body: str) -> None:
@@ -375,6 +351,15 @@ def store_page(
     last = html.index(end)
     html = html.replace(end, "", 1)
     return _keep(db, user_id, key, holes, html, (first, last), running, expires, routines or [])
+
+
+def store_whole_page(db: Session, user_id: int, key: str, render: Callable[[Holes], str]) -> str:
+    """Render a page that has no part of its own (all it shows changes with the person's
+    history: analytics), keep it for the next view, return it filled in. It is shown again
+    while the person's history version stays; the caller commits.
+    """
+    holes = Holes()
+    return _keep(db, user_id, key, holes, render(holes), (0, 0), None, None, [])
 
 
 def render_page(

@@ -3,9 +3,9 @@
 Everything here is plain Python over small aggregated rows (at most a few hundred per
 chart) except the correlation pairs, which are one pair per completed attempt.
 
-The page's figures are plain JSON data (days as ISO dates, the charts as SVG geometry from
-:mod:`service.analytics.charts`), so that they can be cached as they are
-(:mod:`service.page_cache`).
+The page's figures are plain data (days as ISO dates, the charts as SVG geometry from
+:mod:`service.analytics.charts`); the page rendered from them is kept whole in
+:mod:`service.page_cache`.
 """
 
 from __future__ import annotations

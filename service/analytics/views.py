@@ -26,47 +26,15 @@ def _is_theirs(page: dict[str, Any], group_id: int | None) -> bool:
     return group_id is None or any(pair[0] == group_id for pair in page["groups"])
 
 
-def _figures(
-    user: auth.CurrentUser, choices: report.Choices, group_id: int | None = None
-) -> dict[str, Any]:
-    """The page's figures: cached for the person's current history, else computed and kept.
-
-    They read tasks and finished (completed or cancelled) attempts only, so a new attempt,
-    a start or a pause leaves them current (``users.history_version``). ``group_id``: only
-    that group's tasks (part of the key: the filtered figures are kept like the others).
-    """
-    today = report.local_today(user.timezone)
-    key = page_cache.make_key(today, user.timezone, *astuple(choices), group_id)
-    page: dict[str, Any] | None = page_cache.lookup(key)
-    if page is None:
-        db = database.session()
-        page = report.build(db, user.id, user.timezone, choices, group_id)
-        # An empty account is cheap to build (one statement); not worth a write. Nor
-        # is a group that isn't the person's (the view shows every task instead).
-        if not page["empty"] and _is_theirs(page, group_id):
-            page_cache.store(db, user.id, key, page)
-            database.commit()
-    return page
-
-
-@bp.get("/analytics")
-@auth.login_required
-def index() -> ResponseReturnValue:
-    form = ChartChoicesForm(request.args)
-    valid = form.validate()
-    choices = form.choices()
-    # Task groups: the group filter (only the tasks of one of the person's groups).
-    asked = request.args.get("group", "")
-    group_id = int(asked) if asked.isdigit() and int(asked) <= BIGINT_MAX else None
-    page = _figures(auth.user(), choices, group_id)
-    group_error = ""
-    if asked and (group_id is None or not _is_theirs(page, group_id)):
-        group_error = GROUP_MESSAGE  # another person's, a deleted one, not a number
-        if group_id is not None:
-            page = _figures(auth.user(), choices)
-        group_id = None
-    # A hand-edited URL gets the page with the defaults and a message by the field.
-    html = render_template(
+def _render(
+    page: dict[str, Any],
+    form: ChartChoicesForm,
+    choices: report.Choices,
+    group_id: int | None,
+    group_error: str,
+    **extra: Any,
+) -> str:
+    return render_template(
         "analytics/index.html",
         page=page,
         form=form,
@@ -75,5 +43,53 @@ def index() -> ResponseReturnValue:
         day_text=report.day_text,
         group_id=group_id,
         group_error=group_error,
+        **extra,
     )
+
+
+@bp.get("/analytics")
+@auth.login_required
+def index() -> ResponseReturnValue:
+    """The analytics page, kept whole in the page cache for the person's history.
+
+    Its figures read tasks and finished (completed or cancelled) attempts only, so a new
+    attempt, a start or a pause leaves a stored page current (``users.history_version``);
+    a repeated view is the session lookup plus filling in the page's holes. The key holds
+    the chart choices and the group shown (``group_id``: only that group's tasks). A page
+    with a message by a field (a hand-edited URL) is rendered each time, never stored.
+    """
+    form = ChartChoicesForm(request.args)
+    valid = form.validate()
+    choices = form.choices()
+    user = auth.user()
+    # Task groups: the group filter (only the tasks of one of the person's groups).
+    asked = request.args.get("group", "")
+    group_id = int(asked) if asked.isdigit() and int(asked) <= BIGINT_MAX else None
+    cacheable = valid and (group_id is not None or not asked)
+    today = report.local_today(user.timezone)
+    key = page_cache.make_key(today, user.timezone, user.username, *astuple(choices), group_id)
+    if cacheable:
+        stored = page_cache.stored_page(key)
+        if stored is not None:  # current for the person's history: all the page reads
+            return page_cache.fill(stored)
+    db = database.session()
+    page = report.build(db, user.id, user.timezone, choices, group_id)
+    group_error = ""
+    if asked and (group_id is None or not _is_theirs(page, group_id)):
+        group_error = GROUP_MESSAGE  # another person's, a deleted one, not a number
+        if group_id is not None:
+            page = report.build(db, user.id, user.timezone, choices)
+        group_id = None
+    # An empty account is cheap to build (one statement); not worth a write.
+    if cacheable and not group_error and not page["empty"]:
+        html = page_cache.store_whole_page(
+            db,
+            user.id,
+            key,
+            lambda holes: _render(page, form, choices, group_id, group_error, **holes.context()),
+        )
+        database.commit()
+        return html
+    # A hand-edited URL gets the page with the defaults and a message by the field.
+    html = _render(page, form, choices, group_id, group_error)
     return html, 200 if valid and not group_error else 400
