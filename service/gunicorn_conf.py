@@ -20,6 +20,11 @@ graceful_timeout = 20
 keepalive = 5
 # Let the app (not the master) open database connections: each worker gets its own pool.
 preload_app = False
-accesslog = "-"
+# No access log of gunicorn's own: on a server nginx logs every request
+# (/var/log/nginx/access.log), those gunicorn never sees too. A second line per request in
+# journald cost CPU on every request and pushed the app's own messages (what a failed
+# restart reports from the unit's last lines) out of sight. GUNICORN_ACCESS_LOG=- logs
+# requests to stdout (journald under systemd) again, for a while of debugging.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "").strip() or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -104,7 +104,7 @@ def gunicorn(
     if workers:
         env["GUNICORN_WORKERS"] = str(workers)
     command = [python, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
-    command += ["--bind", bind, "--access-logfile", "/dev/null", "service.wsgi:app"]
+    command += ["--bind", bind, "service.wsgi:app"]  # its access log: none, as a server's
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         _wait(port, "gunicorn", process, unix=socket_path)

@@ -196,6 +196,23 @@ def test_a_quiet_database_restart_costs_no_request(
     assert answers == [200] * 10, answers
 
 
+def test_the_app_logs_what_it_says_not_a_line_per_request(postgres: PrivatePostgres) -> None:
+    """On a server nginx logs every request; the unit's journal (the app's output) keeps
+    what the app and gunicorn say, whose last lines a failed restart reports."""
+    served = Gunicorn(postgres.database_url("tas"))
+    try:
+        answers = [
+            requests.get(served.url + "/signin?from=log-test", timeout=MAX_SECONDS).status_code
+            for _ in range(20)
+        ]
+        assert answers == [200] * 20
+        log = served.log()
+    finally:
+        served.stop()
+    assert "Booting worker" in log  # gunicorn's own messages are there
+    assert "log-test" not in log  # the requests are not
+
+
 def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(served: Gunicorn) -> None:
     workers = served.workers()
     assert len(workers) == 2
