@@ -127,7 +127,8 @@ def nginx(upstream: str, key: str, run: str) -> Iterator[Path]:
     )
     (root / "load-keys" / "bench.conf").write_text(f'"{key}" {run};\n')
     site = local_nginx.site(root, DOMAIN, upstream=upstream, listen=(ADDRESS, 80, 443))
-    # As Debian's nginx.conf: a worker per core, keep-alive to clients.
+    # As Debian's nginx.conf: a worker per core, keep-alive to clients, every request in the
+    # access log (a file of the run's own here).
     conf = local_nginx.main_conf(
         root,
         site,
@@ -137,7 +138,7 @@ def nginx(upstream: str, key: str, run: str) -> Iterator[Path]:
             "events { worker_connections 8192; }",
             "worker_rlimit_nofile 20000;",
         ],
-        http=["sendfile on;", "tcp_nopush on;", "access_log off;"],
+        http=["sendfile on;", "tcp_nopush on;", f"access_log {root}/logs/access.log;"],
     )
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     process = subprocess.Popen(local_nginx.command(binary, root, conf, "-g", "daemon off;"))
