@@ -4,6 +4,9 @@ writing it, and the downgrade makes the table logged again."""
 
 from __future__ import annotations
 
+import psycopg
+import pytest
+
 from db import migrate
 from tests.schema import run_sql
 
@@ -67,3 +70,22 @@ def test_0012_keeps_pages_out_of_the_wal_and_comes_down_again(empty_database_url
     migrate.upgrade(url, "0012")  # and up again, as a failed rollback's retry would
     assert set(_persistence(url).values()) == {"u"}
     assert _pages(url) == 0
+
+
+def test_0012_stopped_halfway_leaves_the_pages_and_the_logged_table(empty_database_url):
+    """A request in flight holds page_cache: the migration, which empties the table before
+    changing it, gives up at its lock timeout, and its transaction takes everything back
+    (as when the connection drops or the process is killed between its two statements)."""
+    url = empty_database_url
+    migrate.upgrade(url, "0011")
+    run_sql(url, "INSERT INTO users (username, signin_key_hash) VALUES ('someone', 'x')")
+    _store_pages(url)
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as request:
+        request.execute("SELECT count(*) FROM page_cache")  # its transaction stays open
+        with pytest.raises(Exception, match="lock timeout"):
+            migrate.upgrade(url, "0012")
+        request.commit()
+    assert set(_persistence(url).values()) == {"p"}
+    assert _pages(url) == PAGES  # nothing emptied
+    migrate.upgrade(url, "0012")  # once the request is done, it goes through
+    assert set(_persistence(url).values()) == {"u"}
