@@ -60,6 +60,7 @@ def _sign_up_and_keep_the_key(page: Page) -> str:
     ui.main(page).get_by_role("link", name="Create an account").click()
     expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
     expect(page.get_by_role("note")).to_contain_text("Temporary sign-in without passwords")
+    ui.wait_for_time_zone(page)
     page.get_by_label("Username").fill(USERNAME)
     page.get_by_role("button", name="Sign up").click()
 

@@ -31,6 +31,7 @@ def sign_up(page: Page, username: str) -> str:
     """Sign up from the welcome page; returns the sign-in key shown once."""
     page.goto("/")
     main(page).get_by_role("link", name="Create an account").click()
+    wait_for_time_zone(page)
     page.get_by_label("Username").fill(username)
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_role("heading", name=re.compile("^Welcome"))).to_be_visible()
@@ -39,6 +40,15 @@ def sign_up(page: Page, username: str) -> str:
     page.get_by_role("button", name="Continue to your dashboard").click()
     expect(page.get_by_role("heading", name="Current task")).to_be_visible()
     return key
+
+
+def wait_for_time_zone(page: Page) -> None:
+    """Until the page's script has put the browser's zone into the sign-up form.
+
+    The script is deferred: a robot can submit the form before it has run, which no
+    person can, and the account would get UTC instead of the browser's zone.
+    """
+    expect(page.locator("input[data-detect-timezone]")).not_to_have_value("")
 
 
 def sign_in(page: Page, username: str, key: str) -> None:
