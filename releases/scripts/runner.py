@@ -64,6 +64,12 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+# systemd's own exit codes for a process it failed to set up (EXIT_CHDIR … EXIT_CREDENTIALS
+# in systemd's exit-status.h): the app's code never ran.
+SYSTEMD_OWN_EXIT = (200, 243)
+RESTART_RETRY_AFTER = 1.0
+
+
 def sh(command: str, *, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["sh", "-c", command], capture_output=True, text=True, timeout=timeout, check=False
@@ -188,9 +194,24 @@ class Runner:
         return self.restart()
 
     def restart(self) -> str:
-        """``systemctl restart tas.service``; "" or why it failed, with what the app said."""
+        """``systemctl restart tas.service``; "" or why it failed, with what the app said.
+
+        When systemd itself failed to start the process (its own exit codes, such as
+        219/CGROUP while the old process's control group is still being removed), the
+        app never ran: one more try after a pause, said in the progress, before giving up.
+        """
         since = time.strftime("%Y-%m-%d %H:%M:%S")
-        result = sh("systemctl reset-failed tas.service 2>/dev/null; systemctl restart tas.service")
+        command = "systemctl reset-failed tas.service 2>/dev/null; systemctl restart tas.service"
+        result = sh(command)
+        if result.returncode != 0:
+            status = sh("systemctl show -p ExecMainStatus --value tas.service").stdout.strip()
+            if status.isdigit() and SYSTEMD_OWN_EXIT[0] <= int(status) <= SYSTEMD_OWN_EXIT[1]:
+                self.say(
+                    f"systemd could not start tas.service (exit status {status}, its own, "
+                    f"before the app ran); trying once more in {RESTART_RETRY_AFTER:g} s"
+                )
+                time.sleep(RESTART_RETRY_AFTER)
+                result = sh(command)
         if result.returncode == 0:
             return ""
         said = sh(f"journalctl -u tas.service --since '{since}' -n 12 --no-pager -o cat").stdout

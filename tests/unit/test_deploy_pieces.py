@@ -225,6 +225,8 @@ def test_a_failed_restart_says_what_the_app_said(
             return subprocess.CompletedProcess(command, 1, "", message + "\n")
         if command.startswith("journalctl -u tas.service --since"):
             return subprocess.CompletedProcess(command, 0, "ModuleNotFoundError: flask\n", "")
+        if command.startswith("systemctl show -p ExecMainStatus"):
+            return subprocess.CompletedProcess(command, 0, "1\n", "")  # the app's own exit
         raise AssertionError(command)
 
     monkeypatch.setattr(runner, "sh", sh)
@@ -234,6 +236,42 @@ def test_a_failed_restart_says_what_the_app_said(
         "Job for tas.service failed because the control process exited",
         "ModuleNotFoundError: flask",
     ]
+    # The app ran and failed: trying again would fail the same way, so it is not retried.
+    assert sum("systemctl restart" in command for command in said) == 1
+
+
+@pytest.mark.parametrize("second_try_works", [True, False])
+def test_a_restart_systemd_itself_failed_is_tried_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second_try_works: bool
+) -> None:
+    """Exit status 219/CGROUP: systemd could not set the process up, the app never ran."""
+    restarts: list[str] = []
+
+    def sh(command: str, *, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        if "systemctl restart" in command:
+            restarts.append(command)
+            if second_try_works and len(restarts) == 2:
+                return subprocess.CompletedProcess(command, 0, "", "")
+            message = "Job for tas.service failed because the control process exited"
+            return subprocess.CompletedProcess(command, 1, "", message + "\n")
+        if command.startswith("systemctl show -p ExecMainStatus"):
+            return subprocess.CompletedProcess(command, 0, "219\n", "")
+        if command.startswith("journalctl -u tas.service --since"):
+            said = "tas.service: Failed at step CGROUP spawning gunicorn: Device or resource busy"
+            return subprocess.CompletedProcess(command, 0, said + "\n", "")
+        raise AssertionError(command)
+
+    monkeypatch.setattr(runner, "sh", sh)
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: None)
+    (tmp_path / "plan.json").write_text(json.dumps({"entry": {}, "run": "t", "log": "/dev/null"}))
+    failure = runner.Runner(tmp_path).restart()
+    assert len(restarts) == 2  # once more, not in a loop
+    progress = (tmp_path / "progress.jsonl").read_text()
+    assert "exit status 219, its own, before the app ran" in progress
+    if second_try_works:
+        assert failure == ""
+    else:
+        assert "Failed at step CGROUP" in failure
 
 
 # --- the lock ------------------------------------------------------------------------------
