@@ -5,8 +5,10 @@ Every value can be overridden on the command line; the environment gives the def
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
+from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # One more sync worker than cores: the app is CPU-bound (PostgreSQL answers in well under a
@@ -28,3 +30,12 @@ preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "").strip() or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker: Any) -> None:
+    """The app is loaded: what it built (modules, routes, SQLAlchemy's mappers, the
+    templates' environment) lives as long as the worker, so the garbage collector stops
+    looking at it (``gc.freeze``). Each full collection otherwise went through all of it
+    again, 140,000 objects, tens of milliseconds in the middle of a request."""
+    gc.collect()
+    gc.freeze()
