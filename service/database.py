@@ -12,12 +12,17 @@ make (its cache row) is a single statement.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from flask import Flask
 from flask import current_app
 from flask import g
 from flask import has_request_context
 from flask import request
+from sqlalchemy import CursorResult
 from sqlalchemy import Engine
+from sqlalchemy import Executable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
@@ -53,6 +58,22 @@ def session() -> Session:
         g.db_session = factory()
     result: Session = g.db_session
     return result
+
+
+def run(
+    db: Session, statement: Executable, parameters: Mapping[str, Any] | None = None
+) -> CursorResult[Any]:
+    """A statement that reads or writes rows, not ORM objects, run on the session's
+    connection and in its transaction.
+
+    ``Session.execute`` puts the ORM's own steps around every statement (its compile state,
+    events, result set-up): a third of a dashboard query's CPU, for rows the ORM does
+    nothing with. Changes waiting in the session are flushed first, as ``Session.execute``
+    does, so the statement sees them.
+    """
+    if db.new or db.dirty or db.deleted:
+        db.flush()
+    return db.connection().execute(statement, parameters)
 
 
 def commit() -> None:

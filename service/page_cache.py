@@ -65,6 +65,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.models import utcnow
+from service import database
 from service.elapsed import minutes_so_far
 
 # Bump when the shape of what a page stores changes within one release.
@@ -183,7 +184,8 @@ def _store(db: Session, user_id: int, key: str, body: str) -> None:
     versions: Versions | None = g.get("page_cache_version")
     if versions is None:  # the person wasn't loaded by service.auth (signed in just now)
         return
-    db.execute(
+    database.run(
+        db,
         _STORE,
         {
             "user_id": user_id,

@@ -40,6 +40,7 @@ from sqlalchemy.orm import aliased
 from db.models import EVERY_DAY
 from db.models import Attempt
 from db.models import Task
+from service import database
 
 UTC = dt.timezone.utc
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -228,7 +229,7 @@ ON CONFLICT (task_id, routine_occurrence) WHERE routine_occurrence IS NOT NULL D
 
 def load(db: Session, user_id: int) -> list[Schedule]:
     """The person's active routines, with their recent occurrences that have an attempt."""
-    rows = db.execute(_SCHEDULES, {"user_id": user_id})
+    rows = database.run(db, _SCHEDULES, {"user_id": user_id})
     return [s for s in (Schedule.of(dict(row._mapping)) for row in rows) if s is not None]
 
 
@@ -253,7 +254,8 @@ def materialise(
         if due[s.task_id] and due[s.task_id][-1] not in s.made
     }
     if new:
-        db.execute(
+        database.run(
+            db,
             _CREATE,
             {"user_id": user_id, "task_ids": list(new), "days": list(new.values())},
         )

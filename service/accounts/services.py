@@ -23,6 +23,7 @@ from db.load_accounts import RUN_NAME
 from db.models import USERNAME_MAX
 from db.models import LoadTestAccount
 from db.models import User
+from service import database
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Sent with ``user_id`` once an account's deletion is committed: features that keep a
@@ -90,7 +91,7 @@ def signup_open(db: Session, max_users: int) -> bool:
         .select_from(User)
         .where(~exists().where(LoadTestAccount.user_id == User.id))
     )
-    return (db.scalar(people) or 0) < max_users
+    return (database.run(db, people).scalar() or 0) < max_users
 
 
 def live_load_run(db: Session, run: str | None) -> dt.datetime | None:

@@ -50,6 +50,7 @@ from db.models import Emotion
 from db.models import Task
 from db.models import TaskGroup
 from db.models import TaskGroupTask
+from service import database
 
 # "Tasks you dreaded": an expected aversion at or above this.
 DREAD_THRESHOLD = 70
@@ -244,7 +245,7 @@ def summary(
     """
     params = {"user_id": user_id, "week_start": week_start, "group_id": group_id}
     statement = _summary_statement(group_id is not None)
-    return dict(db.execute(statement, params).one()._mapping)
+    return dict(database.run(db, statement, params).one()._mapping)
 
 
 @functools.cache
@@ -304,7 +305,7 @@ def per_day(
     """Per local day with completions: count, total relief and the trend's aggregate."""
     params = {"user_id": user_id, "timezone": timezone, "group_id": group_id}
     statement = _per_day_statement(measure, aggregation, group_id is not None)
-    rows = db.execute(statement, params).all()
+    rows = database.run(db, statement, params).all()
     return [dict(row._mapping) for row in rows]
 
 
@@ -387,4 +388,4 @@ def shapes(db: Session, user_id: int, x: str, y: str, group_id: int | None = Non
     (one row, n = how many; the arrays are null when there are none).
     """
     statement = _shapes_statement(x, y, group_id is not None)
-    return list(db.execute(statement, {"user_id": user_id, "group_id": group_id}).all())
+    return list(database.run(db, statement, {"user_id": user_id, "group_id": group_id}).all())

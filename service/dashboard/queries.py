@@ -35,6 +35,7 @@ from db.models import Attempt
 from db.models import Task
 from db.models import TaskGroup
 from db.models import TaskGroupTask
+from service import database
 from service import routines
 
 RECENT = 20
@@ -120,7 +121,7 @@ ACTIVE_TASKS = _active_tasks_statement()
 
 
 def active_tasks(db: Session, user_id: int) -> list[dict[str, Any]]:
-    return [dict(row._mapping) for row in db.execute(ACTIVE_TASKS, {"user_id": user_id})]
+    return [dict(row._mapping) for row in database.run(db, ACTIVE_TASKS, {"user_id": user_id})]
 
 
 def group_choices(tasks: list[dict[str, Any]]) -> list[tuple[int, str]]:
@@ -181,7 +182,7 @@ OPEN_AND_RECENT: CompoundSelect = union_all(OPEN, _RECENT)
 
 
 def open_and_recent_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
-    return [dict(row._mapping) for row in db.execute(OPEN_AND_RECENT, {"user_id": user_id})]
+    return [dict(row._mapping) for row in database.run(db, OPEN_AND_RECENT, {"user_id": user_id})]
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def arrange_open(attempts: list[dict[str, Any]], now: dt.datetime) -> OpenAttemp
 
 def open_attempts(db: Session, user_id: int) -> list[dict[str, Any]]:
     """Only the open attempts: what a stored dashboard lacks when only they have changed."""
-    return [dict(row._mapping) for row in db.execute(OPEN, {"user_id": user_id})]
+    return [dict(row._mapping) for row in database.run(db, OPEN, {"user_id": user_id})]
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def daily_totals(db: Session, user_id: int, timezone: str, today: dt.date) -> li
         "timezone": timezone,
         "since": dt.datetime.combine(first_day, dt.time(), ZoneInfo(timezone)),
     }
-    by_day = {row.day: row for row in db.execute(DAILY_TOTALS, params)}
+    by_day = {row.day: row for row in database.run(db, DAILY_TOTALS, params)}
     days = []
     for offset in range(HISTORY_DAYS):
         day = first_day + dt.timedelta(days=offset)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from db.models import Emotion
+from service import database
 
 # Offered to a new account so the lists aren't empty on the first visit.
 STARTER_EMOTIONS = ("Anxious", "Bored", "Calm", "Excited", "Frustrated", "Motivated", "Tired")
@@ -44,7 +45,7 @@ def choices_column(owner: Any, correlate: Any) -> Label[Any]:
 
 
 def emotion_choices(db: Session, user_id: int) -> list[tuple[int, str]]:
-    return [(row.id, row.name) for row in db.execute(_CHOICES, {"user_id": user_id})]
+    return [(row.id, row.name) for row in database.run(db, _CHOICES, {"user_id": user_id})]
 
 
 # One statement whatever the number of names, which SQLAlchemy keeps compiled (a VALUES

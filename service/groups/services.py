@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from db.models import Task
 from db.models import TaskGroup
 from db.models import TaskGroupTask
+from service import database
 
 _USER_ID = bindparam("user_id", type_=BigInteger)
 _CHOICES = (
@@ -41,7 +42,7 @@ _GROUP_TASKS = select(
 
 def group_choices(db: Session, user_id: int) -> list[tuple[int, str]]:
     """The person's groups as (id, name), in name order."""
-    return [(row.id, row.name) for row in db.execute(_CHOICES, {"user_id": user_id})]
+    return [(row.id, row.name) for row in database.run(db, _CHOICES, {"user_id": user_id})]
 
 
 def groups_with_counts(db: Session, user_id: int) -> list[dict[str, Any]]:
