@@ -78,4 +78,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         groups.bp,
     ):
         app.register_blueprint(blueprint)
+    security.limit_in_routes_only(app)
     return app

@@ -14,6 +14,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from service import create_app
+from service import security
 from tests.conftest import Browser
 from tests.conftest import app_config
 from tests.security import web
@@ -110,3 +111,17 @@ def test_behind_nginx_only_the_address_nginx_saw_counts(database_url: str) -> No
         assert response.status_code == 200
     finally:
         app.extensions["db_engine"].dispose()
+
+
+def test_an_app_wide_limit_is_still_checked_on_every_page(database_url: str) -> None:
+    """Only route limits exist today, so the check before every request is dropped
+    (service.security.limit_in_routes_only); an operator who sets a default limit gets it
+    on every page."""
+    app = create_app(app_config(database_url, RATELIMIT_ENABLED=True, RATELIMIT_DEFAULT="2/minute"))
+    try:
+        visitor = app.test_client()
+        assert [visitor.get("/").status_code for _ in range(2)] == [200, 200]
+        _assert_slowed_down(visitor.get("/"))
+    finally:
+        app.extensions["db_engine"].dispose()
+        security.limiter.limit_manager.set_default_limits([])  # the limiter is shared
