@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import Browser
+from tests.conftest import csrf_token
 
 # Route parameter → the table whose id it names.
 ID_PARAMETERS = {
@@ -150,3 +151,32 @@ def test_pages_carry_the_security_headers(browser):
         assert "unsafe-inline" not in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "same-origin"
+
+
+def test_a_sessions_form_token_works_on_every_page_and_a_new_session_gets_a_new_one(client):
+    """Each worker signs a session's token once and shows it again on every page
+    (service.security): it must keep working, and sign-up, which starts a new session,
+    must still give the person a new token and leave the old one refused."""
+    before = csrf_token(client, "/signin")
+    assert csrf_token(client, "/signup") == before
+    response = client.post(
+        "/signup", data={"csrf_token": before, "username": "tok.person", "timezone": "UTC"}
+    )
+    assert response.status_code == 200 and "signin-key" in response.get_data(as_text=True)
+
+    after = csrf_token(client, "/")
+    assert after != before
+    assert csrf_token(client, "/") == after
+    refused = client.post("/tasks/new", data={"csrf_token": before, "name": "Old token"})
+    assert refused.status_code == 400
+    created = client.post(
+        "/tasks/new",
+        data={
+            "csrf_token": after,
+            "name": "New token",
+            "kind": "one-time",
+            "default_estimate_minutes": "30",
+        },
+    )
+    assert created.status_code == 302
+    assert "New token" in client.get("/").get_data(as_text=True)
