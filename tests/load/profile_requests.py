@@ -19,6 +19,7 @@ Not collected by pytest; numbers go to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import os
@@ -29,6 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +232,35 @@ def newcomer(
     attempt_cycle(client, TASK_IDS.findall(dashboard)[0], "new: ", "new: GET / (after complete)")
 
 
+@contextlib.contextmanager
+def scratch_app(server: str, users: int, secret: str, room: int) -> Iterator[tuple[str, Any]]:
+    """A scratch database seeded with ``users`` load-test accounts and the app on it.
+
+    The app runs with production settings; the sign-up cap leaves ``room`` for more
+    people. Yields the database's URL and the app; the database is dropped afterwards.
+    """
+    with scratch_database(server, keep=False) as url:
+        sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+        migrate.upgrade(sa_url)
+        seeding = make_engine(sa_url)
+        load_accounts.seed(seeding, run=RUN, count=users, secret=secret, history=42)
+        seeding.dispose()
+        os.environ.update(
+            APP_ENV="production",
+            SECRET_KEY=secrets.token_hex(32),
+            DATABASE_URL=sa_url,
+            PROXY_COUNT="1",
+            MAX_USERS=str(users + room),
+            LOG_LEVEL="WARNING",
+            DATA_DIR=os.path.join(tempfile.gettempdir(), "tas"),
+        )
+        app = create_app()
+        try:
+            yield url, app
+        finally:
+            app.extensions["db_engine"].dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -243,22 +274,7 @@ def main() -> int:
     args = parser.parse_args()
 
     secret = secrets.token_hex(16)
-    with scratch_database(args.server, keep=False) as url:
-        sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        migrate.upgrade(sa_url)
-        seeding = make_engine(sa_url)
-        load_accounts.seed(seeding, run=RUN, count=args.users, secret=secret, history=42)
-        seeding.dispose()
-        os.environ.update(
-            APP_ENV="production",
-            SECRET_KEY=secrets.token_hex(32),
-            DATABASE_URL=sa_url,
-            PROXY_COUNT="1",
-            MAX_USERS=str(args.users + args.newcomers + 10),
-            LOG_LEVEL="WARNING",
-            DATA_DIR=os.path.join(tempfile.gettempdir(), "tas"),
-        )
-        app = create_app()
+    with scratch_app(args.server, args.users, secret, room=args.newcomers + 10) as (url, app):
         pids: list[int] = []
 
         def backend_pids() -> list[int]:
@@ -280,7 +296,6 @@ def main() -> int:
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
-        app.extensions["db_engine"].dispose()
         with psycopg.connect(url) as conn:
             attempts = conn.execute("SELECT count(*) FROM attempts").fetchone()
     count = attempts[0] if attempts else 0

@@ -11,10 +11,8 @@ tool only with each other: the same command on two commits, alternated.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,11 +21,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "load"))
 
 import profile_requests as journey  # noqa: E402
-
-from db import load_accounts  # noqa: E402
-from db import migrate  # noqa: E402
-from db.engine import make_engine  # noqa: E402
-from service import create_app  # noqa: E402
 
 
 def main() -> int:
@@ -39,22 +32,7 @@ def main() -> int:
     args = parser.parse_args()
 
     secret = secrets.token_hex(16)
-    with journey.scratch_database(args.server, keep=False) as url:
-        sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        migrate.upgrade(sa_url)
-        seeding = make_engine(sa_url)
-        load_accounts.seed(seeding, run=journey.RUN, count=2, secret=secret, history=42)
-        seeding.dispose()
-        os.environ.update(
-            APP_ENV="production",
-            SECRET_KEY=secrets.token_hex(32),
-            DATABASE_URL=sa_url,
-            PROXY_COUNT="1",
-            MAX_USERS="20",
-            LOG_LEVEL="WARNING",
-            DATA_DIR=os.path.join(tempfile.gettempdir(), "tas"),
-        )
-        app = create_app()
+    with journey.scratch_app(args.server, 2, secret, room=18) as (_url, app):
         person = journey.Client(app, list, journey._headers(journey.address_for(0)))
         visitor = journey.Client(app, list, journey._headers(journey.address_for(1)))
         username = journey.load_username(journey.PREFIX, 0)
@@ -73,7 +51,6 @@ def main() -> int:
             took = (time.process_time() - started) / args.times * 1000
             who = "signed in" if client is person else "no session"
             print(f"{path:24} {who:10} {took:.3f} ms of CPU per request")
-        app.extensions["db_engine"].dispose()
     return 0
 
 
