@@ -6,11 +6,13 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import Select
+from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 
 from db.models import User
 from service import database
+from tests.conftest import Browser
 
 
 def _people_named(name: str) -> Select[Any]:
@@ -31,3 +33,41 @@ def test_a_plain_read_sees_what_the_request_changed_and_a_failed_request_keeps_n
         # The request ends without committing (as when a view fails).
     with app.test_request_context("/"):
         assert database.run(database.session(), _people_named("run.reader")).scalar() == 0
+
+
+def _checkouts(app: Flask, request: Any) -> tuple[Any, int]:
+    """Run ``request()`` and count the connections it took from the pool."""
+    taken: list[object] = []
+
+    def record(*_args: Any) -> None:
+        taken.append(object())
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "checkout", record)
+    try:
+        response = request()
+    finally:
+        event.remove(engine, "checkout", record)
+    return response, len(taken)
+
+
+def test_each_request_takes_one_connection_and_a_write_commits_with_its_lookup(
+    browser: Browser,
+) -> None:
+    """The person's lookup and the view's work share the request's connection: one pooled
+    connection per request (so the pool's size is the number of requests served at once),
+    and a write made on it after the lookup is committed by the view and kept."""
+    app = browser.client.application
+    browser.client.get("/")  # the dashboard is now kept whole
+    response, taken = _checkouts(app, lambda: browser.client.get("/"))
+    assert response.status_code == 200 and taken == 1
+    token = browser.token()
+    data = {"csrf_token": token, "name": "One connection", "kind": "one-time"}
+    response, taken = _checkouts(app, lambda: browser.client.post("/tasks/new", data=data))
+    assert response.status_code == 302 and taken == 1
+    with app.extensions["db_engine"].connect() as conn:
+        named = "SELECT count(*) FROM tasks WHERE name = 'One connection'"
+        assert conn.exec_driver_sql(named).scalar_one() == 1
+    response, taken = _checkouts(app, lambda: browser.client.get("/"))
+    assert response.status_code == 200 and "One connection" in response.get_data(as_text=True)
+    assert taken == 1
