@@ -160,7 +160,7 @@ def _load_user() -> None:
     if not token or request.endpoint in (None, "static", "health.healthz", "health.live"):
         return
     parameters = {**page_cache.lookup_parameters(), "token_hash": token_hash(token)}
-    row = database.connection().exec_driver_sql(_LOAD_USER, parameters).fetchone()
+    row = database.fetch_one(_LOAD_USER, parameters)
     if row is None:
         return
     versions = page_cache.found(row[4:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from flask import Flask
 from sqlalchemy import Select
 from sqlalchemy import event
@@ -71,3 +72,27 @@ def test_each_request_takes_one_connection_and_a_write_commits_with_its_lookup(
     response, taken = _checkouts(app, lambda: browser.client.get("/"))
     assert response.status_code == 200 and "One connection" in response.get_data(as_text=True)
     assert taken == 1
+
+
+def test_a_connection_lost_under_the_lookup_gives_the_503_page_and_the_next_request_works(
+    browser: Browser,
+) -> None:
+    """The person's lookup, the first statement of every request, runs on the driver alone;
+    when its connection has died (PostgreSQL restarted, an administrator ended it) the
+    request still gets the friendly 503 page, not an error, and the pool replaces the
+    connection for the next request."""
+    app = browser.client.application
+    assert browser.client.get("/").status_code == 200
+    url = app.config["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as admin:  # not one of the app's
+        ended = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'tas'"
+        ).fetchone()
+    assert ended is not None and ended[0] >= 1
+    # Within a second of its last use a pooled connection is not pinged: the lookup meets it.
+    response = browser.client.get("/")
+    assert response.status_code == 503
+    assert "Temporarily unavailable" in response.get_data(as_text=True)
+    again = browser.client.get("/")
+    assert again.status_code == 200 and "Write report" not in again.get_data(as_text=True)
