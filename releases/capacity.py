@@ -391,13 +391,14 @@ def table(report: Report) -> list[str]:
         )
     if report.server:
         lines.append(
-            f"{'server':>6} {'cpu':>6} {'steal':>6} {'app':>6} {'db':>6} {'mem MiB':>8} "
-            f"{'load':>5} {'app ms/req':>10}"
+            f"{'server':>6} {'cpu':>6} {'steal':>6} {'app':>6} {'db':>6} {'nginx':>6} "
+            f"{'gen':>6} {'mem MiB':>8} {'load':>5} {'app ms/req':>10}"
         )
         for step in report.server:
             lines.append(
                 f"{step['users']:>6} {_pct(step.get('cpu_busy'))} {_pct(step.get('cpu_steal'))} "
                 f"{_pct(step.get('app_cpu'))} {_pct(step.get('db_cpu'))} "
+                f"{_pct(step.get('nginx_cpu'))} {_pct(step.get('generator_cpu'))} "
                 f"{_num(step.get('mem_used_mib')):>8} {_num(step.get('load1_max')):>5} "
                 f"{_num(step.get('app_cpu_ms_per_request')):>10}"
             )

@@ -364,6 +364,7 @@ def _figures(
         "app_cpu": unit_cpu("app"),
         "db_cpu": unit_cpu("postgresql"),
         "nginx_cpu": unit_cpu("nginx"),
+        "generator_cpu": unit_cpu("generator"),
         "mem_used_mib": round(max(used) / 2**20) if used else None,
         "app_mem_mib": round(max(app_mem) / 2**20) if app_mem else None,
         "load1_max": round(max(s["load1"] for s in inside), 2) if inside else None,
@@ -374,8 +375,9 @@ def server_figures(
     samples: list[dict[str, Any]], snapshots: list[dict[str, Any]], steps: list[int]
 ) -> list[dict[str, Any]]:
     """Per step (its measured window, as locust's snapshots mark it): the server's CPU
-    (busy and steal, % of the whole machine), the app's, PostgreSQL's and nginx's CPU (% of
-    one core), memory in use and the highest load average."""
+    (busy and steal, % of the whole machine), the app's, PostgreSQL's, nginx's and a load
+    generator's on the same machine (% of one core), memory in use and the highest load
+    average."""
     opened: dict[int, float] = {}
     out = []
     for row in snapshots:

@@ -46,6 +46,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from db import migrate  # noqa: E402
 from releases import capacity  # noqa: E402
 from releases import loadtest  # noqa: E402
+from releases.loadtest_host import app_cpu_per_request  # noqa: E402
 from releases.loadtest_host import before_figures  # noqa: E402
 from releases.loadtest_host import server_figures  # noqa: E402
 from tests import local_nginx  # noqa: E402
@@ -86,9 +87,10 @@ def _wait(
 @contextlib.contextmanager
 def gunicorn(
     database_url: str, workers: int, python: str, socket_path: Path | None
-) -> Iterator[str]:
+) -> Iterator[tuple[str, int]]:
     """gunicorn with production settings; yields its address: ``unix:<socket_path>`` (as
-    tas.socket on a server, where only nginx reaches it) or ``127.0.0.1:<port>``."""
+    tas.socket on a server, where only nginx reaches it) or ``127.0.0.1:<port>``, and the
+    process id of its master (the app is that process and its workers)."""
     port = _free_port()
     bind = f"unix:{socket_path}" if socket_path else f"127.0.0.1:{port}"
     env = {
@@ -108,7 +110,7 @@ def gunicorn(
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         _wait(port, "gunicorn", process, unix=socket_path)
-        yield bind
+        yield bind, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -205,7 +207,7 @@ def main() -> int:
                 sockets = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tas-sock-")))
                 os.chmod(sockets, 0o755)  # nginx's workers do not run as root
                 socket_path = sockets / "tas.sock"
-            app_bind = stack.enter_context(
+            app_bind, app_pid = stack.enter_context(
                 gunicorn(app_url, args.workers, args.server_python, socket_path)
             )
             run = loadtest.new_run_name()  # nginx names it for the key's holders
@@ -233,6 +235,7 @@ def main() -> int:
                     str(ROOT / "releases/scripts/load_sampler.py"),
                     str(samples_file),
                     "2",
+                    str(app_pid),
                 ]
             )
             time.sleep(6)  # the machine at rest first
@@ -255,6 +258,9 @@ def main() -> int:
                  ".snapshots.json").read_text()
             )  # fmt: skip
             report.server = server_figures(samples, snapshots, list(settings.steps))
+            for step, verdict in zip(report.server, report.steps, strict=False):
+                requests = verdict.figures.requests
+                step["app_cpu_ms_per_request"] = app_cpu_per_request(step, requests)
             report.target["path"] = path
             report.target["server_python"] = _describe(args.server_python)
             report.target["machine_before"] = before_figures(samples, started)

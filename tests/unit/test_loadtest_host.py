@@ -119,3 +119,40 @@ def test_a_clean_up_that_cannot_reach_the_server_says_what_is_left_and_who_remov
     run.timer_started = True
     assert _clean_up(_Unreachable(), run, said.append) is False  # type: ignore[arg-type]
     assert "the server's timer tas-load-cleanup-r1abcd removes the key" in said[-1]
+
+
+def test_on_one_machine_the_sampler_tells_the_app_and_the_load_generator_apart(tmp_path):
+    """A benchmark runs gunicorn as whoever starts it: given its pid, that process and its
+    children are the app; a locust process on the machine is the load generator. Each
+    part's CPU goes to it, so a report shows what the generator took from the server."""
+    out = tmp_path / "samples.jsonl"
+    spin = "import time\nend = time.time() + 20\nwhile time.time() < end: pass"
+    app = subprocess.Popen([sys.executable, "-c", spin])
+    generator = subprocess.Popen([sys.executable, "-c", spin, "-m", "locust"])
+    sampler_path = ROOT / "releases" / "scripts" / "load_sampler.py"
+    sampler = subprocess.Popen(
+        [sys.executable, "-I", str(sampler_path), str(out), "0.3", str(app.pid)]
+    )
+    try:
+        for _ in range(200):
+            if out.exists() and len(out.read_text().splitlines()) >= 4:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+    finally:
+        for process in (sampler, app, generator):
+            process.terminate()
+            process.wait(timeout=10)
+    samples = [json.loads(line) for line in out.read_text().splitlines()][1:]
+    first, last = samples[0]["units"], samples[-1]["units"]
+    assert last["app"]["cpu_usec"] > first["app"]["cpu_usec"]
+    assert last["generator"]["cpu_usec"] > first["generator"]["cpu_usec"]
+    figures = server_figures(
+        samples,
+        [
+            {"step": 0, "opens": True, "time": samples[0]["time"]},
+            {"step": 0, "opens": False, "time": samples[-1]["time"]},
+        ],
+        [10],
+    )[0]
+    # Each spinning process holds a good part of a core, however busy the machine is.
+    assert figures["app_cpu"] > 10 and figures["generator_cpu"] > 10
