@@ -25,6 +25,7 @@ from db.models import AttemptEmotion
 from db.models import Task
 from db.models import utcnow
 from service.elapsed import minutes_so_far
+from service.emotions.services import choice_pairs
 from service.emotions.services import choices_column
 
 OPEN_STATUSES = ("initialized", "started", "paused")
@@ -99,10 +100,6 @@ _ATTEMPT_FORM = (
 )
 
 
-def _choices(pairs: list[list[Any]]) -> list[tuple[int, str]]:
-    return [(int(emotion_id), str(name)) for emotion_id, name in pairs]
-
-
 def task_form_or_404(
     db: Session, user_id: int, task_id: int
 ) -> tuple[Task, dict[str, float | None], list[tuple[int, str]]]:
@@ -111,7 +108,7 @@ def task_form_or_404(
     row = db.execute(_TASK_FORM, {"task_id": task_id, "user_id": user_id}).first()
     if row is None:
         abort(404)
-    return row[0], _averages(row._mapping), _choices(row.emotion_choices)
+    return row[0], _averages(row._mapping), choice_pairs(row.emotion_choices)
 
 
 def attempt_form_or_404(
@@ -122,7 +119,7 @@ def attempt_form_or_404(
     row = db.execute(_ATTEMPT_FORM, {"attempt_id": attempt_id, "user_id": user_id}).first()
     if row is None:
         abort(404)
-    return row[0], row[1], _averages(row._mapping), _choices(row.emotion_choices)
+    return row[0], row[1], _averages(row._mapping), choice_pairs(row.emotion_choices)
 
 
 def slider_defaults(averages: dict[str, float | None], fields: tuple[str, ...]) -> dict[str, int]:

@@ -44,6 +44,11 @@ def choices_column(owner: Any, correlate: Any) -> Label[Any]:
     )
 
 
+def choice_pairs(pairs: list[list[Any]]) -> list[tuple[int, str]]:
+    """What a choices column read (JSON [id, name] pairs) as a form's choices."""
+    return [(int(choice_id), str(name)) for choice_id, name in pairs]
+
+
 def emotion_choices(db: Session, user_id: int) -> list[tuple[int, str]]:
     return [(row.id, row.name) for row in database.run(db, _CHOICES, {"user_id": user_id})]
 

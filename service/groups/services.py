@@ -7,10 +7,13 @@ from typing import Any
 
 from flask import abort
 from sqlalchemy import BigInteger
+from sqlalchemy import Label
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -38,6 +41,35 @@ _GROUP_TASKS = select(
         .scalar_subquery()
     ).label("task_ids"),
 ).where(TaskGroup.id == bindparam("group_id", type_=BigInteger), TaskGroup.user_id == _USER_ID)
+
+
+def choices_column(owner: Any, correlate: Any) -> Label[Any]:
+    """The groups of the person whose id is ``owner`` (a column of ``correlate``, the table
+    of the statement this goes into) as a JSON array of [id, name] pairs, in the order of
+    :func:`group_choices`: for a form page that reads them with its other data."""
+    pairs = func.json_agg(
+        aggregate_order_by(
+            func.json_build_array(TaskGroup.id, TaskGroup.name),
+            func.lower(TaskGroup.name),
+            TaskGroup.id,
+        )
+    )
+    return (
+        select(func.coalesce(pairs, text("'[]'::json")))
+        .where(TaskGroup.user_id == owner)
+        .correlate(correlate)
+        .scalar_subquery()
+        .label("group_choices")
+    )
+
+
+# The groups a task is in, read with the task (the column of a statement from tasks).
+TASK_GROUP_IDS = func.array(
+    select(TaskGroupTask.group_id)
+    .where(TaskGroupTask.task_id == Task.id, TaskGroupTask.user_id == Task.user_id)
+    .correlate(Task)
+    .scalar_subquery()
+).label("group_ids")
 
 
 def group_choices(db: Session, user_id: int) -> list[tuple[int, str]]:
@@ -118,11 +150,13 @@ def task_group_ids(db: Session, task: Task) -> list[int]:
     )
 
 
-def set_task_groups(db: Session, task: Task, group_ids: list[int]) -> bool:
+def set_task_groups(
+    db: Session, task: Task, group_ids: list[int], current: list[int] | None = None
+) -> bool:
     """The task's groups: these and no others (ids already checked to be the person's).
-    Whether that changed anything."""
+    Whether that changed anything. ``current``: the groups it is in, if already read."""
     wanted = set(group_ids)
-    if set(task_group_ids(db, task)) == wanted:
+    if set(task_group_ids(db, task) if current is None else current) == wanted:
         return False
     db.execute(
         delete(TaskGroupTask).where(

@@ -1,17 +1,23 @@
 from __future__ import annotations
 
 from typing import Any
+from typing import NamedTuple
 
 from flask import abort
 from sqlalchemy import BigInteger
 from sqlalchemy import bindparam
 from sqlalchemy import delete
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Task
 from db.models import TaskEmotion
+from db.models import User
 from db.models import utcnow
+from service import database
+from service.emotions import services as emotions
+from service.groups import services as groups
 
 EDITABLE = ("name", "description", "kind", "default_estimate_minutes")
 # The schedule of a routine (see service.routines); a change starts it afresh.
@@ -29,6 +35,57 @@ def get_task_or_404(db: Session, user_id: int, task_id: int) -> Task:
     if task is None:
         abort(404)
     return task
+
+
+# What the task form shows besides the task, read with it in one statement: the emotions it
+# tracks and the groups it is in, and the person's emotions and groups to choose from.
+_TRACKED_IDS = func.array(
+    select(TaskEmotion.emotion_id)
+    .where(TaskEmotion.task_id == Task.id, TaskEmotion.user_id == Task.user_id)
+    .correlate(Task)
+    .scalar_subquery()
+).label("tracked_ids")
+_TASK_FORM = select(
+    Task,
+    _TRACKED_IDS,
+    groups.TASK_GROUP_IDS,
+    emotions.choices_column(Task.user_id, Task),
+    groups.choices_column(Task.user_id, Task),
+).where(
+    Task.id == bindparam("task_id", type_=BigInteger),
+    Task.user_id == bindparam("user_id", type_=BigInteger),
+)
+_NEW_TASK_FORM = select(
+    emotions.choices_column(User.id, User), groups.choices_column(User.id, User)
+).where(User.id == bindparam("user_id", type_=BigInteger))
+
+
+class TaskFormData(NamedTuple):
+    task: Task | None
+    tracked_ids: list[int]
+    group_ids: list[int]
+    emotion_choices: list[tuple[int, str]]
+    group_choices: list[tuple[int, str]]
+
+
+def task_form_or_404(db: Session, user_id: int, task_id: int) -> TaskFormData:
+    """The person's own task (or 404) and what its form shows with it, in one statement."""
+    row = db.execute(_TASK_FORM, {"task_id": task_id, "user_id": user_id}).first()
+    if row is None:
+        abort(404)
+    return TaskFormData(
+        row[0],
+        list(row.tracked_ids),
+        list(row.group_ids),
+        emotions.choice_pairs(row.emotion_choices),
+        emotions.choice_pairs(row.group_choices),
+    )
+
+
+def new_task_form(db: Session, user_id: int) -> TaskFormData:
+    """What a new task's form offers: the person's emotions and groups, in one statement."""
+    row = database.run(db, _NEW_TASK_FORM, {"user_id": user_id}).one()
+    return TaskFormData(None, [], [], emotions.choice_pairs(row[0]), emotions.choice_pairs(row[1]))
 
 
 def tracked_emotion_ids(db: Session, task: Task) -> list[int]:
@@ -65,12 +122,21 @@ def _set_routine(task: Task, values: dict[str, Any]) -> None:
     task.routine_since = utcnow() if task.routine_frequency is not None else None
 
 
-def update_task(db: Session, task: Task, values: dict[str, Any], emotion_ids: list[int]) -> bool:
-    """Apply an edit; a real change bumps the version (past attempts keep theirs)."""
+def update_task(
+    db: Session,
+    task: Task,
+    values: dict[str, Any],
+    emotion_ids: list[int],
+    tracked_ids: list[int] | None = None,
+) -> bool:
+    """Apply an edit; a real change bumps the version (past attempts keep theirs).
+    ``tracked_ids``: the emotions the task tracks, if already read."""
     changed = any(getattr(task, k) != values[k] for k in EDITABLE)
     routine_changed = any(getattr(task, k) != values.get(k) for k in ROUTINE)
     changed = changed or routine_changed
-    changed = changed or sorted(tracked_emotion_ids(db, task)) != sorted(emotion_ids)
+    if tracked_ids is None:
+        tracked_ids = tracked_emotion_ids(db, task)
+    changed = changed or sorted(tracked_ids) != sorted(emotion_ids)
     if changed:
         for key in EDITABLE:
             setattr(task, key, values[key])

@@ -17,7 +17,6 @@ from service import auth
 from service import database
 from service import routines
 from service.emotions.services import chosen_emotion_ids
-from service.emotions.services import emotion_choices
 from service.forms import ConfirmForm
 from service.forms import parse_new_emotions
 from service.forms import render_form
@@ -28,10 +27,10 @@ from service.tasks.forms import TaskForm
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 
-def _form(**defaults: Any) -> TaskForm:
+def _form(data: services.TaskFormData, **defaults: Any) -> TaskForm:
     form = TaskForm(**defaults)
-    form.emotions.choices = emotion_choices(database.session(), auth.user().id)
-    form.groups.choices = groups.group_choices(database.session(), auth.user().id)
+    form.emotions.choices = data.emotion_choices
+    form.groups.choices = data.group_choices
     return form
 
 
@@ -81,9 +80,9 @@ def _emotion_ids(form: TaskForm) -> list[int]:
 @bp.route("/new", methods=["GET", "POST"])
 @auth.login_required
 def new() -> ResponseReturnValue:
-    form = _form()
+    db = database.session()
+    form = _form(services.new_task_form(db, auth.user().id))
     if form.validate_on_submit():
-        db = database.session()
         task = services.create_task(db, auth.user().id, _values(form))
         services.set_tracked_emotions(db, task, _emotion_ids(form))
         groups.set_task_groups(db, task, form.groups.data or [])
@@ -97,17 +96,21 @@ def new() -> ResponseReturnValue:
 @auth.login_required
 def edit(task_id: int) -> ResponseReturnValue:
     db = database.session()
-    task = services.get_task_or_404(db, auth.user().id, task_id)
+    data = services.task_form_or_404(db, auth.user().id, task_id)
+    task = data.task
+    assert task is not None  # a task's own form
     form = _form(
+        data,
         obj=task,
-        emotions=services.tracked_emotion_ids(db, task),
-        groups=groups.task_group_ids(db, task),
+        emotions=data.tracked_ids,
+        groups=data.group_ids,
         **_routine_defaults(task),
     )
     if form.validate_on_submit():
         # Groups are no part of the task's definition: changing them alone keeps its version.
-        regrouped = groups.set_task_groups(db, task, form.groups.data or [])
-        if services.update_task(db, task, _values(form), _emotion_ids(form)):
+        regrouped = groups.set_task_groups(db, task, form.groups.data or [], data.group_ids)
+        values, emotion_ids = _values(form), _emotion_ids(form)
+        if services.update_task(db, task, values, emotion_ids, data.tracked_ids):
             database.commit()
             flash(f"Saved “{task.name}” (version {task.version}).")
         elif regrouped:

@@ -56,6 +56,37 @@ def test_editing_a_task_bumps_its_version_and_past_attempts_keep_theirs(browser,
     assert attempt["task_version"] == 1
 
 
+def test_a_tasks_tracked_emotions_show_on_its_form_and_only_a_change_bumps_its_version(
+    browser, app
+):
+    """The edit form reads the task, the emotions it tracks, its groups and everything the
+    person can choose from in one statement; tracking other emotions is a new version of
+    the task, saving it unchanged is not."""
+    task_id = browser.create_task("Call the bank", new_emotions="Uneasy")
+    uneasy = _row(app, "SELECT id FROM emotions WHERE name = 'Uneasy'")["id"]
+    calm = _row(app, "SELECT id FROM emotions WHERE name = 'Calm'")["id"]
+    status, statements = count_statements(app, browser.client, f"/tasks/{task_id}/edit")
+    assert status == 200 and statements == 2  # the person's lookup, then the form's own
+    page = browser.client.get(f"/tasks/{task_id}/edit").get_data(as_text=True)
+    assert re.search(
+        rf'checked id="emotions-\d+" name="emotions" type="checkbox" value="{uneasy}"', page
+    )
+    assert not re.search(
+        rf'checked id="emotions-\d+" name="emotions" type="checkbox" value="{calm}"', page
+    )
+    same = {"name": "Call the bank", "kind": "one-time", "default_estimate_minutes": "30"}
+    unchanged = browser.post(f"/tasks/{task_id}/edit", {**same, "emotions": [str(uneasy)]})
+    assert unchanged.status_code == 302
+    assert "Nothing changed." in browser.client.get("/").get_data(as_text=True)
+    assert _row(app, "SELECT version FROM tasks WHERE id = :i", i=task_id)["version"] == 1
+    browser.post(f"/tasks/{task_id}/edit", {**same, "emotions": [str(calm)]})
+    assert _row(app, "SELECT version FROM tasks WHERE id = :i", i=task_id)["version"] == 2
+    tracked = _row(
+        app, "SELECT array_agg(emotion_id) AS ids FROM task_emotions WHERE task_id = :i", i=task_id
+    )
+    assert tracked["ids"] == [calm]
+
+
 def test_task_form_keeps_input_and_explains_limits(browser, app):
     response = browser.post(
         "/tasks/new", {"name": "x" * 201, "description": "kept", "kind": "one-time"}
