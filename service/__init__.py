@@ -35,9 +35,13 @@ def package_version() -> str:
         return "0.0.0+unknown"
 
 
+class App(Flask):
+    jinja_environment = templating.Environment
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then the environment (or ``test_config``), then extensions."""
-    app = Flask(__name__)
+    app = App(__name__)
     settings = config.from_environment() if test_config is None else dict(test_config)
     app.config.update(
         VERSION=package_version(),
