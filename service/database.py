@@ -27,6 +27,11 @@ from sqlalchemy import Connection
 from sqlalchemy import CursorResult
 from sqlalchemy import Engine
 from sqlalchemy import Executable
+from sqlalchemy import Label
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -118,6 +123,35 @@ def run(
     if db.new or db.dirty or db.deleted:
         db.flush()
     return db.connection().execute(statement, parameters)
+
+
+def choices_column(
+    id_column: Any,
+    name_column: Any,
+    owned: Any,
+    order_by: Sequence[Any],
+    correlate: Any,
+    label: str,
+) -> Label[Any]:
+    """A person's rows (``owned``: the condition naming the person by a column of
+    ``correlate``, the table of the statement this goes into) as one JSON array of
+    [id, name] pairs in ``order_by`` order, empty when none: for a form page that reads its
+    choices with its other data, in one statement. :func:`choice_pairs` reads it."""
+    pairs = func.json_agg(
+        aggregate_order_by(func.json_build_array(id_column, name_column), *order_by)
+    )
+    return (
+        select(func.coalesce(pairs, text("'[]'::json")))
+        .where(owned)
+        .correlate(correlate)
+        .scalar_subquery()
+        .label(label)
+    )
+
+
+def choice_pairs(pairs: list[list[Any]]) -> list[tuple[int, str]]:
+    """What a :func:`choices_column` read, as a form's choices."""
+    return [(int(choice_id), str(name)) for choice_id, name in pairs]
 
 
 def commit() -> None:

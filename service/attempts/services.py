@@ -24,8 +24,8 @@ from db.models import Attempt
 from db.models import AttemptEmotion
 from db.models import Task
 from db.models import utcnow
+from service.database import choice_pairs
 from service.elapsed import minutes_so_far
-from service.emotions.services import choice_pairs
 from service.emotions.services import choices_column
 
 OPEN_STATUSES = ("initialized", "started", "paused")

@@ -9,7 +9,6 @@ from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from db.models import Emotion
@@ -29,24 +28,12 @@ _CHOICES = (
 
 
 def choices_column(owner: Any, correlate: Any) -> Label[Any]:
-    """The emotions of the person whose id is ``owner`` (a column of ``correlate``, the
-    table of the statement this goes into) as a JSON array of [id, name] pairs, in the order
-    of :func:`emotion_choices`: for a form page that reads them with its other data."""
-    pairs = func.json_agg(
-        aggregate_order_by(func.json_build_array(Emotion.id, Emotion.name), _ORDER)
+    """The emotions of the person whose id is ``owner`` (a column of ``correlate``) as
+    :func:`service.database.choices_column` gives them, in the order of
+    :func:`emotion_choices`."""
+    return database.choices_column(
+        Emotion.id, Emotion.name, Emotion.user_id == owner, (_ORDER,), correlate, "emotion_choices"
     )
-    return (
-        select(func.coalesce(pairs, text("'[]'::json")))
-        .where(Emotion.user_id == owner)
-        .correlate(correlate)
-        .scalar_subquery()
-        .label("emotion_choices")
-    )
-
-
-def choice_pairs(pairs: list[list[Any]]) -> list[tuple[int, str]]:
-    """What a choices column read (JSON [id, name] pairs) as a form's choices."""
-    return [(int(choice_id), str(name)) for choice_id, name in pairs]
 
 
 def emotion_choices(db: Session, user_id: int) -> list[tuple[int, str]]:

@@ -12,8 +12,6 @@ from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -44,32 +42,14 @@ _GROUP_TASKS = select(
 
 
 def choices_column(owner: Any, correlate: Any) -> Label[Any]:
-    """The groups of the person whose id is ``owner`` (a column of ``correlate``, the table
-    of the statement this goes into) as a JSON array of [id, name] pairs, in the order of
-    :func:`group_choices`: for a form page that reads them with its other data."""
-    pairs = func.json_agg(
-        aggregate_order_by(
-            func.json_build_array(TaskGroup.id, TaskGroup.name),
-            func.lower(TaskGroup.name),
-            TaskGroup.id,
-        )
+    """The groups of the person whose id is ``owner`` (a column of ``correlate``) as
+    :func:`service.database.choices_column` gives them, in the order of
+    :func:`group_choices`."""
+    order = (func.lower(TaskGroup.name), TaskGroup.id)
+    owned = TaskGroup.user_id == owner
+    return database.choices_column(
+        TaskGroup.id, TaskGroup.name, owned, order, correlate, "group_choices"
     )
-    return (
-        select(func.coalesce(pairs, text("'[]'::json")))
-        .where(TaskGroup.user_id == owner)
-        .correlate(correlate)
-        .scalar_subquery()
-        .label("group_choices")
-    )
-
-
-# The groups a task is in, read with the task (the column of a statement from tasks).
-TASK_GROUP_IDS = func.array(
-    select(TaskGroupTask.group_id)
-    .where(TaskGroupTask.task_id == Task.id, TaskGroupTask.user_id == Task.user_id)
-    .correlate(Task)
-    .scalar_subquery()
-).label("group_ids")
 
 
 def group_choices(db: Session, user_id: int) -> list[tuple[int, str]]:

@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session
 
 from db.models import Task
 from db.models import TaskEmotion
+from db.models import TaskGroupTask
 from db.models import User
 from db.models import utcnow
 from service import database
+from service.database import choice_pairs
 from service.emotions import services as emotions
 from service.groups import services as groups
 
@@ -37,18 +39,23 @@ def get_task_or_404(db: Session, user_id: int, task_id: int) -> Task:
     return task
 
 
+def _ids_of_task(column: Any, label: str) -> Any:
+    """The ids in ``column`` of the rows linked to the statement's task, as an array."""
+    link = column.class_
+    return func.array(
+        select(column)
+        .where(link.task_id == Task.id, link.user_id == Task.user_id)
+        .correlate(Task)
+        .scalar_subquery()
+    ).label(label)
+
+
 # What the task form shows besides the task, read with it in one statement: the emotions it
 # tracks and the groups it is in, and the person's emotions and groups to choose from.
-_TRACKED_IDS = func.array(
-    select(TaskEmotion.emotion_id)
-    .where(TaskEmotion.task_id == Task.id, TaskEmotion.user_id == Task.user_id)
-    .correlate(Task)
-    .scalar_subquery()
-).label("tracked_ids")
 _TASK_FORM = select(
     Task,
-    _TRACKED_IDS,
-    groups.TASK_GROUP_IDS,
+    _ids_of_task(TaskEmotion.emotion_id, "tracked_ids"),
+    _ids_of_task(TaskGroupTask.group_id, "group_ids"),
     emotions.choices_column(Task.user_id, Task),
     groups.choices_column(Task.user_id, Task),
 ).where(
@@ -60,12 +67,18 @@ _NEW_TASK_FORM = select(
 ).where(User.id == bindparam("user_id", type_=BigInteger))
 
 
+class TaskChoices(NamedTuple):
+    """The person's emotions and groups, as a task form offers them."""
+
+    emotions: list[tuple[int, str]]
+    groups: list[tuple[int, str]]
+
+
 class TaskFormData(NamedTuple):
-    task: Task | None
+    task: Task
     tracked_ids: list[int]
     group_ids: list[int]
-    emotion_choices: list[tuple[int, str]]
-    group_choices: list[tuple[int, str]]
+    choices: TaskChoices
 
 
 def task_form_or_404(db: Session, user_id: int, task_id: int) -> TaskFormData:
@@ -73,19 +86,14 @@ def task_form_or_404(db: Session, user_id: int, task_id: int) -> TaskFormData:
     row = db.execute(_TASK_FORM, {"task_id": task_id, "user_id": user_id}).first()
     if row is None:
         abort(404)
-    return TaskFormData(
-        row[0],
-        list(row.tracked_ids),
-        list(row.group_ids),
-        emotions.choice_pairs(row.emotion_choices),
-        emotions.choice_pairs(row.group_choices),
-    )
+    choices = TaskChoices(choice_pairs(row.emotion_choices), choice_pairs(row.group_choices))
+    return TaskFormData(row[0], list(row.tracked_ids), list(row.group_ids), choices)
 
 
-def new_task_form(db: Session, user_id: int) -> TaskFormData:
+def new_task_choices(db: Session, user_id: int) -> TaskChoices:
     """What a new task's form offers: the person's emotions and groups, in one statement."""
     row = database.run(db, _NEW_TASK_FORM, {"user_id": user_id}).one()
-    return TaskFormData(None, [], [], emotions.choice_pairs(row[0]), emotions.choice_pairs(row[1]))
+    return TaskChoices(choice_pairs(row.emotion_choices), choice_pairs(row.group_choices))
 
 
 def tracked_emotion_ids(db: Session, task: Task) -> list[int]:

@@ -27,10 +27,10 @@ from service.tasks.forms import TaskForm
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 
-def _form(data: services.TaskFormData, **defaults: Any) -> TaskForm:
+def _form(choices: services.TaskChoices, **defaults: Any) -> TaskForm:
     form = TaskForm(**defaults)
-    form.emotions.choices = data.emotion_choices
-    form.groups.choices = data.group_choices
+    form.emotions.choices = choices.emotions
+    form.groups.choices = choices.groups
     return form
 
 
@@ -81,11 +81,11 @@ def _emotion_ids(form: TaskForm) -> list[int]:
 @auth.login_required
 def new() -> ResponseReturnValue:
     db = database.session()
-    form = _form(services.new_task_form(db, auth.user().id))
+    form = _form(services.new_task_choices(db, auth.user().id))
     if form.validate_on_submit():
         task = services.create_task(db, auth.user().id, _values(form))
         services.set_tracked_emotions(db, task, _emotion_ids(form))
-        groups.set_task_groups(db, task, form.groups.data or [])
+        groups.set_task_groups(db, task, form.groups.data or [], current=[])  # a new task
         database.commit()
         flash(f"Created “{task.name}”.")
         return redirect(url_for("dashboard.index"))
@@ -98,9 +98,8 @@ def edit(task_id: int) -> ResponseReturnValue:
     db = database.session()
     data = services.task_form_or_404(db, auth.user().id, task_id)
     task = data.task
-    assert task is not None  # a task's own form
     form = _form(
-        data,
+        data.choices,
         obj=task,
         emotions=data.tracked_ids,
         groups=data.group_ids,
