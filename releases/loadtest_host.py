@@ -181,8 +181,7 @@ def run_host_loadtest(
         },
     )
     report.server = server_figures(samples, measured.snapshots, list(settings.steps))
-    for step, verdict in zip(report.server, report.steps, strict=False):
-        step["app_cpu_ms_per_request"] = app_cpu_per_request(step, verdict.figures.requests)
+    add_app_cpu_per_request(report)
     report.target["server_before"] = before_figures(samples, measured.started)
     json_path, html_path = capacity.write_report(report, options.out_dir)
     return report, json_path, html_path
@@ -401,6 +400,12 @@ def app_cpu_per_request(step: Mapping[str, Any], requests: int) -> float | None:
     if step.get("app_cpu") is None or not step.get("seconds") or not requests:
         return None
     return round(step["app_cpu"] / 100 * step["seconds"] * 1000 / requests, 2)
+
+
+def add_app_cpu_per_request(report: capacity.Report) -> None:
+    """Each of the report's server steps gets the app's CPU per request of its step."""
+    for step, verdict in zip(report.server, report.steps, strict=False):
+        step["app_cpu_ms_per_request"] = app_cpu_per_request(step, verdict.figures.requests)
 
 
 def before_figures(samples: list[dict[str, Any]], until: float) -> dict[str, Any] | None:

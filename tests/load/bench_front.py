@@ -46,7 +46,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from db import migrate  # noqa: E402
 from releases import capacity  # noqa: E402
 from releases import loadtest  # noqa: E402
-from releases.loadtest_host import app_cpu_per_request  # noqa: E402
+from releases.loadtest_host import add_app_cpu_per_request  # noqa: E402
 from releases.loadtest_host import before_figures  # noqa: E402
 from releases.loadtest_host import server_figures  # noqa: E402
 from tests import local_nginx  # noqa: E402
@@ -258,9 +258,7 @@ def main() -> int:
                  ".snapshots.json").read_text()
             )  # fmt: skip
             report.server = server_figures(samples, snapshots, list(settings.steps))
-            for step, verdict in zip(report.server, report.steps, strict=False):
-                requests = verdict.figures.requests
-                step["app_cpu_ms_per_request"] = app_cpu_per_request(step, requests)
+            add_app_cpu_per_request(report)
             report.target["path"] = path
             report.target["server_python"] = _describe(args.server_python)
             report.target["machine_before"] = before_figures(samples, started)

@@ -78,20 +78,26 @@ def test_the_server_before_the_load_is_reported_apart():
     assert before_figures([], until=2000) is None
 
 
-def test_the_sampler_runs_on_the_standard_library_and_writes_counters(tmp_path):
-    """What the server's python3 runs: a header line, then one sample per interval."""
-    out = tmp_path / "samples.jsonl"
+def _sample(folder: Path, *arguments: str) -> list[dict]:
+    """Run the sampler as a server runs it (``load_sampler.py OUT INTERVAL [APP_PID]``)
+    until it has written a header and three samples; its lines, read back."""
+    out = folder / "samples.jsonl"
     sampler = ROOT / "releases" / "scripts" / "load_sampler.py"
-    process = subprocess.Popen([sys.executable, "-I", str(sampler), str(out), "0.1"])
+    process = subprocess.Popen([sys.executable, "-I", str(sampler), str(out), *arguments])
     try:
-        for _ in range(100):
+        for _ in range(200):
             if out.exists() and len(out.read_text().splitlines()) >= 4:
                 break
             subprocess.run(["sleep", "0.05"], check=True)
     finally:
         process.terminate()
         process.wait(timeout=10)
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_the_sampler_runs_on_the_standard_library_and_writes_counters(tmp_path):
+    """What the server's python3 runs: a header line, then one sample per interval."""
+    lines = _sample(tmp_path, "0.1")
     assert lines[0]["header"]["cpus"] >= 1
     sample = lines[1]
     assert set(sample["cpu"]) >= {"user", "idle", "steal"}
@@ -125,24 +131,15 @@ def test_on_one_machine_the_sampler_tells_the_app_and_the_load_generator_apart(t
     """A benchmark runs gunicorn as whoever starts it: given its pid, that process and its
     children are the app; a locust process on the machine is the load generator. Each
     part's CPU goes to it, so a report shows what the generator took from the server."""
-    out = tmp_path / "samples.jsonl"
     spin = "import time\nend = time.time() + 20\nwhile time.time() < end: pass"
     app = subprocess.Popen([sys.executable, "-c", spin])
     generator = subprocess.Popen([sys.executable, "-c", spin, "-m", "locust"])
-    sampler_path = ROOT / "releases" / "scripts" / "load_sampler.py"
-    sampler = subprocess.Popen(
-        [sys.executable, "-I", str(sampler_path), str(out), "0.3", str(app.pid)]
-    )
     try:
-        for _ in range(200):
-            if out.exists() and len(out.read_text().splitlines()) >= 4:
-                break
-            subprocess.run(["sleep", "0.05"], check=True)
+        samples = _sample(tmp_path, "0.3", str(app.pid))[1:]
     finally:
-        for process in (sampler, app, generator):
+        for process in (app, generator):
             process.terminate()
             process.wait(timeout=10)
-    samples = [json.loads(line) for line in out.read_text().splitlines()][1:]
     first, last = samples[0]["units"], samples[-1]["units"]
     assert last["app"]["cpu_usec"] > first["app"]["cpu_usec"]
     assert last["generator"]["cpu_usec"] > first["generator"]["cpu_usec"]
