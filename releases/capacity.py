@@ -402,6 +402,20 @@ def table(report: Report) -> list[str]:
                 f"{_num(step.get('mem_used_mib')):>8} {_num(step.get('load1_max')):>5} "
                 f"{_num(step.get('app_cpu_ms_per_request')):>10}"
             )
+    if any(step.get("front_p95_ms") is not None for step in report.server):
+        # nginx's own timing (releases.front_log): the client's figures less its own waiting.
+        lines.append(
+            f"{'front':>6} {'p50':>6} {'p95':>6} {'p99':>6} {'app p95':>8} {'worst 5s':>9} "
+            f"{'back under p95 gate after':>26}"
+        )
+        for step in report.server:
+            recovered = step.get("recovered_after_s")
+            lines.append(
+                f"{step['users']:>6} {_ms(step.get('front_p50_ms')):>6} "
+                f"{_ms(step.get('front_p95_ms')):>6} {_ms(step.get('front_p99_ms')):>6} "
+                f"{_ms(step.get('app_p95_ms')):>8} {_ms(step.get('worst_5s_p95_ms')):>9} "
+                f"{'never' if recovered is None else f'{recovered:g} s':>26}"
+            )
     if report.baseline:
         top = max((v.figures.rps for v in report.steps if v.passed), default=0.0)
         share = f"; the top passing step's {top:.1f} req/s is {top / report.baseline['rps']:.1%}"

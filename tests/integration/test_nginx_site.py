@@ -29,6 +29,7 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
 import service
+from releases import front_log
 from releases.remote import render
 from service import create_app
 from service.security import CONTENT_SECURITY_POLICY
@@ -74,6 +75,10 @@ class Site:
     https_port: int = 0
     http_port: int = 0
 
+    @property
+    def access_log(self) -> Path:
+        return self.root / "logs" / "access.log"
+
     def render(self, *, local_ports: bool, read_timeout: str = "60s") -> Path:
         """The site as provisioning writes it, with what needs root swapped out."""
         text = local_nginx.site(
@@ -93,7 +98,11 @@ class Site:
                 "error_log stderr;",
                 "events { worker_connections 64; }",
             ],
-            http=[f"access_log {self.root}/logs/access.log;"],
+            # The timed format a capacity run reads (releases.front_log).
+            http=[
+                f"log_format tas_timed '{front_log.LOG_FORMAT}';",
+                f"access_log {self.access_log} tas_timed;",
+            ],
         )
 
 
@@ -263,6 +272,34 @@ def test_each_header_comes_from_one_place_through_nginx(nginx: Site, database_ur
     assert static.one("X-Content-Type-Options") == "nosniff"
     assert static.one(HSTS).startswith("max-age=63072000")
     assert static.one("Cache-Control") == "public, max-age=31536000, immutable"
+
+
+def test_nginx_times_each_request_and_the_apps_part_for_capacity_runs(
+    nginx: Site, database_url: str
+) -> None:
+    """The access log a capacity run reads: each request's time at nginx and the app's
+    part of it. Static files are not logged (the site's choice)."""
+
+    def logged() -> list[front_log.Entry]:
+        return front_log.parse(nginx.access_log.read_text().splitlines())
+
+    before = len(logged())
+    started = time.time()
+    with _app_on(nginx.app_socket, database_url):
+        assert _https(nginx, "/signin").status == 200
+    assert _https(nginx, "/static/css/app.css").status == 200
+    assert _https(nginx, "/signin").status == 502  # the app is gone
+    for _ in range(100):  # nginx logs a request after answering it
+        if len(logged()) >= before + 2:
+            break
+        time.sleep(0.05)
+    entries = logged()[before:]
+    assert [e.status for e in entries] == [200, 502]
+    page, gone = entries
+    # Both are whole milliseconds, read from different clocks: the app's may show 1 more.
+    assert page.app_ms is not None and 0 <= page.app_ms <= page.front_ms + 1
+    assert gone.app_ms == 0  # nginx tried the app's socket: refused at once
+    assert all(started - 1 <= e.ended <= time.time() + 1 for e in entries)
 
 
 def test_a_restarting_app_gets_the_friendly_502_page(nginx: Site) -> None:

@@ -45,6 +45,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from db import migrate  # noqa: E402
 from releases import capacity  # noqa: E402
+from releases import front_log  # noqa: E402
 from releases import loadtest  # noqa: E402
 from releases.loadtest_host import add_app_cpu_per_request  # noqa: E402
 from releases.loadtest_host import before_figures  # noqa: E402
@@ -117,8 +118,9 @@ def gunicorn(
 
 
 @contextlib.contextmanager
-def nginx(upstream: str, key: str, run: str) -> Iterator[Path]:
-    """nginx with the production site (only what needs a real server swapped), as root."""
+def nginx(upstream: str, key: str, run: str) -> Iterator[tuple[Path, Path]]:
+    """nginx with the production site (only what needs a real server swapped), as root.
+    Yields the certificate's CA file and the access log (in ``front_log.LOG_FORMAT``)."""
     root = Path(tempfile.mkdtemp(prefix="tas-bench-nginx-"))
     os.chmod(root, 0o755)
     local_nginx.make_root(root, ROOT / "service" / "static")
@@ -130,7 +132,7 @@ def nginx(upstream: str, key: str, run: str) -> Iterator[Path]:
     (root / "load-keys" / "bench.conf").write_text(f'"{key}" {run};\n')
     site = local_nginx.site(root, DOMAIN, upstream=upstream, listen=(ADDRESS, 80, 443))
     # As Debian's nginx.conf: a worker per core, keep-alive to clients, every request in the
-    # access log (a file of the run's own here).
+    # access log (a file of the run's own here, with nginx's timing of each request).
     conf = local_nginx.main_conf(
         root,
         site,
@@ -140,13 +142,18 @@ def nginx(upstream: str, key: str, run: str) -> Iterator[Path]:
             "events { worker_connections 8192; }",
             "worker_rlimit_nofile 20000;",
         ],
-        http=["sendfile on;", "tcp_nopush on;", f"access_log {root}/logs/access.log;"],
+        http=[
+            "sendfile on;",
+            "tcp_nopush on;",
+            f"log_format tas_timed '{front_log.LOG_FORMAT}';",
+            f"access_log {root}/logs/access.log tas_timed;",
+        ],
     )
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     process = subprocess.Popen(local_nginx.command(binary, root, conf, "-g", "daemon off;"))
     try:
         _wait(443, "nginx", process, ADDRESS)
-        yield ca
+        yield ca, root / "logs" / "access.log"
     finally:
         process.send_signal(signal.SIGQUIT)
         process.wait(timeout=60)
@@ -203,6 +210,7 @@ def main() -> int:
             # nginx reaches gunicorn through a unix socket, as tas.socket on a server; the
             # load generator of a --direct run needs TCP. The folder goes however the run ends.
             socket_path = None
+            access_log = None
             if not args.direct:
                 sockets = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tas-sock-")))
                 os.chmod(sockets, 0o755)  # nginx's workers do not run as root
@@ -216,7 +224,7 @@ def main() -> int:
                 path = "load generator -> gunicorn (TCP, loopback)"
             else:
                 key = secrets.token_urlsafe(32)
-                ca = stack.enter_context(nginx(app_bind, key, run))
+                ca, access_log = stack.enter_context(nginx(app_bind, key, run))
                 base = f"https://{DOMAIN}"
                 settings = dataclasses.replace(
                     settings, ca_file=str(ca), connect_to=ADDRESS, load_key=key
@@ -259,6 +267,16 @@ def main() -> int:
             )  # fmt: skip
             report.server = server_figures(samples, snapshots, list(settings.steps))
             add_app_cpu_per_request(report)
+            if access_log is not None:
+                with access_log.open() as lines:
+                    front = front_log.step_latency(
+                        front_log.parse(lines),
+                        snapshots,
+                        settings.settle_seconds,
+                        gates.p95_ms,
+                    )
+                for index, step in enumerate(report.server):
+                    step.update(front.get(index, {}))
             report.target["path"] = path
             report.target["server_python"] = _describe(args.server_python)
             report.target["machine_before"] = before_figures(samples, started)
