@@ -23,6 +23,7 @@ from locust import events
 from locust import task
 
 # The journey's settings, its TLS check and --connect-to (locust puts this folder on the path).
+from locustfile import NO_BODY
 from locustfile import SETTINGS
 from locustfile import _trusting_context
 
@@ -44,7 +45,11 @@ class Baseline(FastHttpUser):
     @task
     def live(self) -> None:
         with self.client.get(
-            "/healthz/live", headers=self.headers, name="/healthz/live", catch_response=True
+            "/healthz/live",
+            headers=self.headers,
+            data=NO_BODY,
+            name="/healthz/live",
+            catch_response=True,
         ) as response:
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}")

@@ -13,8 +13,8 @@ through its unix socket (``--db-socket``); a ``--direct`` run's gunicorn listens
 loopback port instead, for the load generator. The load is
 ``releases.loadtest.run_loadtest`` (the same as ``invoke loadtest --url``) against
 ``https://tas.bench`` (nginx on 127.0.0.3:443) or ``http://127.0.0.1:<port>``. Prints the
-report and writes it (JSON + HTML) into ``--out``. Needs root for nginx to bind and read
-its files as it does on a server.
+report and writes it (JSON + HTML, and nginx's access log with its timing of each request)
+into ``--out``. Needs root for nginx to bind and read its files as it does on a server.
 """
 
 from __future__ import annotations
@@ -277,6 +277,8 @@ def main() -> int:
                     )
                 for index, step in enumerate(report.server):
                     step.update(front.get(index, {}))
+                # Kept next to the report: nginx's timing of every request of the run.
+                shutil.copy(access_log, Path(json_path).with_suffix(".access.log"))
             report.target["path"] = path
             report.target["server_python"] = _describe(args.server_python)
             report.target["machine_before"] = before_figures(samples, started)
