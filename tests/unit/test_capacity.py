@@ -178,6 +178,23 @@ def test_the_report_says_capacity_and_recommended_cap():
     assert "FAIL: p95 400 ms > 300 ms" in lines[4]
 
 
+def test_the_table_gives_nginx_timing_per_step_when_the_run_has_it():
+    report = _report(p95s=(100, 400))
+    report.server = [
+        {"users": 20, "front_p50_ms": 8, "front_p95_ms": 90, "front_p99_ms": 120,
+         "app_p95_ms": 85, "worst_5s_p95_ms": 700, "recovered_after_s": 10.0},
+        {"users": 30, "front_p50_ms": 300, "front_p95_ms": 390, "front_p99_ms": 420,
+         "app_p95_ms": 388, "worst_5s_p95_ms": 450, "recovered_after_s": None},
+    ]  # fmt: skip
+    lines = capacity.table(report)
+    header = next(i for i, line in enumerate(lines) if line.split()[0] == "front")
+    assert lines[header + 1].split() == ["20", "8", "90", "120", "85", "700", "10", "s"]
+    assert lines[header + 2].split()[-1] == "never"
+    # A run without nginx's log (direct, or a live host) has no such section.
+    report.server = [{"users": 20}, {"users": 30}]
+    assert not any(line.split()[0] == "front" for line in capacity.table(report))
+
+
 def test_build_report_judges_every_step_and_fails_steps_the_run_never_reached():
     rows = [snap(0, 20, {}), snap(50, 20, {20: 5000})]
     report = build_report(
