@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# Where the site's nginx writes it on a server (releases/templates/nginx-site.conf).
+FRONT_LOG = "/var/log/nginx/tas-timed.log"
 # Seconds since the epoch when the request ended, its time at nginx, the upstream's time
 # ("-" for what nginx answers itself; several values when it tried several), the status.
 LOG_FORMAT = "$msec $request_time $upstream_response_time $status"
@@ -114,3 +116,17 @@ def step_latency(
             "recovered_after_s": recovered,
         }
     return out
+
+
+def add_to_steps(
+    steps: Sequence[dict[str, Any]],
+    lines: Iterable[str],
+    snapshots: Sequence[dict[str, Any]],
+    settle_seconds: float,
+    gate_ms: float,
+) -> None:
+    """Each of a report's per-step server figures (in step order) gets nginx's timing of
+    its step (:func:`step_latency`) from the log's ``lines``."""
+    figures = step_latency(parse(lines), snapshots, settle_seconds, gate_ms)
+    for index, step in enumerate(steps):
+        step.update(figures.get(index, {}))

@@ -21,7 +21,8 @@ opened for it.
    load and the app's and PostgreSQL's CPU every 2 s; a few seconds are sampled before the
    load starts.
 6. **The steps**: locust from this machine to ``https://<domain>``.
-7. **Clean-up**, also after Ctrl-C or a failure: the sampler's figures are fetched, then
+7. **Clean-up**, also after Ctrl-C or a failure: the sampler's figures and nginx's timing
+   of the run's requests (its timed log, ``releases.front_log``) are fetched, then
    ``load_cleanup.sh`` removes the key (nginx reloaded), stops the sampler, deletes the
    run's accounts and stops the safety timer. A second Ctrl-C is ignored meanwhile. When
    the server cannot be reached, the timer does it; the message says when.
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from releases import capacity
+from releases import front_log
 from releases import scripts
 from releases.capacity import Gates
 from releases.capacity import Report
@@ -139,6 +141,7 @@ def run_host_loadtest(
             load_key=run.key,
             spread_addresses=True,
         )
+        load_started = time.time()
         try:
             with deferred_interrupts():
                 _set_up(remote, run, settings, echo)
@@ -158,6 +161,7 @@ def run_host_loadtest(
             )
         finally:
             samples = _fetch_samples(remote, run, echo)
+            front = _fetch_front_log(remote, load_started, echo)
             cleaned = _clean_up(remote, run, echo)
         after = capacity.server_state(remote).deployed.release
     report = judge(
@@ -182,6 +186,9 @@ def run_host_loadtest(
     )
     report.server = server_figures(samples, measured.snapshots, list(settings.steps))
     add_app_cpu_per_request(report)
+    front_log.add_to_steps(
+        report.server, front, measured.snapshots, settings.settle_seconds, gates.p95_ms
+    )
     report.target["server_before"] = before_figures(samples, measured.started)
     json_path, html_path = capacity.write_report(report, options.out_dir)
     return report, json_path, html_path
@@ -276,6 +283,20 @@ def _fetch_samples(remote: Remote, run: Run, echo: Callable[[str], None]) -> lis
         except ValueError:
             continue  # the line being written when the sampler stopped
     return rows
+
+
+def _fetch_front_log(remote: Remote, since: float, echo: Callable[[str], None]) -> list[str]:
+    """The lines of nginx's timed log (``front_log.FRONT_LOG``) written since the run began
+    (by the server's clock, which the snapshots' must match closely: NTP keeps both within
+    milliseconds). None from a site provisioned before the log existed."""
+    try:
+        text = remote.sudo(
+            f"awk -v since={since:.3f} '$1 >= since' {front_log.FRONT_LOG} 2>/dev/null || true"
+        ).stdout
+    except Exception as exc:  # noqa: BLE001 - the connection may be what failed
+        echo(f"loadtest: could not read nginx's timing: {exc}")
+        return []
+    return text.splitlines()
 
 
 def _clean_up(remote: Remote, run: Run, echo: Callable[[str], None]) -> bool:

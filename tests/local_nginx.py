@@ -18,11 +18,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from releases.front_log import FRONT_LOG
 from releases.remote import render
 
 # The folders a site root holds (what the template's paths point into).
 FOLDERS = ("cert", "logs", "temp", "acme", "srv/current", "load-keys")
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+# The site's timed access log (releases.front_log), in the root's logs folder.
+TIMED_LOG = "timed.log"
 
 
 def make_root(root: Path, static: Path) -> Path:
@@ -89,6 +92,8 @@ def site(
     )
     text = swap(text, f"/etc/letsencrypt/live/{domain}/", f"{root}/cert/")
     text = swap(text, "unix:/run/tas.sock", upstream)
+    text = swap(text, "/var/log/nginx/access.log;", f"{root}/logs/access.log;")
+    text = swap(text, f"{FRONT_LOG} tas_timed;", f"{root}/logs/{TIMED_LOG} tas_timed;")
     text = swap(text, "proxy_read_timeout 60s;", f"proxy_read_timeout {read_timeout};")
     if listen is not None:
         address, http_port, https_port = listen

@@ -155,6 +155,9 @@ def test_the_cap_rises_only_on_a_load_test_of_the_deployed_site(sized: Sized, tm
     for step in report["server"]:
         assert 0 < step["cpu_busy"] <= 100 and step["cpu_steal"] >= 0
         assert step["app_cpu"] > 0 and step["mem_used_mib"] > 0
+        # nginx's own timing of the step's requests, from the site's timed log.
+        assert step["front_requests"] > 0 and step["front_p95_ms"] is not None
+        assert step["app_p95_ms"] is not None and step["recovered_after_s"] is not None
     assert target["server_before"]["cpu_busy"] is not None
     # The baseline through the same front: the smallest page, no think time, no failure.
     baseline = report["baseline"]

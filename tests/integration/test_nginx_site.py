@@ -77,7 +77,8 @@ class Site:
 
     @property
     def access_log(self) -> Path:
-        return self.root / "logs" / "access.log"
+        """The site's timed log (releases.front_log), in the test's folder."""
+        return self.root / "logs" / local_nginx.TIMED_LOG
 
     def render(self, *, local_ports: bool, read_timeout: str = "60s") -> Path:
         """The site as provisioning writes it, with what needs root swapped out."""
@@ -98,11 +99,7 @@ class Site:
                 "error_log stderr;",
                 "events { worker_connections 64; }",
             ],
-            # The timed format a capacity run reads (releases.front_log).
-            http=[
-                f"log_format tas_timed '{front_log.LOG_FORMAT}';",
-                f"access_log {self.access_log} tas_timed;",
-            ],
+            http=[],
         )
 
 

@@ -131,8 +131,8 @@ def nginx(upstream: str, key: str, run: str) -> Iterator[tuple[Path, Path]]:
     )
     (root / "load-keys" / "bench.conf").write_text(f'"{key}" {run};\n')
     site = local_nginx.site(root, DOMAIN, upstream=upstream, listen=(ADDRESS, 80, 443))
-    # As Debian's nginx.conf: a worker per core, keep-alive to clients, every request in the
-    # access log (a file of the run's own here, with nginx's timing of each request).
+    # As Debian's nginx.conf: a worker per core, keep-alive to clients. The site logs every
+    # request, and its timing, into the run's own folder here.
     conf = local_nginx.main_conf(
         root,
         site,
@@ -142,18 +142,13 @@ def nginx(upstream: str, key: str, run: str) -> Iterator[tuple[Path, Path]]:
             "events { worker_connections 8192; }",
             "worker_rlimit_nofile 20000;",
         ],
-        http=[
-            "sendfile on;",
-            "tcp_nopush on;",
-            f"log_format tas_timed '{front_log.LOG_FORMAT}';",
-            f"access_log {root}/logs/access.log tas_timed;",
-        ],
+        http=["sendfile on;", "tcp_nopush on;"],
     )
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     process = subprocess.Popen(local_nginx.command(binary, root, conf, "-g", "daemon off;"))
     try:
         _wait(443, "nginx", process, ADDRESS)
-        yield ca, root / "logs" / "access.log"
+        yield ca, root / "logs" / local_nginx.TIMED_LOG
     finally:
         process.send_signal(signal.SIGQUIT)
         process.wait(timeout=60)
@@ -269,14 +264,9 @@ def main() -> int:
             add_app_cpu_per_request(report)
             if access_log is not None:
                 with access_log.open() as lines:
-                    front = front_log.step_latency(
-                        front_log.parse(lines),
-                        snapshots,
-                        settings.settle_seconds,
-                        gates.p95_ms,
+                    front_log.add_to_steps(
+                        report.server, lines, snapshots, settings.settle_seconds, gates.p95_ms
                     )
-                for index, step in enumerate(report.server):
-                    step.update(front.get(index, {}))
                 # Kept next to the report: nginx's timing of every request of the run.
                 shutil.copy(access_log, Path(json_path).with_suffix(".access.log"))
             report.target["path"] = path

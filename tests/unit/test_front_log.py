@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from releases.front_log import FRONT_LOG
+from releases.front_log import LOG_FORMAT
 from releases.front_log import Entry
 from releases.front_log import parse
 from releases.front_log import percentile
 from releases.front_log import step_latency
+from releases.remote import render
+
+
+def test_the_site_logs_in_the_format_and_place_the_load_test_reads() -> None:
+    site = render(
+        "nginx-site.conf",
+        domain="tas.test",
+        acme_webroot="/a",
+        app_root="/srv/tas",
+        max_upload_mb=1,
+        load_keys_dir="/k",
+    )
+    assert f"log_format tas_timed '{LOG_FORMAT}';" in site
+    https = site[site.index("listen 443") :]
+    assert f"access_log {FRONT_LOG} tas_timed;" in https
+    # Debian's own access log keeps this site's requests too.
+    assert "access_log /var/log/nginx/access.log;" in https
 
 
 def test_the_log_lines_nginx_writes_are_read_and_others_skipped() -> None:
