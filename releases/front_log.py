@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from releases.loadtest import window_times
+
 # Where the site's nginx writes it on a server (releases/templates/nginx-site.conf).
 FRONT_LOG = "/var/log/nginx/tas-timed.log"
 # Seconds since the epoch when the request ended, its time at nginx, the upstream's time
@@ -72,7 +74,7 @@ def _rounded(value: float | None) -> int | None:
 
 def step_latency(
     entries: Sequence[Entry],
-    snapshots: Sequence[dict[str, Any]],
+    snapshots: list[dict[str, Any]],
     settle_seconds: float,
     gate_ms: float,
     bucket_seconds: float = BUCKET_SECONDS,
@@ -82,16 +84,9 @@ def step_latency(
     the front from the step's start to the window's end, and ``recovered_after_s``: the
     seconds from the step's start until the front's 5-second p95 was at or under
     ``gate_ms`` for the rest of the step (None: it never came back under)."""
-    opened: dict[int, float] = {}
     out: dict[int, dict[str, Any]] = {}
-    for row in snapshots:
-        step = int(row["step"])
-        if row["opens"]:
-            opened[step] = float(row["time"])
-            continue
-        if step not in opened:
-            continue
-        start, window_from, window_to = opened[step] - settle_seconds, opened[step], row["time"]
+    for step, (window_from, window_to) in window_times(snapshots).items():
+        start = window_from - settle_seconds
         measured = [e for e in entries if window_from <= e.ended < window_to]
         front = [e.front_ms for e in measured]
         app = [e.app_ms for e in measured if e.app_ms is not None]
@@ -121,12 +116,13 @@ def step_latency(
 def add_to_steps(
     steps: Sequence[dict[str, Any]],
     lines: Iterable[str],
-    snapshots: Sequence[dict[str, Any]],
+    snapshots: list[dict[str, Any]],
     settle_seconds: float,
     gate_ms: float,
 ) -> None:
-    """Each of a report's per-step server figures (in step order) gets nginx's timing of
-    its step (:func:`step_latency`) from the log's ``lines``."""
+    """Each of a report's per-step server figures (one per measured window, in step order,
+    as ``loadtest_host.server_figures`` makes them) gets nginx's timing of its step
+    (:func:`step_latency`) from the log's ``lines``."""
     figures = step_latency(parse(lines), snapshots, settle_seconds, gate_ms)
-    for index, step in enumerate(steps):
-        step.update(figures.get(index, {}))
+    for step, timing in zip(steps, figures.values(), strict=False):
+        step.update(timing)

@@ -194,17 +194,35 @@ def address_for(number: int) -> str:
     return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
 
-def windows(snapshots: list[dict[str, Any]]) -> list[tuple[Snapshot, Snapshot]]:
-    """Pair each step's opening and closing snapshots (as the locustfile wrote them)."""
-    opened: dict[int, Snapshot] = {}
-    pairs: dict[int, tuple[Snapshot, Snapshot]] = {}
+def _paired(snapshots: list[dict[str, Any]]) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each step's opening and closing snapshot rows (as the locustfile wrote them), by step
+    index in step order; a step whose window never closed is left out."""
+    opened: dict[int, dict[str, Any]] = {}
+    pairs: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
     for row in snapshots:
-        snap = Snapshot.from_json(row)
+        step = int(row["step"])
         if row["opens"]:
-            opened[int(row["step"])] = snap
-        elif int(row["step"]) in opened:
-            pairs[int(row["step"])] = (opened[int(row["step"])], snap)
-    return [pairs[i] for i in sorted(pairs)]
+            opened[step] = row
+        elif step in opened:
+            pairs[step] = (opened[step], row)
+    return {step: pairs[step] for step in sorted(pairs)}
+
+
+def windows(snapshots: list[dict[str, Any]]) -> list[tuple[Snapshot, Snapshot]]:
+    """Pair each step's opening and closing snapshots, in step order."""
+    return [
+        (Snapshot.from_json(first), Snapshot.from_json(last))
+        for first, last in _paired(snapshots).values()
+    ]
+
+
+def window_times(snapshots: list[dict[str, Any]]) -> dict[int, tuple[float, float]]:
+    """Each step's measured window, by step index in step order: when it opened and closed
+    (the times the server's own figures are read between)."""
+    return {
+        step: (float(first["time"]), float(last["time"]))
+        for step, (first, last) in _paired(snapshots).items()
+    }
 
 
 # --- running it ------------------------------------------------------------------------------

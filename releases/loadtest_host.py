@@ -28,9 +28,11 @@ opened for it.
    the server cannot be reached, the timer does it; the message says when.
 
 What each fault does: the local process killed (SIGKILL) or the connection lost during the
-run: locust stops or runs on, the timer cleans up at its time; Ctrl-C: clean-up at once;
-PostgreSQL restarted: requests fail for a moment (they count as errors in that step), the
-accounts are removed afterwards as usual.
+run: locust stops or runs on, the timer cleans up at its time (fetching the sampler's
+figures and nginx's log only reads: a connection lost there leaves the report without them,
+and the clean-up goes on); Ctrl-C: clean-up at once; PostgreSQL restarted: requests fail
+for a moment (they count as errors in that step), the accounts are removed afterwards as
+usual.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from releases.loadtest import measure
 from releases.loadtest import new_run_name
 from releases.loadtest import resolving
 from releases.loadtest import run_prefix
+from releases.loadtest import window_times
 from releases.remote import Remote
 from releases.remote import SshTarget
 from releases.remote import deferred_interrupts
@@ -398,16 +401,9 @@ def server_figures(
     (busy and steal, % of the whole machine), the app's, PostgreSQL's, nginx's and a load
     generator's on the same machine (% of one core), memory in use and the highest load
     average."""
-    opened: dict[int, float] = {}
     out = []
-    for row in snapshots:
-        step = int(row["step"])
-        if row["opens"]:
-            opened[step] = float(row["time"])
-            continue
-        if step not in opened:
-            continue
-        found = _around(samples, opened[step], float(row["time"]))
+    for step, (opened, closed) in window_times(snapshots).items():
+        found = _around(samples, opened, closed)
         figures: dict[str, Any] = {"users": steps[step] if step < len(steps) else None}
         if found is not None:
             figures.update(_figures(*found))
