@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import shlex
 import time
@@ -51,6 +52,13 @@ CERTBOT_DROP_IN = "/etc/systemd/system/certbot.service.d/tas-alert.conf"
 # Off-site retention (restic forget --prune), separate from the local nightly retention.
 OFFSITE_KEEP = {"daily": 14, "weekly": 8, "monthly": 6}
 ACME_WEBROOT = "/var/www/acme"
+NGINX_CONF = "/etc/nginx/nginx.conf"
+# Debian's and Ubuntu's nginx.conf let a worker hold 768 connections: 1,536 with a worker
+# per core on the 2-core server, fewer than the people a load test passes (each browser
+# keeps its connection open between pages, and a request the app answers holds a second
+# one to it). A worker needs a file for each of its connections, and its own few.
+NGINX_WORKER_CONNECTIONS = 4096
+NGINX_WORKER_FILES = 2 * NGINX_WORKER_CONNECTIONS
 NGINX_SITE = "/etc/nginx/sites-available/tas"
 # Keys of running load tests (`invoke loadtest --host`), included by the site (root only).
 LOAD_KEYS_DIR = "/etc/nginx/tas-load-keys"
@@ -115,6 +123,7 @@ def provision(
         ("backup scripts", install_backup_scripts),
         ("off-site repository", init_offsite_repository),
         ("systemd units", install_units),
+        ("nginx limits", tune_nginx),
         ("acme trust", trust_acme_ca),
         ("acme challenge site", serve_acme_challenges),
         ("certificate", obtain_certificate),
@@ -393,6 +402,88 @@ def trust_acme_ca(remote: Remote, settings: Settings) -> list[str]:
     if not remote.dry_run:
         remote.sudo("update-ca-certificates")
     return [f"trust {settings.acme_ca_file.name} for {settings.acme_server}"]
+
+
+def tuned_nginx_conf(text: str) -> str:
+    """The distribution's nginx.conf with the site's connection limits; the rest as it was.
+
+    ``worker_connections`` is raised in the events block (added if the block has none), and
+    ``worker_rlimit_nofile`` at the top level (added before the events block if absent).
+    A higher value already there is kept.
+    """
+    events = re.compile(r"^([ \t]*events[ \t]*\{)", re.M)
+    if not events.search(text):
+        raise RuntimeError(
+            f"{NGINX_CONF} has no events block: set worker_connections "
+            f"{NGINX_WORKER_CONNECTIONS} and worker_rlimit_nofile {NGINX_WORKER_FILES} by hand"
+        )
+    text, found = _set_directive(text, "worker_connections", NGINX_WORKER_CONNECTIONS)
+    if not found:
+        text = events.sub(rf"\1\n\tworker_connections {NGINX_WORKER_CONNECTIONS};", text, count=1)
+    text, found = _set_directive(text, "worker_rlimit_nofile", NGINX_WORKER_FILES)
+    if not found:
+        text = events.sub(rf"worker_rlimit_nofile {NGINX_WORKER_FILES};\n\n\1", text, count=1)
+    return text
+
+
+def _set_directive(text: str, name: str, value: int) -> tuple[str, int]:
+    """``text`` with its first (uncommented) ``name ...;`` set to ``value`` unless it allows
+    more already (an operator's own higher limit stays), and whether it had one."""
+    pattern = re.compile(rf"^([ \t]*){name}[ \t]+([^;#\n]*);", re.M)
+
+    def raised(match: re.Match[str]) -> str:
+        current = match.group(2).strip()
+        if current.isdigit() and int(current) >= value:
+            return match.group(0)
+        return f"{match.group(1)}{name} {value};"
+
+    return pattern.subn(raised, text, count=1)
+
+
+def tune_nginx(remote: Remote, settings: Settings) -> list[str]:
+    """nginx's connection limits (:data:`NGINX_WORKER_CONNECTIONS`), in effect.
+
+    The file is checked (``nginx -t``, the old one put back if refused) and nginx reloaded.
+    Whether the running workers have the limits is read from them (their open-files limit),
+    so a run that stopped between writing the file and the reload reloads on the next run.
+    """
+    current = remote.read(NGINX_CONF)
+    if current is None:
+        if remote.dry_run:  # nginx is not installed yet: the packages step would install it
+            return [f"allow {NGINX_WORKER_CONNECTIONS} connections per nginx worker"]
+        raise RuntimeError(f"{NGINX_CONF} is missing: is the nginx package installed?")
+    changes = []
+    if remote.ensure_file(NGINX_CONF, tuned_nginx_conf(current)):
+        changes.append(f"allow {NGINX_WORKER_CONNECTIONS} connections per nginx worker")
+    if remote.dry_run:
+        return changes
+    if changes:
+        test = remote.sudo("nginx -t", warn=True)
+        if test.exited != 0:
+            remote.ensure_file(NGINX_CONF, current)
+            raise RuntimeError(f"nginx -t rejected {NGINX_CONF} (old one restored):\n{test.stderr}")
+    if not remote.ok("systemctl is-active --quiet nginx"):
+        return changes  # started with the site (its step), with these limits
+    if (_nginx_worker_files(remote) or 0) < NGINX_WORKER_FILES:
+        remote.sudo("systemctl reload nginx")
+        changes.append("reload nginx")
+    return changes
+
+
+def _nginx_worker_files(remote: Remote) -> int | None:
+    """The open-files limit of nginx's newest worker (None if there is none to read).
+
+    The newest by start time: after a reload, workers of the old configuration may still be
+    finishing their requests. Only /proc and the base system's tools (no procps)."""
+    script = (
+        "for f in /proc/[0-9]*/cmdline; do "
+        "case \"$(tr -d '\\0' < $f 2>/dev/null)\" in 'nginx: worker process'*) "
+        "d=${f%/cmdline}; echo \"$(cut -d' ' -f22 $d/stat) $d\";; esac; done "
+        "| sort -n | tail -n 1 | { read -r _ d && awk '/^Max open files/ {print $4}' $d/limits; }"
+    )
+    result = remote.sudo(script, warn=True)
+    value = result.stdout.strip()
+    return int(value) if result.exited == 0 and value.isdigit() else None
 
 
 def serve_acme_challenges(remote: Remote, settings: Settings) -> list[str]:

@@ -47,6 +47,7 @@ from db import migrate  # noqa: E402
 from releases import capacity  # noqa: E402
 from releases import front_log  # noqa: E402
 from releases import loadtest  # noqa: E402
+from releases import provision  # noqa: E402
 from releases.loadtest_host import add_app_cpu_per_request  # noqa: E402
 from releases.loadtest_host import before_figures  # noqa: E402
 from releases.loadtest_host import server_figures  # noqa: E402
@@ -131,16 +132,17 @@ def nginx(upstream: str, key: str, run: str) -> Iterator[tuple[Path, Path]]:
     )
     (root / "load-keys" / "bench.conf").write_text(f'"{key}" {run};\n')
     site = local_nginx.site(root, DOMAIN, upstream=upstream, listen=(ADDRESS, 80, 443))
-    # As Debian's nginx.conf: a worker per core, keep-alive to clients. The site logs every
-    # request, and its timing, into the run's own folder here.
+    # As Debian's nginx.conf with provisioning's limits: a worker per core, keep-alive to
+    # clients, the server's connections per worker. The site logs every request, and its
+    # timing, into the run's own folder here.
     conf = local_nginx.main_conf(
         root,
         site,
         top=[
             "worker_processes auto;",
             f"error_log {root}/logs/error.log;",
-            "events { worker_connections 8192; }",
-            "worker_rlimit_nofile 20000;",
+            f"events {{ worker_connections {provision.NGINX_WORKER_CONNECTIONS}; }}",
+            f"worker_rlimit_nofile {provision.NGINX_WORKER_FILES};",
         ],
         http=["sendfile on;", "tcp_nopush on;"],
     )
