@@ -41,6 +41,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import re
 import secrets
 import shlex
 import signal
@@ -65,6 +66,7 @@ from releases.loadtest import new_run_name
 from releases.loadtest import resolving
 from releases.loadtest import run_prefix
 from releases.loadtest import window_times
+from releases.provision import NGINX_WORKER_CONNECTIONS
 from releases.remote import Remote
 from releases.remote import SshTarget
 from releases.remote import deferred_interrupts
@@ -197,6 +199,27 @@ def run_host_loadtest(
     return report, json_path, html_path
 
 
+def nginx_connections_problem(config: str, settings: LoadSettings) -> str | None:
+    """Why the server's nginx (its whole configuration, ``nginx -T``) would not hold the
+    run's top step, or None. Each virtual user keeps a connection open, as a browser does;
+    past its limit nginx closes idle ones, and the report would measure new handshakes."""
+    found = re.search(r"^\s*worker_connections\s+(\d+)\s*;", config, re.M)
+    allowed = int(found.group(1)) if found else 512  # nginx's own default
+    if allowed < NGINX_WORKER_CONNECTIONS:
+        return (
+            f"the server's nginx allows {allowed} connections per worker, fewer than "
+            f"provisioning sets ({NGINX_WORKER_CONNECTIONS}): run `invoke provision` again first"
+        )
+    users = max(settings.steps)
+    if users > allowed:
+        return (
+            f"the top step's {users} users keep a connection open each, and the server's nginx "
+            f"allows {allowed} per worker: raise worker_connections in /etc/nginx/nginx.conf "
+            "(provisioning keeps a higher value) or test fewer users"
+        )
+    return None
+
+
 # --- the steps on the server ------------------------------------------------------------------
 
 
@@ -212,6 +235,9 @@ def _read_server(remote: Remote, options: HostOptions, settings: LoadSettings) -
             f"the server's nginx site predates load tests (no {KEYS_DIR}): "
             "run `invoke provision` again first"
         )
+    problem = nginx_connections_problem(remote.sudo("nginx -T", warn=True).stdout, settings)
+    if problem:
+        raise RuntimeError(problem)
     # Time to make the accounts (about 1,000 a second here, allow a tenth of that), the
     # steps, and the margin: then the safety timer fires.
     seconds = (

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from releases.loadtest import LoadSettings
 from releases.loadtest_host import app_cpu_per_request
 from releases.loadtest_host import before_figures
+from releases.loadtest_host import nginx_connections_problem
 from releases.loadtest_host import server_figures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +155,31 @@ def test_on_one_machine_the_sampler_tells_the_app_and_the_load_generator_apart(t
     )[0]
     # Each spinning process holds a good part of a core, however busy the machine is.
     assert figures["app_cpu"] > 10 and figures["generator_cpu"] > 10
+
+
+def _nginx_config(events: str) -> str:
+    """What ``nginx -T`` prints: each file after a comment naming it."""
+    return (
+        "# configuration file /etc/nginx/nginx.conf:\nuser www-data;\nworker_processes auto;\n"
+        f"events {{\n{events}}}\nhttp {{\n}}\n"
+        "# configuration file /etc/nginx/sites-enabled/tas:\nserver {\n}\n"
+    )
+
+
+def test_a_load_test_is_refused_where_nginx_would_close_its_users_connections():
+    steps = LoadSettings(steps=(500, 1000))
+    debian = _nginx_config("\tworker_connections 768;\n\t# multi_accept on;\n")
+    provisioned = _nginx_config("\tworker_connections 4096;\n")
+
+    problem = nginx_connections_problem(debian, steps)
+    assert problem is not None
+    assert "allows 768 connections per worker" in problem
+    assert "run `invoke provision` again first" in problem
+    assert "allows 512 connections" in str(nginx_connections_problem(_nginx_config(""), steps))
+    assert nginx_connections_problem(provisioned, steps) is None
+
+    too_many = nginx_connections_problem(provisioned, LoadSettings(steps=(1000, 5000)))
+    assert too_many is not None
+    assert "top step's 5000 users" in too_many and "allows 4096 per worker" in too_many
+    raised = _nginx_config("\tworker_connections 10000;\n")
+    assert nginx_connections_problem(raised, LoadSettings(steps=(1000, 5000))) is None
