@@ -235,7 +235,10 @@ def _read_server(remote: Remote, options: HostOptions, settings: LoadSettings) -
             f"the server's nginx site predates load tests (no {KEYS_DIR}): "
             "run `invoke provision` again first"
         )
-    problem = nginx_connections_problem(remote.sudo("nginx -T", warn=True).stdout, settings)
+    config = remote.sudo("nginx -T", warn=True)
+    if config.exited != 0:
+        raise RuntimeError(f"cannot read the server's nginx configuration: {config.stderr.strip()}")
+    problem = nginx_connections_problem(config.stdout, settings)
     if problem:
         raise RuntimeError(problem)
     # Time to make the accounts (about 1,000 a second here, allow a tenth of that), the
