@@ -41,7 +41,6 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import re
 import secrets
 import shlex
 import signal
@@ -67,6 +66,7 @@ from releases.loadtest import resolving
 from releases.loadtest import run_prefix
 from releases.loadtest import window_times
 from releases.provision import NGINX_WORKER_CONNECTIONS
+from releases.provision import nginx_directive
 from releases.remote import Remote
 from releases.remote import SshTarget
 from releases.remote import deferred_interrupts
@@ -203,8 +203,7 @@ def nginx_connections_problem(config: str, settings: LoadSettings) -> str | None
     """Why the server's nginx (its whole configuration, ``nginx -T``) would not hold the
     run's top step, or None. Each virtual user keeps a connection open, as a browser does;
     past its limit nginx closes idle ones, and the report would measure new handshakes."""
-    found = re.search(r"^\s*worker_connections\s+(\d+)\s*;", config, re.M)
-    allowed = int(found.group(1)) if found else 512  # nginx's own default
+    allowed = nginx_directive(config, "worker_connections") or 512  # 512: nginx's default
     if allowed < NGINX_WORKER_CONNECTIONS:
         return (
             f"the server's nginx allows {allowed} connections per worker, fewer than "

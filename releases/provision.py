@@ -426,10 +426,21 @@ def tuned_nginx_conf(text: str) -> str:
     return text
 
 
+def _directive(name: str) -> re.Pattern[str]:
+    """An uncommented ``name value;`` line of an nginx configuration (indent, value)."""
+    return re.compile(rf"^([ \t]*){name}[ \t]+([^;#\n]*);", re.M)
+
+
+def nginx_directive(config: str, name: str) -> int | None:
+    """The number the first ``name`` directive in ``config`` sets, or None."""
+    found = _directive(name).search(config)
+    value = found.group(2).strip() if found else ""
+    return int(value) if value.isdigit() else None
+
+
 def _set_directive(text: str, name: str, value: int) -> tuple[str, int]:
     """``text`` with its first (uncommented) ``name ...;`` set to ``value`` unless it allows
     more already (an operator's own higher limit stays), and whether it had one."""
-    pattern = re.compile(rf"^([ \t]*){name}[ \t]+([^;#\n]*);", re.M)
 
     def raised(match: re.Match[str]) -> str:
         current = match.group(2).strip()
@@ -437,7 +448,7 @@ def _set_directive(text: str, name: str, value: int) -> tuple[str, int]:
             return match.group(0)
         return f"{match.group(1)}{name} {value};"
 
-    return pattern.subn(raised, text, count=1)
+    return _directive(name).subn(raised, text, count=1)
 
 
 def tune_nginx(remote: Remote, settings: Settings) -> list[str]:
@@ -458,10 +469,7 @@ def tune_nginx(remote: Remote, settings: Settings) -> list[str]:
     if remote.dry_run:
         return changes
     if changes:
-        test = remote.sudo("nginx -t", warn=True)
-        if test.exited != 0:
-            remote.ensure_file(NGINX_CONF, current)
-            raise RuntimeError(f"nginx -t rejected {NGINX_CONF} (old one restored):\n{test.stderr}")
+        _nginx_test_or_restore(remote, NGINX_CONF, current, NGINX_CONF)
     if not remote.ok("systemctl is-active --quiet nginx"):
         return changes  # started with the site (its step), with these limits
     if (_nginx_worker_files(remote) or 0) < NGINX_WORKER_FILES:
@@ -558,17 +566,23 @@ def _install_nginx_site(remote: Remote, site: str) -> list[str]:
     if remote.dry_run:
         return changes
     if changes:
-        test = remote.sudo("nginx -t", warn=True)
-        if test.exited != 0:
-            if previous is not None:
-                remote.ensure_file(NGINX_SITE, previous)
-            raise RuntimeError(f"nginx -t rejected the new site (old one restored):\n{test.stderr}")
+        _nginx_test_or_restore(remote, NGINX_SITE, previous, "the new site")
     if not remote.ok("systemctl is-active --quiet nginx"):
         remote.sudo("systemctl enable --now nginx")
         changes.append("start nginx")
     elif changes:
         remote.sudo("systemctl reload nginx")
     return changes
+
+
+def _nginx_test_or_restore(remote: Remote, path: str, previous: str | None, what: str) -> None:
+    """``nginx -t`` after ``path`` changed; if refused, ``previous`` is put back (when there
+    was one) and the step fails with nginx's reason. nginx keeps serving what it loaded."""
+    test = remote.sudo("nginx -t", warn=True)
+    if test.exited != 0:
+        if previous is not None:
+            remote.ensure_file(path, previous)
+        raise RuntimeError(f"nginx -t rejected {what} (old one restored):\n{test.stderr}")
 
 
 def _wait_for_challenge_site(remote: Remote, domain: str) -> None:
