@@ -399,6 +399,74 @@ def test_nginx_keeps_every_browsers_connection_with_2000_open(server: Server):
     assert page.stdout == "200", page
 
 
+def _nginx_worker_files(box: vpsbox.VpsBox, wanted: str, timeout: float = 15) -> list[str]:
+    """Each nginx worker's open-files limit, once all have ``wanted`` (a reload is not
+    instant: old workers finish first) or the time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        script = (
+            "for f in $(grep -las '^nginx: worker' /proc/[0-9]*/cmdline); do "
+            "awk '/^Max open files/ {print $4}' ${f%cmdline}limits; done"
+        )
+        limits = box.enter(["sh", "-c", script], check=False).stdout.split()
+        if (limits and set(limits) == {wanted}) or time.monotonic() > deadline:
+            return limits
+        time.sleep(0.3)
+
+
+def test_a_provisioning_cut_off_before_nginx_reloaded_reloads_it_on_the_next_run(
+    server: Server,
+):
+    """The SSH connection dropped (or the operator's process died) after the new nginx.conf
+    was written and before the reload: the file is right, the workers are not."""
+    box = server.box
+    box.enter(["cp", "/etc/nginx/nginx.conf", "/root/nginx.conf.tuned"])
+    box.enter(
+        [
+            "sed",
+            "-i",
+            "s/worker_connections 4096;/worker_connections 768;/; /^worker_rlimit_nofile/d",
+            "/etc/nginx/nginx.conf",
+        ]
+    )
+    box.enter(["systemctl", "reload", "nginx"])
+    assert "8192" not in _nginx_worker_files(box, "1024")
+    box.enter(["cp", "/root/nginx.conf.tuned", "/etc/nginx/nginx.conf"])  # what the cut run left
+
+    again = must(invoke("provision", *server.provision_args))
+
+    assert "nginx limits: changed (reload nginx)" in again
+    assert set(_nginx_worker_files(box, "8192")) == {"8192"}
+    assert https(server, "/healthz", "-o", "/dev/null", "-w", "%{http_code}").stdout == "200"
+
+
+def test_an_nginx_conf_nginx_refuses_is_put_back_and_the_site_keeps_serving(server: Server):
+    box = server.box
+    box.enter(["cp", "/etc/nginx/nginx.conf", "/root/nginx.conf.tuned"])
+    box.enter(
+        [
+            "sed",
+            "-i",
+            "s/worker_connections 4096;/worker_connections 768;/; "
+            "/^worker_rlimit_nofile/d; 1i no_such_directive on;",
+            "/etc/nginx/nginx.conf",
+        ]
+    )
+    before = box.enter(["cat", "/etc/nginx/nginx.conf"]).stdout
+    try:
+        refused = invoke("provision", *server.provision_args)
+
+        assert refused.returncode != 0
+        assert "nginx -t rejected /etc/nginx/nginx.conf (old one restored)" in (
+            refused.stdout + refused.stderr
+        )
+        assert box.enter(["cat", "/etc/nginx/nginx.conf"]).stdout == before
+        assert https(server, "/healthz", "-o", "/dev/null", "-w", "%{http_code}").stdout == "200"
+    finally:
+        box.enter(["cp", "/root/nginx.conf.tuned", "/etc/nginx/nginx.conf"])
+    assert set(_nginx_worker_files(box, "8192")) == {"8192"}  # never reloaded with the bad one
+
+
 def test_certificate_renewal_works_against_the_stored_acme_server(server: Server, pebble):
     box = server.box
     # What certbot.timer runs, without its random sleep; --dry-run needs --server (it
