@@ -21,6 +21,7 @@ seeding; normally ``invoke loadtest`` does all of it.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 from geventhttpclient.connectionpool import ConnectionPool
 from locust import LoadTestShape
 from locust import between
+from locust import events
 from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import WorkerRunner
@@ -113,6 +115,17 @@ def _keeps_connection(pool: Any, sock: Any) -> bool:
 
 
 ConnectionPool._is_socket_alive = _keeps_connection  # type: ignore[method-assign]
+
+
+@events.spawning_complete.add_listener
+def _settle_memory(**_: Any) -> None:
+    """Once a step's people have all arrived, what they hold (connections, TLS state,
+    pools) lives until the run ends: the garbage collector stops going through it
+    (``gc.freeze``). Each full collection walked all of it again with every virtual user
+    paused, its answers timed late and its next requests sent together: in 80 s of 2,000
+    users, four full collections took 0.80 s, the longest 428 ms; frozen, two (before the
+    users had all arrived) took 0.16 s, the longest 114 ms."""
+    gc.freeze()
 
 
 if SETTINGS.connect_to:
