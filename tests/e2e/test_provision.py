@@ -368,11 +368,7 @@ def test_nginx_keeps_every_browsers_connection_with_2000_open(server: Server):
     box = server.box
     config = box.enter(["nginx", "-T"]).stdout
     assert re.search(r"^\s*worker_connections 4096;", config, re.M), config[:400]
-    workers = box.enter(["sh", "-c", "grep -las '^nginx: worker' /proc/[0-9]*/cmdline"]).stdout
-    assert workers.split()
-    for cmdline in workers.split():
-        limit = box.enter(["grep", "Max open files", cmdline.replace("cmdline", "limits")])
-        assert limit.stdout.split()[3] == "8192", limit.stdout
+    assert set(_nginx_worker_files(box, "8192")) == {"8192"}
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
