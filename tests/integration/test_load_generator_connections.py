@@ -12,36 +12,27 @@ connections a virtual user opens.
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import ssl
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import local_nginx
+from tests.virtual_user import ANSWER
+from tests.virtual_user import LoopbackServer
+from tests.virtual_user import request_head
+from tests.virtual_user import run_user
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
-PAGE = b'<form method="post" action="/signout"></form>'
 PAGES = 3
 
-# In its own process: importing locust monkey-patches the standard library with gevent.
 # The user's TLS context is the load test's (the CA from TAS_LOAD_CA_FILE, the host name
 # checked) and also accepts post-handshake authentication, so the test server may send a
 # record without data to an idle connection.
-_ONE_USER_READS_PAGES = f"""
-import json, sys, time
-from locust.env import Environment
-sys.path.insert(0, "tests/load")
-import locustfile
-
+_ACCEPTS_POST_HANDSHAKE_AUTH = """
 site_context = locustfile._trusting_context
 
 def context(**kwargs):
@@ -50,20 +41,16 @@ def context(**kwargs):
     return made
 
 locustfile.LightUser.ssl_context_factory = staticmethod(context)
-locustfile.LightUser.host = sys.argv[1]
-env = Environment(user_classes=[locustfile.LightUser])
-env.create_local_runner()
-user = locustfile.LightUser(env)
-user.number = 0
-user._prepare()
+"""
+# Between pages, what the server sends meanwhile waits on the idle connection.
+_READS_PAGES = f"""
 for _ in range({PAGES}):
     user.dashboard()
-    time.sleep(0.3)  # between pages: what the server sends now waits on the idle connection
-print(json.dumps({{"failures": len(env.stats.errors), "requests": env.stats.total.num_requests}}))
+    time.sleep(0.3)
 """
 
 
-class TlsServer:
+class TlsServer(LoopbackServer):
     """HTTPS on loopback answering every request with a signed-in page over keep-alive
     connections. After each answer it either sends a record without data
     (``after="record"``) or closes the connection (``after="close"``)."""
@@ -80,38 +67,17 @@ class TlsServer:
         self.context.verify_mode = ssl.CERT_OPTIONAL
         self.context.load_verify_locations(self.ca)
         self.context.post_handshake_auth = True
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
         self.answered = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, raw: socket.socket) -> None:
         raw.settimeout(10)
         try:
             with self.context.wrap_socket(raw, server_side=True) as connection:
                 buffered = b""
-                while True:
-                    while b"\r\n\r\n" not in buffered:
-                        data = connection.recv(65536)
-                        if not data:
-                            return
-                        buffered += data
-                    buffered = buffered.partition(b"\r\n\r\n")[2]
-                    connection.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-                        + b"Content-Length: %d\r\n\r\n" % len(PAGE)
-                        + PAGE
-                    )
+                while (request := request_head(connection, buffered)) is not None:
+                    buffered = request[1]
+                    connection.sendall(ANSWER)
                     self.answered += 1
                     if self.after == "close":
                         connection.unwrap()  # close_notify, then the connection goes
@@ -121,40 +87,31 @@ class TlsServer:
         except (OSError, ValueError):
             return
 
-    def close(self) -> None:
-        self.listener.close()
 
-
-def _user_reads_pages(server: TlsServer) -> dict[str, int]:
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", _ONE_USER_READS_PAGES, f"https://localhost:{server.port}"],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "TAS_LOAD_CA_FILE": str(server.ca)},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-    finally:
-        server.close()
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def _user_reads_pages(tmp_path: Path, after: str) -> TlsServer:
+    """A user reads PAGES pages without a failure from a server doing ``after``."""
+    server = TlsServer(tmp_path, after)
+    counts = run_user(
+        server,
+        f"https://localhost:{server.port}",
+        _READS_PAGES,
+        setup=_ACCEPTS_POST_HANDSHAKE_AUTH,
+        env={"TAS_LOAD_CA_FILE": str(server.ca)},
+    )
+    assert counts == {"failures": 0, "requests": PAGES}
+    assert server.answered == PAGES
+    return server
 
 
 def test_a_virtual_user_keeps_its_connection_when_tls_records_without_data_arrive(
     tmp_path: Path,
 ) -> None:
-    server = TlsServer(tmp_path, after="record")
-    assert _user_reads_pages(server) == {"failures": 0, "requests": PAGES}
-    assert server.answered == PAGES
+    server = _user_reads_pages(tmp_path, after="record")
     assert server.connections == 1, "the user opened a new connection (a TLS handshake) per page"
 
 
 def test_a_virtual_user_opens_a_new_connection_when_the_server_closed_its_own(
     tmp_path: Path,
 ) -> None:
-    server = TlsServer(tmp_path, after="close")
-    assert _user_reads_pages(server) == {"failures": 0, "requests": PAGES}
-    assert server.answered == PAGES
+    server = _user_reads_pages(tmp_path, after="close")
     assert server.connections == PAGES
