@@ -400,11 +400,17 @@ def _figures(
 
     def unit_cpu(name: str) -> float | None:
         a = first["units"].get(name, {}).get("cpu_usec")
-        b = last["units"].get(name, {}).get("cpu_usec")
+        end = last
+        # A benchmark's load generator ends with its last step, often before the sample
+        # that closes that step's window: the sample before, inside the window, stands in.
+        if name not in last["units"] and len(inside) > 2 and name in inside[-2]["units"]:
+            end = inside[-2]
+        b = end["units"].get(name, {}).get("cpu_usec")
+        span = end["time"] - first["time"]
         # Nothing of it ran, or a process ended and took its CPU time with it: no figure.
-        if a is None or b is None or seconds <= 0 or not b or b < a:
+        if a is None or b is None or span <= 0 or not b or b < a:
             return None
-        return round(100 * (b - a) / (seconds * 1e6), 1)
+        return round(100 * (b - a) / (span * 1e6), 1)
 
     used = [s["memory"]["MemTotal"] - s["memory"]["MemAvailable"] for s in inside]
     app_mem = [s["units"].get("app", {}).get("memory_bytes", 0) for s in inside]
