@@ -410,21 +410,21 @@ def _nginx_worker_files(box: vpsbox.VpsBox, wanted: str, timeout: float = 15) ->
         time.sleep(0.3)
 
 
+def _untune_nginx_conf(box: vpsbox.VpsBox, also: str = "") -> None:
+    """Put Debian's connection limits back into nginx.conf (and apply the sed script
+    ``also``), keeping provisioning's file as /root/nginx.conf.tuned. Nothing is reloaded."""
+    box.enter(["cp", "/etc/nginx/nginx.conf", "/root/nginx.conf.tuned"])
+    script = "s/worker_connections 4096;/worker_connections 768;/; /^worker_rlimit_nofile/d"
+    box.enter(["sed", "-i", f"{script}; {also}" if also else script, "/etc/nginx/nginx.conf"])
+
+
 def test_a_provisioning_cut_off_before_nginx_reloaded_reloads_it_on_the_next_run(
     server: Server,
 ):
     """The SSH connection dropped (or the operator's process died) after the new nginx.conf
     was written and before the reload: the file is right, the workers are not."""
     box = server.box
-    box.enter(["cp", "/etc/nginx/nginx.conf", "/root/nginx.conf.tuned"])
-    box.enter(
-        [
-            "sed",
-            "-i",
-            "s/worker_connections 4096;/worker_connections 768;/; /^worker_rlimit_nofile/d",
-            "/etc/nginx/nginx.conf",
-        ]
-    )
+    _untune_nginx_conf(box)
     box.enter(["systemctl", "reload", "nginx"])
     assert "8192" not in _nginx_worker_files(box, "1024")
     box.enter(["cp", "/root/nginx.conf.tuned", "/etc/nginx/nginx.conf"])  # what the cut run left
@@ -438,16 +438,7 @@ def test_a_provisioning_cut_off_before_nginx_reloaded_reloads_it_on_the_next_run
 
 def test_an_nginx_conf_nginx_refuses_is_put_back_and_the_site_keeps_serving(server: Server):
     box = server.box
-    box.enter(["cp", "/etc/nginx/nginx.conf", "/root/nginx.conf.tuned"])
-    box.enter(
-        [
-            "sed",
-            "-i",
-            "s/worker_connections 4096;/worker_connections 768;/; "
-            "/^worker_rlimit_nofile/d; 1i no_such_directive on;",
-            "/etc/nginx/nginx.conf",
-        ]
-    )
+    _untune_nginx_conf(box, "1i no_such_directive on;")
     before = box.enter(["cat", "/etc/nginx/nginx.conf"]).stdout
     try:
         refused = invoke("provision", *server.provision_args)
