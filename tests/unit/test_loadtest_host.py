@@ -157,36 +157,24 @@ def test_on_one_machine_the_sampler_tells_the_app_and_the_load_generator_apart(t
     assert figures["app_cpu"] > 10 and figures["generator_cpu"] > 10
 
 
-def _machine_sample(second: float, units: dict[str, int]) -> dict[str, object]:
-    """What the sampler writes: the machine's CPU ticks, each part's CPU time (µs)."""
-    return {
-        "time": 1000.0 + second,
-        "cpu": {"user": int(100 * second), "idle": int(100 * second)},
-        "units": {name: {"cpu_usec": usec, "memory_bytes": 0} for name, usec in units.items()},
-        "memory": {"MemTotal": 2**30, "MemAvailable": 2**29},
-        "load1": 1.0,
-    }
-
-
 def test_the_last_steps_load_generator_is_counted_though_it_ended_before_the_closing_sample():
     """A benchmark's generator exits with its last step, before the sample that closes the
     step's window: its share of that step comes from the last sample that saw it (the
     ramp's top step had no generator figure). One gone before its step ended has none."""
-    # Every 2 s the app used 0.6 s of CPU (30 %) and the generator 0.4 s (20 %).
-    samples = [
-        _machine_sample(t, {"app": 600_000 * t // 2, "generator": 400_000 * t // 2})
-        for t in range(0, 20, 2)
-    ]
-    samples.append(_machine_sample(20, {"app": 6_000_000}))  # the generator had ended
+    samples = _samples(busy_from=1000)
+    for n, sample in enumerate(samples[1:]):  # a fifth of a core, until 1058
+        if sample["time"] <= 1058:
+            sample["units"]["generator"] = {"cpu_usec": 400_000 * n, "memory_bytes": 0}
     window = [
-        {"step": 0, "opens": True, "time": 1000.0},
-        {"step": 0, "opens": False, "time": 1019.5},
+        {"step": 0, "opens": True, "time": 1020.0},
+        {"step": 0, "opens": False, "time": 1059.0},
     ]
     figures = server_figures(samples, window, [3000])[0]
-    assert figures["app_cpu"] == 30.0
+    assert figures["app_cpu"] == 50.0
     assert figures["generator_cpu"] == 20.0
 
-    samples[-2]["units"].pop("generator")  # gone before the step's end: no figure
+    last_seen = next(sample for sample in samples[1:] if sample["time"] == 1058)
+    last_seen["units"].pop("generator")  # gone before the step's end: no figure
     assert server_figures(samples, window, [3000])[0]["generator_cpu"] is None
 
 
