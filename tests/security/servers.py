@@ -85,6 +85,7 @@ class Gunicorn:
     """The app served the way production serves it (python -m gunicorn, 2 workers)."""
 
     def __init__(self, database_url: str, workers: int = 2) -> None:
+        self.worker_count = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.output = tempfile.TemporaryFile()
@@ -117,15 +118,20 @@ class Gunicorn:
         self._wait_until_listening()
 
     def _wait_until_listening(self, limit: float = 30) -> None:
+        """Until it answers and every worker is up (the first answers before the last forks)."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log()
             try:
                 requests.get(self.url + "/signin", timeout=5)
-                return
             except requests.ConnectionError:
                 time.sleep(0.2)
-        raise AssertionError(f"gunicorn did not start:\n{self.log()}")
+                continue
+            if len(self.workers()) == self.worker_count:
+                return
+            time.sleep(0.1)
+        started = f"{len(self.workers())} of {self.worker_count} workers"
+        raise AssertionError(f"gunicorn did not start ({started}):\n{self.log()}")
 
     def workers(self) -> list[int]:
         import psutil  # noqa: PLC0415 - comes with pgserver (development dependency)

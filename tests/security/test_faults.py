@@ -253,7 +253,7 @@ def test_the_service_starts_without_its_database_and_heals_when_it_appears(
             status = requests.get(app.url + "/healthz", timeout=MAX_SECONDS * 2).status_code
             time.sleep(0.3)
         assert status == 200
-        assert app.workers() == workers  # healed in place: nothing was restarted
+        assert app.workers() == workers, app.log()  # healed in place: nothing was restarted
         assert app.process.poll() is None
     finally:
         app.stop()
