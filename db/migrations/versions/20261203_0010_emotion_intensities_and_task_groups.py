@@ -22,7 +22,7 @@ Expand only:
 - ``attempt_emotions.intensity``: a nullable column without default (metadata-only), and
   its 0–100 check added NOT VALID (no scan under the lock). PostgreSQL enforces it on every
   write from now on, and every row already there has no intensity (the column is new), so
-  it holds for all rows; a later migration may VALIDATE it. The previous release never
+  it holds for all rows; migration 0013 validates it. The previous release never
   writes the column, so its rows (NULL) always pass.
 - ``task_groups`` and ``task_group_tasks``: new tables with their indexes, built with the
   tables (empty, and invisible to anyone else until this commits). Their foreign keys lock
