@@ -7,12 +7,27 @@ Create Date: 2026-12-05 14:00:00.000000+00:00
 MIGRATIONS RUN WHILE THE PREVIOUS RELEASE IS STILL SERVING.
 Keep every step compatible with the code of the release before this one, and short-locking:
 - add columns nullable (or with a constant default); backfill in batches, not in one UPDATE;
-- create indexes CONCURRENTLY (inside ``op.get_context().autocommit_block()``);
-- add constraints NOT VALID, then VALIDATE in a later step;
+- create indexes CONCURRENTLY inside ``with op.get_context().autocommit_block():`` (it
+  commits what this migration did before it); a failed build leaves an INVALID index, so
+  ``DROP INDEX CONCURRENTLY IF EXISTS`` it first;
 - never rename or drop what the previous release still reads: expand now, contract later.
+Each migration runs in a transaction of its own, with lock_timeout 5s and
+statement_timeout 60s (autocommit blocks included): a lock it takes is released when it
+ends, and a failure undoes this migration only.
+A constraint added NOT VALID skips the check of existing rows only: PostgreSQL enforces
+it on every new write at once, so the previous release fails on any write that breaks it.
+It is an expand step only if that release never writes such rows; VALIDATE it later.
 Write a downgrade that really restores the previous schema, or mark the revision
 irreversible by setting ``irreversible = True`` below and raising in ``downgrade()``:
-the rollback planner reads that flag.
+a downgrade through it is then refused before any step runs, and the rollback planner
+reads the flag.
+``compatible_with_previous``: True for an expand step (it only adds: tables, nullable
+columns, indexes), so the code of the release before the one that ships this keeps
+working after it. ``invoke release`` records which release that is, and a rollback to
+that release (only) can be code-only; one to an older release runs this downgrade, as
+this migration promises nothing about older code. Set it to False for a contract step
+(drop, rename, new NOT NULL, type change, tighter constraint, a NOT VALID constraint the
+previous release may break): a rollback across it always runs this downgrade first.
 
 Why: 0010 added ``ck_attempt_emotions_intensity_range`` NOT VALID and left its validation
 to a later migration; this is it. Until now PostgreSQL enforced the check on every write
@@ -23,7 +38,8 @@ reflection (Alembic's drift check among its users) warned on it ("Can't validate
 
 Locks: ``VALIDATE CONSTRAINT`` scans ``attempt_emotions`` under a SHARE UPDATE EXCLUSIVE
 lock, which lets the previous release's reads and writes go on; it waits for that lock no
-longer than the migrations' lock timeout. Rows written since 0010 passed the check when
+longer than the lock timeout, and a scan that outran the statement timeout would fail and
+leave everything as 0012 had it. Rows written since 0010 passed the check when
 written, and rows from before it have no intensity (NULL passes), so the scan finds none
 that fails.
 
