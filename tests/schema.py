@@ -33,3 +33,10 @@ def valid_indexes(url: str) -> set[str]:
         " WHERE i.indisvalid",
     )
     return {row[0] for row in rows}
+
+
+def constraint_validated(url: str, name: str) -> bool:
+    """Whether PostgreSQL has proved the constraint for every row (False: added NOT VALID)."""
+    rows = run_sql(url, f"SELECT convalidated FROM pg_constraint WHERE conname = '{name}'")  # noqa: S608 - a test's own constraint name
+    assert len(rows) == 1, (name, rows)
+    return bool(rows[0][0])

@@ -12,31 +12,23 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 
 from db import migrate
+from tests.integration.test_migration_0010 import PREVIOUS_RELEASE_WRITES as ROWS_OF_0009S_RELEASE
+from tests.schema import constraint_validated
 from tests.schema import run_sql
 
 CHECK = "ck_attempt_emotions_intensity_range"
 
-# What the previous release writes: a task, an attempt and its emotions, one rated.
+# What the previous release writes: the rows 0010's test has its release before write,
+# and an intensity on the emotion.
 PREVIOUS_RELEASE_WRITES = (
-    "INSERT INTO users (username, signin_key_hash) VALUES ('old', 'x')",
-    "INSERT INTO tasks (user_id, name) SELECT id, 'Taxes' FROM users",
-    "INSERT INTO emotions (user_id, name) SELECT id, 'Dread' FROM users",
-    "INSERT INTO attempts (user_id, task_id, task_version, status)"
-    " SELECT user_id, id, 1, 'initialized' FROM tasks",
-    "INSERT INTO attempt_emotions (attempt_id, emotion_id, phase, user_id, intensity)"
-    " SELECT a.id, e.id, 'before', a.user_id, 70 FROM attempts a JOIN emotions e USING (user_id)",
+    *ROWS_OF_0009S_RELEASE,
+    "UPDATE attempt_emotions SET intensity = 70",
 )
 AFTER_EMOTION = (
     "INSERT INTO attempt_emotions (attempt_id, emotion_id, phase, user_id, intensity)"
     " SELECT attempt_id, emotion_id, 'after', user_id, {intensity} FROM attempt_emotions"
     " WHERE phase = 'before'"
 )
-
-
-def _validated(url: str) -> bool:
-    rows = run_sql(url, f"SELECT convalidated FROM pg_constraint WHERE conname = '{CHECK}'")  # noqa: S608 - a constant
-    assert len(rows) == 1, rows
-    return bool(rows[0][0])
 
 
 def _rows(url: str) -> list[tuple]:
@@ -65,11 +57,11 @@ def test_0013_validates_the_intensity_check_and_comes_down_again(empty_database_
     migrate.upgrade(url, "0012")
     for statement in PREVIOUS_RELEASE_WRITES:
         run_sql(url, statement)
-    assert not _validated(url)
+    assert not constraint_validated(url, CHECK)
     assert any("dialect_options" in message for message in _reflection_warnings(url))
 
     migrate.upgrade(url, "0013")
-    assert _validated(url)
+    assert constraint_validated(url, CHECK)
     assert _reflection_warnings(url) == []
     assert _rows(url) == [("before", 70)]
     # The previous release goes on writing; out of range is still refused.
@@ -78,11 +70,11 @@ def test_0013_validates_the_intensity_check_and_comes_down_again(empty_database_
     assert _rows(url) == [("after", 0), ("before", 70)]
 
     migrate.downgrade(url, "0012")
-    assert not _validated(url)  # as 0010 left it
+    assert not constraint_validated(url, CHECK)  # as 0010 left it
     _refuses_out_of_range(url)  # and still enforced on every write
     assert _rows(url) == [("after", 0), ("before", 70)]
     migrate.upgrade(url, "0013")  # and up again, as a failed rollback's retry would
-    assert _validated(url)
+    assert constraint_validated(url, CHECK)
 
 
 def test_0013_lets_writes_go_on_and_gives_up_on_a_held_lock_changing_nothing(
@@ -103,12 +95,12 @@ def test_0013_lets_writes_go_on_and_gives_up_on_a_held_lock_changing_nothing(
         with pytest.raises(Exception, match="lock timeout"):
             migrate.upgrade(url, "0013")
         other.rollback()
-    assert not _validated(url)
+    assert not constraint_validated(url, CHECK)
     assert run_sql(url, "SELECT version_num FROM alembic_version") == [("0012",)]
 
     with psycopg.connect(libpq) as writer:
         writer.execute(AFTER_EMOTION.format(intensity=55))  # not committed yet
         migrate.upgrade(url, "0013")
         writer.commit()
-    assert _validated(url)
+    assert constraint_validated(url, CHECK)
     assert _rows(url) == [("after", 55), ("before", 70)]
