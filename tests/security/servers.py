@@ -115,9 +115,9 @@ class Gunicorn:
             stdout=self.output,
             stderr=subprocess.STDOUT,
         )
-        self._wait_until_listening()
+        self._wait_until_ready()
 
-    def _wait_until_listening(self, limit: float = 30) -> None:
+    def _wait_until_ready(self, limit: float = 30) -> None:
         """Until it answers and every worker is up (the first answers before the last forks)."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
